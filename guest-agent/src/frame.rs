@@ -1,0 +1,192 @@
+//! The host-guest frame format: how records cross a serial console that also carries
+//! kernel messages and may drop or garble bytes.
+//!
+//! A frame is one line: `ZVBF1 <len> <crc32-hex> <payload>\n`, where payload is `len`
+//! bytes of JSON and crc32 is over the payload. The reader scans for the marker, takes
+//! exactly `len` bytes, and accepts the frame only if the checksum matches and the payload
+//! parses; everything else is reported as a damaged frame, never half-parsed.
+
+use crate::record::PassRecord;
+use serde::{Deserialize, Serialize};
+
+/// Start of every frame.
+pub const MARKER: &str = "ZVBF1 ";
+/// Largest payload a reader accepts (bounded parsing of untrusted guest output).
+pub const MAX_PAYLOAD: usize = 8 << 20;
+
+/// What a frame carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Frame {
+    /// The agent started; sent once per boot.
+    Hello {
+        /// Agent version.
+        agent_version: String,
+        /// Schema version of the payloads.
+        schema_version: u32,
+        /// Milliseconds from kernel start to the agent's start (from /proc/uptime).
+        uptime_ms: u64,
+    },
+    /// One pass finished.
+    Record(Box<PassRecord>),
+    /// Something went wrong; the agent powers off after sending it.
+    Error {
+        /// The error chain.
+        message: String,
+    },
+    /// Every pass of the job ran.
+    Done {
+        /// Number of passes.
+        passes: u32,
+    },
+}
+
+/// One item found in a console stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scanned {
+    /// A frame with a valid checksum and payload.
+    Frame(Frame),
+    /// A marker was found but what followed was not a valid frame.
+    Damaged(String),
+}
+
+/// Encodes a frame as one line, ending in `\n`.
+pub fn encode(frame: &Frame) -> String {
+    let payload = serde_json::to_string(frame).expect("frames are always serializable");
+    let crc = crc32fast::hash(payload.as_bytes());
+    format!("{MARKER}{} {crc:08x} {payload}\n", payload.len())
+}
+
+/// Finds every frame in a byte stream (a console log). Bytes outside frames are ignored.
+pub fn scan(stream: &[u8]) -> Vec<Scanned> {
+    let marker = MARKER.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = find(&stream[i..], marker) {
+        let start = i + pos + marker.len();
+        match parse_at(&stream[start..]) {
+            Ok((frame, used)) => {
+                out.push(Scanned::Frame(frame));
+                i = start + used;
+            }
+            Err(why) => {
+                out.push(Scanned::Damaged(why));
+                i = start;
+            }
+        }
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses `<len> <crc> <payload>` at the start of `b`; returns the frame and bytes used.
+fn parse_at(b: &[u8]) -> Result<(Frame, usize), String> {
+    let field = |from: usize, max: usize| -> Result<(&str, usize), String> {
+        let rest = b.get(from..).unwrap_or_default();
+        let end = rest
+            .iter()
+            .take(max + 1)
+            .position(|&c| c == b' ')
+            .ok_or("truncated header")?;
+        let s = std::str::from_utf8(&rest[..end]).map_err(|_| "header is not text")?;
+        Ok((s, from + end + 1))
+    };
+    let (len, next) = field(0, 10)?;
+    let len: usize = len.parse().map_err(|_| format!("bad length {len:?}"))?;
+    if len > MAX_PAYLOAD {
+        return Err(format!("length {len} exceeds the {MAX_PAYLOAD}-byte limit"));
+    }
+    let (crc, next) = field(next, 8)?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum field {crc:?}"))?;
+    let payload = b.get(next..next + len).ok_or("truncated payload")?;
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let frame = serde_json::from_slice(payload).map_err(|e| format!("invalid payload: {e}"))?;
+    Ok((frame, next + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Frame {
+        Frame::Hello {
+            agent_version: "0.1.0".into(),
+            schema_version: 1,
+            uptime_ms: 2500,
+        }
+    }
+
+    #[test]
+    fn round_trip_among_console_noise() {
+        let mut log = b"[    0.000000] Linux version 6.1\r\nnoise ZVBF nope\n".to_vec();
+        log.extend(encode(&hello()).as_bytes());
+        log.extend(b"[    3.1] random: crng init done\n");
+        log.extend(encode(&Frame::Done { passes: 3 }).as_bytes());
+        assert_eq!(
+            scan(&log),
+            vec![
+                Scanned::Frame(hello()),
+                Scanned::Frame(Frame::Done { passes: 3 })
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_frame_is_damaged() {
+        let line = encode(&hello());
+        for cut in [MARKER.len() + 1, MARKER.len() + 4, line.len() - 5] {
+            let got = scan(&line.as_bytes()[..cut]);
+            assert!(
+                matches!(got.as_slice(), [Scanned::Damaged(_)]),
+                "cut {cut}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn corrupted_payload_is_damaged_and_next_frame_survives() {
+        let mut a = encode(&hello()).into_bytes();
+        let n = a.len();
+        a[n - 10] ^= 0x20; // flip a bit inside the JSON
+        a.extend(encode(&Frame::Done { passes: 1 }).as_bytes());
+        let got = scan(&a);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Scanned::Damaged(w) if w.contains("checksum")));
+        assert_eq!(got[1], Scanned::Frame(Frame::Done { passes: 1 }));
+    }
+
+    #[test]
+    fn kernel_message_inside_a_frame_is_detected() {
+        let line = encode(&hello());
+        let (a, b) = line.split_at(30);
+        let mixed = format!("{a}[  5.0] ata1: link up\n{b}");
+        assert!(matches!(
+            scan(mixed.as_bytes()).as_slice(),
+            [Scanned::Damaged(_)]
+        ));
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_without_reading() {
+        let got = scan(b"ZVBF1 999999999 00000000 {}");
+        assert!(matches!(&got[0], Scanned::Damaged(w) if w.contains("limit")));
+    }
+
+    #[test]
+    fn valid_checksum_but_unknown_type_is_damaged() {
+        let payload = r#"{"type":"surprise"}"#;
+        let line = format!(
+            "{MARKER}{} {:08x} {payload}\n",
+            payload.len(),
+            crc32fast::hash(payload.as_bytes())
+        );
+        assert!(
+            matches!(&scan(line.as_bytes())[0], Scanned::Damaged(w) if w.contains("invalid payload"))
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! PID 1 mode: the agent as the whole userspace of a benchmark guest.
+//!
+//! Mounts what it needs (a table, as virtme-ng-init does), loads the job's modules, waits a
+//! bounded time for the disk, runs the passes, sends every result as a frame, and always
+//! ends with sync and power-off — after an error or a panic too. Nothing here waits
+//! without a bound, so a broken guest ends instead of hanging the run.
+
+use crate::frame::{encode, Frame};
+use crate::job::{Job, JOB_PATH};
+use crate::pass::run_pass;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::io::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// File systems mounted at start: (source, target, type).
+const MOUNTS: &[(&str, &str, &str)] = &[
+    ("proc", "/proc", "proc"),
+    ("sysfs", "/sys", "sysfs"),
+    ("devtmpfs", "/dev", "devtmpfs"),
+];
+
+/// Writes frames to the job's port, falling back to the console.
+pub struct FrameSink {
+    out: std::fs::File,
+}
+
+impl FrameSink {
+    /// Opens `port` (or `/dev/console` if it cannot be opened).
+    pub fn open(port: &Path) -> std::io::Result<FrameSink> {
+        let open = |p: &Path| OpenOptions::new().write(true).open(p);
+        let out = open(port).or_else(|_| open(Path::new("/dev/console")))?;
+        Ok(FrameSink { out })
+    }
+
+    /// Sends one frame. Errors are ignored on purpose: there is nowhere else to report them.
+    pub fn send(&mut self, f: &Frame) {
+        let _ = self.out.write_all(encode(f).as_bytes());
+        let _ = nix::sys::termios::tcdrain(self.out.as_fd());
+    }
+}
+
+fn log(msg: &str) {
+    if let Ok(mut c) = OpenOptions::new().write(true).open("/dev/console") {
+        let _ = writeln!(c, "zvbench-agent: {msg}");
+    }
+}
+
+fn mount_all() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    for (src, dst, fstype) in MOUNTS {
+        let _ = std::fs::create_dir_all(dst);
+        match mount(
+            Some(*src),
+            *dst,
+            Some(*fstype),
+            MsFlags::MS_NOSUID,
+            None::<&str>,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(format!("mount {fstype} on {dst}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn load_modules(job: &Job) -> Result<(), String> {
+    for m in &job.modules {
+        let f = std::fs::File::open(m).map_err(|e| format!("open module {}: {e}", m.display()))?;
+        match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(format!("load module {}: {e}", m.display())),
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(path: &Path, limit: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > limit {
+            return Err(format!(
+                "disk {} did not appear within {} s",
+                path.display(),
+                limit.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn uptime_ms() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|s| (s * 1000.0) as u64)
+        .unwrap_or(0)
+}
+
+/// Syncs and powers the machine off. Never returns.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // Only reached if reboot(2) failed (not PID 1, or no CAP_SYS_BOOT): end the process.
+    std::process::exit(1)
+}
+
+fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
+    mount_all()?;
+    let job = Job::load(Path::new(JOB_PATH)).map_err(|e| crate::error_chain(&e))?;
+    *sink = Some(FrameSink::open(&job.frame_port).map_err(|e| format!("open frame port: {e}"))?);
+    let s = sink.as_mut().expect("just set");
+    s.send(&Frame::Hello {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        schema_version: crate::SCHEMA_VERSION,
+        uptime_ms: uptime_ms(),
+    });
+    load_modules(&job)?;
+    wait_for(&job.disk, Duration::from_secs(job.disk_wait_s))?;
+    for (i, p) in job.passes.iter().enumerate() {
+        log(&format!(
+            "pass {}/{}: {} {}",
+            i + 1,
+            job.passes.len(),
+            p.workload.as_str(),
+            p.path.display()
+        ));
+        let rec = run_pass(p, None).map_err(|e| crate::error_chain(&e))?;
+        s.send(&Frame::Record(Box::new(rec)));
+    }
+    Ok(job.passes.len() as u32)
+}
+
+/// The PID 1 entry point. Never returns: the guest powers off.
+pub fn main() -> ! {
+    std::panic::set_hook(Box::new(|info| {
+        let mut sink = FrameSink::open(Path::new("/dev/ttyS1")).ok();
+        if let Some(s) = sink.as_mut() {
+            s.send(&Frame::Error {
+                message: format!("agent panicked: {info}"),
+            });
+        }
+        log(&format!("panic: {info}"));
+        power_off();
+    }));
+    let mut sink = None;
+    let result = run_job(&mut sink);
+    let mut sink = sink.or_else(|| FrameSink::open(Path::new("/dev/ttyS1")).ok());
+    match result {
+        Ok(passes) => {
+            if let Some(s) = sink.as_mut() {
+                s.send(&Frame::Done { passes });
+            }
+        }
+        Err(message) => {
+            log(&message);
+            if let Some(s) = sink.as_mut() {
+                s.send(&Frame::Error { message });
+            }
+        }
+    }
+    power_off()
+}
