@@ -27,6 +27,13 @@ pub enum Frame {
         /// Milliseconds from kernel start to the agent's start (from /proc/uptime).
         uptime_ms: u64,
     },
+    /// A pass reached a phase; with a handshake the agent then waits for the host's ack.
+    Mark {
+        /// Index of the pass in the job.
+        pass: u32,
+        /// Which phase.
+        phase: crate::pass::Phase,
+    },
     /// One pass finished.
     Record(Box<PassRecord>),
     /// Something went wrong; the agent powers off after sending it.

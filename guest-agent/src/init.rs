@@ -7,7 +7,7 @@
 
 use crate::frame::{encode, Frame};
 use crate::job::{Job, JOB_PATH};
-use crate::pass::run_pass;
+use crate::pass::{run_pass, Observer, Phase};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::io::AsFd;
@@ -21,17 +21,48 @@ const MOUNTS: &[(&str, &str, &str)] = &[
     ("devtmpfs", "/dev", "devtmpfs"),
 ];
 
-/// Writes frames to the job's port, falling back to the console.
+/// Writes frames to the job's port, falling back to the console, and reads the host's
+/// acknowledgements from it.
 pub struct FrameSink {
     out: std::fs::File,
 }
 
 impl FrameSink {
-    /// Opens `port` (or `/dev/console` if it cannot be opened).
+    /// Opens `port` (or `/dev/console` if it cannot be opened) and, when it is a terminal,
+    /// puts it in raw mode so that nothing is echoed or translated.
     pub fn open(port: &Path) -> std::io::Result<FrameSink> {
-        let open = |p: &Path| OpenOptions::new().write(true).open(p);
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
         let out = open(port).or_else(|_| open(Path::new("/dev/console")))?;
+        if let Ok(mut t) = tcgetattr(&out) {
+            cfmakeraw(&mut t);
+            let _ = tcsetattr(&out, SetArg::TCSANOW, &t);
+        }
         Ok(FrameSink { out })
+    }
+
+    /// Waits up to `timeout` for one acknowledgement byte; false on timeout or error.
+    pub fn wait_ack(&mut self, timeout: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::io::Read;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::ZERO);
+            let mut fds = [PollFd::new(self.out.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(n) if n > 0 => {
+                    let mut b = [0u8; 1];
+                    return matches!(self.out.read(&mut b), Ok(1) if b[0] == b'A');
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Sends one frame. Errors are ignored on purpose: there is nowhere else to report them.
@@ -111,6 +142,28 @@ pub fn power_off() -> ! {
     std::process::exit(1)
 }
 
+/// Sends a mark frame at each phase and waits for the host's ack.
+struct Marks<'a> {
+    sink: &'a mut FrameSink,
+    pass: u32,
+    ack: Duration,
+}
+
+impl Observer for Marks<'_> {
+    fn phase(&mut self, phase: Phase) {
+        self.sink.send(&Frame::Mark {
+            pass: self.pass,
+            phase,
+        });
+        if !self.ack.is_zero() && !self.sink.wait_ack(self.ack) {
+            log(&format!(
+                "no ack from the host for pass {} {phase:?}; going on",
+                self.pass
+            ));
+        }
+    }
+}
+
 fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
     mount_all()?;
     let job = Job::load(Path::new(JOB_PATH)).map_err(|e| crate::error_chain(&e))?;
@@ -131,7 +184,12 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
             p.workload.as_str(),
             p.path.display()
         ));
-        let rec = run_pass(p, None).map_err(|e| crate::error_chain(&e))?;
+        let mut marks = Marks {
+            sink: s,
+            pass: i as u32,
+            ack: Duration::from_millis(job.ack_timeout_ms),
+        };
+        let rec = run_pass(p, &mut marks).map_err(|e| crate::error_chain(&e))?;
         s.send(&Frame::Record(Box::new(rec)));
     }
     Ok(job.passes.len() as u32)

@@ -25,6 +25,11 @@ pub struct Job {
     /// Where frames go: a serial port kept free of kernel messages, or the console.
     #[serde(default = "default_port")]
     pub frame_port: PathBuf,
+    /// After each [`crate::frame::Frame::Mark`], wait up to this many milliseconds for the
+    /// host's acknowledgement byte on the frame port (0: do not wait). The host reads the
+    /// hypervisor's and host device's counters before it acknowledges.
+    #[serde(default)]
+    pub ack_timeout_ms: u64,
     /// The passes, run in order.
     pub passes: Vec<PassSpec>,
 }

@@ -3,8 +3,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 use zvbench_agent::output::{self, Format};
-use zvbench_agent::pass::{run_pass, verify_failed, PassSpec};
+use zvbench_agent::pass::{run_pass, verify_failed, Observer, PassSpec, Quiet};
 
 /// zvbench's guest agent: sequential I/O with flush controls and latency histograms.
 #[derive(Parser)]
@@ -44,6 +45,28 @@ fn main() {
     }
 }
 
+/// Shows progress on a terminal.
+struct Bar {
+    workload: &'static str,
+    rep: u32,
+    reps: u32,
+    shown: bool,
+}
+
+impl Observer for Bar {
+    fn progress(&mut self, done: u64, total: u64, el: Duration) {
+        self.shown = true;
+        eprint!(
+            "\r{} {}/{}: {:>3}% {:.1} MiB/s   ",
+            self.workload,
+            self.rep,
+            self.reps,
+            done * 100 / total.max(1),
+            done as f64 / (1u64 << 20) as f64 / el.as_secs_f64().max(1e-9)
+        );
+    }
+}
+
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Init => bail!("init mode only runs as PID 1 inside a zvbench initramfs"),
@@ -52,28 +75,20 @@ fn real_main() -> Result<()> {
             format,
             repeat,
         } => {
-            let show_progress = std::io::stderr().is_terminal();
+            let tty = std::io::stderr().is_terminal();
             let mut stdout = std::io::stdout().lock();
             let mut any_verify_failed = false;
             for i in 0..repeat.max(1) {
-                let mut progress = |done: u64, total: u64, el: std::time::Duration| {
-                    eprint!(
-                        "\r{} {}/{}: {:>3}% {:.1} MiB/s   ",
-                        spec.workload.as_str(),
-                        i + 1,
-                        repeat,
-                        done * 100 / total.max(1),
-                        done as f64 / (1u64 << 20) as f64 / el.as_secs_f64().max(1e-9)
-                    );
+                let mut bar = Bar {
+                    workload: spec.workload.as_str(),
+                    rep: i + 1,
+                    reps: repeat,
+                    shown: false,
                 };
-                let p: Option<&mut dyn FnMut(u64, u64, std::time::Duration)> = if show_progress {
-                    Some(&mut progress)
-                } else {
-                    None
-                };
+                let obs: &mut dyn Observer = if tty { &mut bar } else { &mut Quiet };
                 let rec =
-                    run_pass(&spec, p).with_context(|| format!("pass {} of {repeat}", i + 1))?;
-                if show_progress {
+                    run_pass(&spec, obs).with_context(|| format!("pass {} of {repeat}", i + 1))?;
+                if bar.shown {
                     eprint!("\r\x1b[K");
                 }
                 any_verify_failed |= verify_failed(&rec);

@@ -177,8 +177,29 @@ pub enum PassError {
     },
 }
 
-/// Called about once a second with (bytes done, bytes total, elapsed).
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64, Duration);
+/// The two instants of a pass that lower layers' counters are read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// After cache drops, right before the first request.
+    Start,
+    /// Right after the last request and the end flush.
+    End,
+}
+
+/// Watches a pass. Every method has a no-op default.
+pub trait Observer {
+    /// Called about once a second with bytes done, bytes total and time elapsed.
+    fn progress(&mut self, _done: u64, _total: u64, _elapsed: Duration) {}
+    /// Called at [`Phase::Start`] and [`Phase::End`], outside the timed section; in a
+    /// guest this lets the host read the hypervisor's and host device's counters.
+    fn phase(&mut self, _phase: Phase) {}
+}
+
+/// An observer that does nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {}
 
 impl PassSpec {
     /// The flush interval in effect.
@@ -238,8 +259,8 @@ fn elapsed_ns(t: Instant) -> u64 {
     t.elapsed().as_nanos().min(u64::MAX as u128) as u64
 }
 
-/// Runs one pass. `progress` is called about once a second.
-pub fn run_pass(spec: &PassSpec, progress: Option<Progress<'_>>) -> Result<PassRecord, PassError> {
+/// Runs one pass, telling `obs` its progress and phases.
+pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, PassError> {
     spec.validate()?;
     let path_s = spec.path.display().to_string();
     let writing = spec.workload == Workload::Seqwr;
@@ -319,10 +340,10 @@ pub fn run_pass(spec: &PassSpec, progress: Option<Progress<'_>>) -> Result<PassR
         Ok(())
     };
 
+    obs.phase(Phase::Start);
     let stat_before = t.stat_source.as_ref().and_then(|s| s.read().ok());
     let (cpu_u0, cpu_s0) = cpu_times();
     let start = Instant::now();
-    let mut progress = progress;
     let mut next_report = Duration::from_secs(1);
     let ops = size / bs;
     for i in 0..ops {
@@ -349,12 +370,10 @@ pub fn run_pass(spec: &PassSpec, progress: Option<Progress<'_>>) -> Result<PassR
                 verify.add(check_block(buf.as_mut_slice(), i, spec.seed));
             }
         }
-        if let Some(p) = progress.as_mut() {
-            let el = start.elapsed();
-            if el >= next_report {
-                next_report = el + Duration::from_secs(1);
-                p(off + bs, size, el);
-            }
+        let el = start.elapsed();
+        if el >= next_report {
+            next_report = el + Duration::from_secs(1);
+            obs.progress(off + bs, size, el);
         }
     }
     if writing && spec.end_fsync {
@@ -366,6 +385,7 @@ pub fn run_pass(spec: &PassSpec, progress: Option<Progress<'_>>) -> Result<PassR
         (Some(src), Some(before)) => src.read().ok().map(|after| after.delta(&before, &src.name)),
         _ => None,
     };
+    obs.phase(Phase::End);
     let lat = hist_io.percentiles().unwrap_or_default();
     let flush_p = hist_flush.percentiles();
     let secs = seconds.max(1e-9);
