@@ -1,1 +1,2 @@
+//! `zvbench`: the host CLI.
 fn main() {}

@@ -64,55 +64,109 @@ pub fn encode(frame: &Frame) -> String {
     format!("{MARKER}{} {crc:08x} {payload}\n", payload.len())
 }
 
-/// Finds every frame in a byte stream (a console log). Bytes outside frames are ignored.
+/// Finds every frame in a complete byte stream (a console log). Bytes outside frames are
+/// ignored; a frame cut off at the end is reported as damaged.
 pub fn scan(stream: &[u8]) -> Vec<Scanned> {
-    let marker = MARKER.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(pos) = find(&stream[i..], marker) {
-        let start = i + pos + marker.len();
-        match parse_at(&stream[start..]) {
-            Ok((frame, used)) => {
-                out.push(Scanned::Frame(frame));
-                i = start + used;
-            }
-            Err(why) => {
-                out.push(Scanned::Damaged(why));
-                i = start;
+    let mut r = FrameReader::default();
+    let mut out = r.push(stream);
+    if r.pending() {
+        out.push(Scanned::Damaged("truncated frame at end of stream".into()));
+    }
+    out
+}
+
+/// Incremental frame reader for a live stream (a socket): bytes go in as they arrive,
+/// complete frames come out; a frame whose bytes have not all arrived waits.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Adds bytes and returns every frame (or damaged frame) now complete.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Scanned> {
+        self.buf.extend_from_slice(data);
+        let marker = MARKER.as_bytes();
+        let mut out = Vec::new();
+        loop {
+            let Some(pos) = find(&self.buf, marker) else {
+                let keep = self.buf.len().min(marker.len() - 1);
+                self.buf.drain(..self.buf.len() - keep);
+                return out;
+            };
+            let start = pos + marker.len();
+            match parse_at(&self.buf[start..]) {
+                Ok((frame, used)) => {
+                    out.push(Scanned::Frame(frame));
+                    self.buf.drain(..start + used);
+                }
+                Err(ParseError::Incomplete) => {
+                    self.buf.drain(..pos);
+                    return out;
+                }
+                Err(ParseError::Bad(why)) => {
+                    out.push(Scanned::Damaged(why));
+                    self.buf.drain(..start);
+                }
             }
         }
     }
-    out
+
+    /// Whether a started frame is waiting for more bytes.
+    pub fn pending(&self) -> bool {
+        self.buf.starts_with(MARKER.as_bytes())
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+enum ParseError {
+    /// More bytes are needed.
+    Incomplete,
+    /// Not a valid frame.
+    Bad(String),
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> Self {
+        ParseError::Bad(s.to_string())
+    }
+}
+
 /// Parses `<len> <crc> <payload>` at the start of `b`; returns the frame and bytes used.
-fn parse_at(b: &[u8]) -> Result<(Frame, usize), String> {
-    let field = |from: usize, max: usize| -> Result<(&str, usize), String> {
+fn parse_at(b: &[u8]) -> Result<(Frame, usize), ParseError> {
+    let field = |from: usize, max: usize| -> Result<(&str, usize), ParseError> {
         let rest = b.get(from..).unwrap_or_default();
-        let end = rest
-            .iter()
-            .take(max + 1)
-            .position(|&c| c == b' ')
-            .ok_or("truncated header")?;
+        let Some(end) = rest.iter().take(max + 1).position(|&c| c == b' ') else {
+            return Err(if rest.len() <= max {
+                ParseError::Incomplete
+            } else {
+                "header field too long".into()
+            });
+        };
         let s = std::str::from_utf8(&rest[..end]).map_err(|_| "header is not text")?;
         Ok((s, from + end + 1))
     };
     let (len, next) = field(0, 10)?;
-    let len: usize = len.parse().map_err(|_| format!("bad length {len:?}"))?;
+    let len: usize = len
+        .parse()
+        .map_err(|_| ParseError::Bad(format!("bad length {len:?}")))?;
     if len > MAX_PAYLOAD {
-        return Err(format!("length {len} exceeds the {MAX_PAYLOAD}-byte limit"));
+        return Err(ParseError::Bad(format!(
+            "length {len} exceeds the {MAX_PAYLOAD}-byte limit"
+        )));
     }
     let (crc, next) = field(next, 8)?;
-    let crc = u32::from_str_radix(crc, 16).map_err(|_| format!("bad checksum field {crc:?}"))?;
-    let payload = b.get(next..next + len).ok_or("truncated payload")?;
+    let crc = u32::from_str_radix(crc, 16)
+        .map_err(|_| ParseError::Bad(format!("bad checksum field {crc:?}")))?;
+    let payload = b.get(next..next + len).ok_or(ParseError::Incomplete)?;
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
-    let frame = serde_json::from_slice(payload).map_err(|e| format!("invalid payload: {e}"))?;
+    let frame = serde_json::from_slice(payload)
+        .map_err(|e| ParseError::Bad(format!("invalid payload: {e}")))?;
     Ok((frame, next + len))
 }
 
@@ -176,6 +230,24 @@ mod tests {
             scan(mixed.as_bytes()).as_slice(),
             [Scanned::Damaged(_)]
         ));
+    }
+
+    #[test]
+    fn reader_waits_for_split_frames() {
+        let line = encode(&hello()) + &encode(&Frame::Done { passes: 2 });
+        let mut r = FrameReader::default();
+        let mut got = Vec::new();
+        for chunk in line.as_bytes().chunks(7) {
+            got.extend(r.push(chunk));
+        }
+        assert_eq!(
+            got,
+            vec![
+                Scanned::Frame(hello()),
+                Scanned::Frame(Frame::Done { passes: 2 })
+            ]
+        );
+        assert!(!r.pending());
     }
 
     #[test]

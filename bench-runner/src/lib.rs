@@ -1,0 +1,6 @@
+//! zvbench's host side: scenarios, storage provisioning, guests and the flush trace.
+#![deny(missing_docs)]
+
+pub mod cmd;
+pub mod names;
+pub mod scenario;

@@ -1,0 +1,804 @@
+//! Scenario files: TOML that users copy and edit, parsed and then validated completely
+//! (types, sizes, alignment, names, paths, pools) into a [`Plan`] before anything is
+//! created. Every error names the file, line and column and what to write instead.
+
+use crate::names::{check_dataset, check_device, check_name};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use zvbench_agent::pass::{PassSpec, SyncMode, Workload};
+use zvbench_agent::ByteSize;
+
+/// A scenario file as written. Unknown keys are errors (a typo must not silently fall back
+/// to a default).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunSection,
+    /// `[guest]`: defaults for every guest target.
+    #[serde(default)]
+    pub guest: GuestKeys,
+    /// `[[target]]`.
+    pub target: Vec<TargetDef>,
+    /// `[[workload]]`.
+    pub workload: Vec<WorkloadDef>,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Each (target, workload) pass is repeated this many times (default 3).
+    #[serde(default = "d_reps")]
+    pub repetitions: u32,
+    /// Size of every provisioned disk unless a target overrides it (default 1G).
+    #[serde(default = "d_disk")]
+    pub disk_size: ByteSize,
+    /// Longest a guest may run before it is killed, seconds (default 900).
+    #[serde(default = "d_timeout")]
+    pub guest_timeout_s: u64,
+}
+
+fn d_reps() -> u32 {
+    3
+}
+fn d_disk() -> ByteSize {
+    ByteSize(1 << 30)
+}
+fn d_timeout() -> u64 {
+    900
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            repetitions: d_reps(),
+            disk_size: d_disk(),
+            guest_timeout_s: d_timeout(),
+        }
+    }
+}
+
+/// Guest settings; each key optional so that a target can override any of them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestKeys {
+    /// qemu | virtualbox.
+    pub hypervisor: Option<Hypervisor>,
+    /// Guest memory (default 512M).
+    pub memory: Option<ByteSize>,
+    /// Guest CPUs (default 1).
+    pub cpus: Option<u32>,
+    /// virtio | sata | nvme | scsi (default virtio).
+    pub bus: Option<Bus>,
+    /// QEMU cache mode (default none).
+    pub cache: Option<CacheMode>,
+    /// QEMU aio (default threads).
+    pub aio: Option<Aio>,
+}
+
+/// Which hypervisor runs a guest target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hypervisor {
+    /// QEMU (KVM when it works, else TCG).
+    Qemu,
+    /// VirtualBox through VBoxManage.
+    Virtualbox,
+}
+
+/// The virtual disk controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bus {
+    /// virtio-blk.
+    Virtio,
+    /// AHCI (VirtualBox's IntelAhci).
+    Sata,
+    /// NVMe.
+    Nvme,
+    /// virtio-scsi.
+    Scsi,
+}
+
+/// QEMU's cache modes (`qemu-options.hx`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// O_DIRECT on the host, flushes passed.
+    None,
+    /// Host page cache, flushes passed.
+    Writeback,
+    /// Every write flushed.
+    Writethrough,
+    /// O_DIRECT and every write flushed.
+    Directsync,
+    /// Guest flushes ignored.
+    Unsafe,
+}
+
+/// QEMU's aio engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aio {
+    /// Thread pool.
+    Threads,
+    /// Linux native AIO (needs O_DIRECT: cache none or directsync).
+    Native,
+    /// io_uring.
+    IoUring,
+}
+
+/// What backs a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// No guest: the agent on the host, on a file in `dir`.
+    Host,
+    /// A file in `dir` attached as a loop device.
+    Loop,
+    /// A disk image file in `dir`.
+    Image,
+    /// An OpenZFS volume under `parent`.
+    Zvol,
+    /// An existing block device.
+    Blockdev,
+}
+
+/// Disk image formats `qemu-img` creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// VirtualBox VDI.
+    Vdi,
+    /// VMware VMDK.
+    Vmdk,
+    /// Hyper-V VHDX.
+    Vhdx,
+    /// QEMU qcow2.
+    Qcow2,
+    /// Raw file.
+    Raw,
+}
+
+/// Allocation of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Grows on demand.
+    #[default]
+    Dynamic,
+    /// Preallocated.
+    Fixed,
+}
+
+/// `[[target]]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDef {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// What backs it.
+    pub storage: StorageKind,
+    /// Directory for host files, loop backing files and images.
+    pub dir: Option<PathBuf>,
+    /// Image format (image targets; default vdi).
+    pub format: Option<ImageFormat>,
+    /// Image allocation (image targets; default dynamic).
+    pub variant: Option<Variant>,
+    /// Parent dataset of the zvol.
+    pub parent: Option<String>,
+    /// zvol volblocksize.
+    pub volblocksize: Option<ByteSize>,
+    /// zvol compression.
+    pub compression: Option<String>,
+    /// zvol sync.
+    pub sync: Option<String>,
+    /// zvol logbias.
+    pub logbias: Option<String>,
+    /// zvol primarycache.
+    pub primarycache: Option<String>,
+    /// Encrypt the zvol (needs `keyfile`).
+    pub encryption: Option<bool>,
+    /// Raw 32-byte key file for an encrypted zvol.
+    pub keyfile: Option<PathBuf>,
+    /// The device of a blockdev target.
+    pub device: Option<PathBuf>,
+    /// Overrides `[run] disk_size`.
+    pub disk_size: Option<ByteSize>,
+    /// Overrides of `[guest]`.
+    pub hypervisor: Option<Hypervisor>,
+    /// Override.
+    pub memory: Option<ByteSize>,
+    /// Override.
+    pub cpus: Option<u32>,
+    /// Override.
+    pub bus: Option<Bus>,
+    /// Override.
+    pub cache: Option<CacheMode>,
+    /// Override.
+    pub aio: Option<Aio>,
+}
+
+/// `[[workload]]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadDef {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// seqwr | seqrd.
+    pub kind: Workload,
+    /// Block size.
+    pub bs: ByteSize,
+    /// Bytes per pass.
+    pub size: ByteSize,
+    /// O_DIRECT.
+    #[serde(default)]
+    pub direct: bool,
+    /// Flush control.
+    #[serde(default)]
+    pub sync: SyncMode,
+    /// A flush every N writes.
+    pub sync_every: Option<u64>,
+    /// Final flush (default true).
+    pub end_fsync: Option<bool>,
+    /// Verify headers and checks.
+    #[serde(default)]
+    pub verify: bool,
+}
+
+/// The guest settings of one target, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuestConfig {
+    /// Hypervisor.
+    pub hypervisor: Hypervisor,
+    /// Memory in bytes.
+    pub memory: ByteSize,
+    /// CPUs.
+    pub cpus: u32,
+    /// Disk controller.
+    pub bus: Bus,
+    /// Cache mode.
+    pub cache: CacheMode,
+    /// aio engine.
+    pub aio: Aio,
+}
+
+/// ZFS volume settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZvolConfig {
+    /// Parent dataset.
+    pub parent: String,
+    /// Properties to set at creation, validated, in a fixed order.
+    pub props: Vec<(String, String)>,
+    /// Key file of an encrypted volume.
+    pub keyfile: Option<PathBuf>,
+}
+
+/// What a target's storage is, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StorageSpec {
+    /// Agent on the host, file in dir.
+    Host {
+        /// Directory.
+        dir: PathBuf,
+    },
+    /// Loop device over a file in dir.
+    Loop {
+        /// Directory.
+        dir: PathBuf,
+    },
+    /// Image file.
+    Image {
+        /// Directory.
+        dir: PathBuf,
+        /// Format.
+        format: ImageFormat,
+        /// Allocation.
+        variant: Variant,
+    },
+    /// ZFS volume.
+    Zvol(ZvolConfig),
+    /// User's device.
+    Blockdev {
+        /// The device.
+        device: PathBuf,
+    },
+}
+
+/// One target, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetPlan {
+    /// Name.
+    pub name: String,
+    /// Storage kind as written.
+    pub storage_kind: StorageKind,
+    /// Storage.
+    pub storage: StorageSpec,
+    /// Guest settings; `None` for the host baseline.
+    pub guest: Option<GuestConfig>,
+    /// Disk size.
+    pub disk_size: ByteSize,
+}
+
+/// One workload, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadPlan {
+    /// Name.
+    pub name: String,
+    /// The agent's pass (path filled per target).
+    pub spec: PassSpec,
+    /// A fill pass (unmeasured seqwr) must run first: a seqrd with no seqwr before it.
+    pub needs_fill: bool,
+}
+
+/// A validated scenario, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The scenario as written.
+    pub file: ScenarioFile,
+    /// Repetitions.
+    pub repetitions: u32,
+    /// Guest timeout.
+    pub guest_timeout_s: u64,
+    /// Targets in order.
+    pub targets: Vec<TargetPlan>,
+    /// Workloads in order.
+    pub workloads: Vec<WorkloadPlan>,
+}
+
+/// A scenario problem with its place in the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}:{col}: {msg}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// What is wrong and what to write instead.
+    pub msg: String,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map(|i| before.len() - i)
+        .unwrap_or(before.len() + 1);
+    (line, col)
+}
+
+const COMPRESSION: &[&str] = &["on", "off", "lz4", "zstd", "gzip", "lzjb", "zle"];
+const ZSYNC: &[&str] = &["standard", "always", "disabled"];
+const LOGBIAS: &[&str] = &["latency", "throughput"];
+const PRIMARYCACHE: &[&str] = &["all", "none", "metadata"];
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: name.clone(),
+        line: 0,
+        col: 0,
+        msg: format!("cannot read the scenario: {e}"),
+    })?;
+    parse(&name, &text)
+}
+
+/// Parses and validates scenario text; `name` is used in messages.
+pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
+    let err_at = |offset: usize, msg: String| {
+        let (line, col) = line_col(text, offset);
+        ScenarioError {
+            file: name.to_string(),
+            line,
+            col,
+            msg,
+        }
+    };
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+        let off = e.span().map(|s| s.start).unwrap_or(0);
+        err_at(off, e.message().to_string())
+    })?;
+    let run = &file.run;
+    if !(1..=100).contains(&run.repetitions) {
+        return Err(err_at(
+            0,
+            format!("[run] repetitions = {} must be 1 to 100", run.repetitions),
+        ));
+    }
+    if file.target.is_empty() || file.workload.is_empty() {
+        return Err(err_at(
+            0,
+            "a scenario needs at least one [[target]] and one [[workload]]".into(),
+        ));
+    }
+
+    let mut workloads: Vec<WorkloadPlan> = Vec::new();
+    let mut wrote = false;
+    for w in &file.workload {
+        let at = |msg: String| {
+            err_at(
+                w.name.span().start,
+                format!("workload {:?}: {msg}", w.name.get_ref()),
+            )
+        };
+        check_name(w.name.get_ref()).map_err(at)?;
+        if workloads.iter().any(|x| &x.name == w.name.get_ref()) {
+            return Err(at(
+                "the name is used twice; give each workload its own name".into(),
+            ));
+        }
+        let spec = PassSpec {
+            path: PathBuf::new(),
+            workload: w.kind,
+            bs: w.bs,
+            size: w.size,
+            direct: w.direct,
+            sync: w.sync,
+            sync_every: w.sync_every,
+            end_fsync: w.end_fsync.unwrap_or(true),
+            verify: w.verify,
+            seed: 1,
+            allow_destroy: false,
+            label: String::new(),
+        };
+        spec.validate().map_err(|e| {
+            at(e.to_string()
+                .replace("--", "")
+                .replace("sync-every", "sync_every"))
+        })?;
+        let needs_fill = w.kind == Workload::Seqrd && !wrote;
+        wrote |= w.kind == Workload::Seqwr;
+        workloads.push(WorkloadPlan {
+            name: w.name.get_ref().clone(),
+            spec,
+            needs_fill,
+        });
+    }
+    let max_size = workloads
+        .iter()
+        .map(|w| w.spec.size.bytes())
+        .max()
+        .unwrap_or(0);
+
+    let mut targets: Vec<TargetPlan> = Vec::new();
+    for t in &file.target {
+        let tname = t.name.get_ref();
+        let at = |msg: String| err_at(t.name.span().start, format!("target {tname:?}: {msg}"));
+        check_name(tname).map_err(at)?;
+        if targets.iter().any(|x| &x.name == tname) {
+            return Err(at(
+                "the name is used twice; give each target its own name".into()
+            ));
+        }
+        let disk_size = t.disk_size.unwrap_or(run.disk_size);
+        let need_dir = |what: &str| -> Result<PathBuf, ScenarioError> {
+            let d = t.dir.clone().ok_or_else(|| at(format!("storage = \"{what}\" needs dir = \"/var/tmp/zvbench\" (a directory for its files)")))?;
+            if !d.is_absolute() || d.to_string_lossy().contains(',') {
+                return Err(at(format!(
+                    "dir {:?} must be an absolute path without ','",
+                    d.display()
+                )));
+            }
+            if !d.is_dir() {
+                return Err(at(format!(
+                    "dir {} does not exist; create it (mkdir -p {}) or name another",
+                    d.display(),
+                    d.display()
+                )));
+            }
+            Ok(d)
+        };
+        let only = |key: &str, set: bool, kinds: &str| -> Result<(), ScenarioError> {
+            if set {
+                Err(at(format!(
+                    "{key} only applies to storage = {kinds}; remove it"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            "format/variant",
+            (t.format.is_some() || t.variant.is_some()) && t.storage != StorageKind::Image,
+            "\"image\"",
+        )?;
+        only(
+            "parent/volblocksize/compression/sync/logbias/primarycache/encryption/keyfile",
+            (t.parent.is_some()
+                || t.volblocksize.is_some()
+                || t.compression.is_some()
+                || t.sync.is_some()
+                || t.logbias.is_some()
+                || t.primarycache.is_some()
+                || t.encryption.is_some()
+                || t.keyfile.is_some())
+                && t.storage != StorageKind::Zvol,
+            "\"zvol\"",
+        )?;
+        only(
+            "device",
+            t.device.is_some() && t.storage != StorageKind::Blockdev,
+            "\"blockdev\"",
+        )?;
+        let storage = match t.storage {
+            StorageKind::Host => StorageSpec::Host {
+                dir: need_dir("host")?,
+            },
+            StorageKind::Loop => StorageSpec::Loop {
+                dir: need_dir("loop")?,
+            },
+            StorageKind::Image => StorageSpec::Image {
+                dir: need_dir("image")?,
+                format: t.format.unwrap_or(ImageFormat::Vdi),
+                variant: t.variant.unwrap_or_default(),
+            },
+            StorageKind::Zvol => StorageSpec::Zvol(zvol_config(t).map_err(at)?),
+            StorageKind::Blockdev => {
+                let d = t.device.clone().ok_or_else(|| {
+                    at("storage = \"blockdev\" needs device = \"/dev/...\"".into())
+                })?;
+                check_device(&d).map_err(at)?;
+                StorageSpec::Blockdev { device: d }
+            }
+        };
+        let guest = if t.storage == StorageKind::Host {
+            None
+        } else {
+            let g = &file.guest;
+            let cfg = GuestConfig {
+                hypervisor: t.hypervisor.or(g.hypervisor).unwrap_or(Hypervisor::Qemu),
+                memory: t.memory.or(g.memory).unwrap_or(ByteSize(512 << 20)),
+                cpus: t.cpus.or(g.cpus).unwrap_or(1),
+                bus: t.bus.or(g.bus).unwrap_or(Bus::Virtio),
+                cache: t.cache.or(g.cache).unwrap_or(CacheMode::None),
+                aio: t.aio.or(g.aio).unwrap_or(Aio::Threads),
+            };
+            if cfg.hypervisor == Hypervisor::Virtualbox {
+                return Err(at(
+                    "hypervisor = \"virtualbox\" is not implemented yet (issue 5); use \"qemu\""
+                        .into(),
+                ));
+            }
+            if cfg.aio == Aio::Native
+                && !matches!(cfg.cache, CacheMode::None | CacheMode::Directsync)
+            {
+                return Err(at("aio = \"native\" needs cache = \"none\" or \"directsync\" (QEMU requires O_DIRECT for it)".into()));
+            }
+            if !(1..=64).contains(&cfg.cpus)
+                || !(128 << 20..=64 << 30).contains(&cfg.memory.bytes())
+            {
+                return Err(at("cpus must be 1-64 and memory 128M-64G".into()));
+            }
+            if disk_size.bytes() < max_size || disk_size.bytes() % (1 << 20) != 0 {
+                return Err(at(format!(
+                    "disk_size {disk_size} must be a multiple of 1M and hold the largest workload ({}); set disk_size = \"{}\"",
+                    ByteSize(max_size),
+                    ByteSize(max_size.div_ceil(1 << 20) << 20)
+                )));
+            }
+            Some(cfg)
+        };
+        targets.push(TargetPlan {
+            name: tname.clone(),
+            storage_kind: t.storage,
+            storage,
+            guest,
+            disk_size,
+        });
+    }
+    Ok(Plan {
+        repetitions: run.repetitions,
+        guest_timeout_s: run.guest_timeout_s,
+        file,
+        targets,
+        workloads,
+    })
+}
+
+fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
+    let parent = t
+        .parent
+        .clone()
+        .ok_or("storage = \"zvol\" needs parent = \"pool/dataset\"")?;
+    check_dataset(&parent)?;
+    let mut props = Vec::new();
+    if let Some(v) = t.volblocksize {
+        let b = v.bytes();
+        if !b.is_power_of_two() || !(512..=128 << 10).contains(&b) {
+            return Err(format!("volblocksize {v} must be a power of two from 512 to 128K, e.g. volblocksize = \"16K\""));
+        }
+        props.push(("volblocksize".into(), v.to_string()));
+    }
+    for (key, val, allowed) in [
+        ("compression", &t.compression, COMPRESSION),
+        ("sync", &t.sync, ZSYNC),
+        ("logbias", &t.logbias, LOGBIAS),
+        ("primarycache", &t.primarycache, PRIMARYCACHE),
+    ] {
+        if let Some(v) = val {
+            if !allowed.contains(&v.as_str()) {
+                return Err(format!(
+                    "{key} = {v:?} is not one of {}",
+                    allowed.join(", ")
+                ));
+            }
+            props.push((key.to_string(), v.clone()));
+        }
+    }
+    let keyfile = if t.encryption == Some(true) {
+        let k = t
+            .keyfile
+            .clone()
+            .ok_or("encryption = true needs keyfile = \"/path/to/32-byte-raw-key\"")?;
+        let len = std::fs::metadata(&k)
+            .map_err(|e| format!("keyfile {}: {e}", k.display()))?
+            .len();
+        if len != 32 {
+            return Err(format!(
+                "keyfile {} has {len} bytes; a raw ZFS key has 32 (head -c 32 /dev/urandom > FILE)",
+                k.display()
+            ));
+        }
+        if k.to_string_lossy()
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',')
+            || !k.is_absolute()
+        {
+            return Err("keyfile must be an absolute path without spaces or ','".into());
+        }
+        props.push(("encryption".into(), "on".into()));
+        props.push(("keyformat".into(), "raw".into()));
+        props.push(("keylocation".into(), format!("file://{}", k.display())));
+        Some(k)
+    } else {
+        None
+    };
+    Ok(ZvolConfig {
+        parent,
+        props,
+        keyfile,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> String {
+        r#"
+[run]
+repetitions = 2
+disk_size = "64M"
+
+[guest]
+cache = "none"
+
+[[target]]
+name = "host"
+storage = "host"
+dir = "/tmp"
+
+[[target]]
+name = "vdi"
+storage = "image"
+format = "vdi"
+dir = "/tmp"
+cache = "unsafe"
+
+[[target]]
+name = "zvol"
+storage = "zvol"
+parent = "tank/zvbench"
+volblocksize = "16K"
+sync = "always"
+
+[[workload]]
+name = "rd"
+kind = "seqrd"
+bs = "1M"
+size = "16M"
+
+[[workload]]
+name = "wr"
+kind = "seqwr"
+bs = "4K"
+size = "1M"
+sync = "fsync"
+sync_every = 4
+"#
+        .to_string()
+    }
+
+    #[test]
+    fn parses_and_resolves_overrides() {
+        let p = parse("s.toml", &good()).unwrap();
+        assert_eq!(p.repetitions, 2);
+        assert!(p.targets[0].guest.is_none());
+        assert_eq!(
+            p.targets[1].guest.as_ref().unwrap().cache,
+            CacheMode::Unsafe
+        );
+        assert_eq!(p.targets[2].guest.as_ref().unwrap().cache, CacheMode::None);
+        assert!(matches!(
+            &p.targets[1].storage,
+            StorageSpec::Image {
+                format: ImageFormat::Vdi,
+                variant: Variant::Dynamic,
+                ..
+            }
+        ));
+        match &p.targets[2].storage {
+            StorageSpec::Zvol(z) => assert_eq!(
+                z.props,
+                vec![
+                    ("volblocksize".to_string(), "16K".to_string()),
+                    ("sync".to_string(), "always".to_string())
+                ]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            p.workloads[0].needs_fill,
+            "a seqrd with no seqwr before it fills first"
+        );
+        assert!(!p.workloads[1].needs_fill);
+    }
+
+    fn err(text: &str) -> String {
+        parse("s.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_line_column_and_fix() {
+        let e = err(&good().replace("volblocksize = \"16K\"", "volblocksize = \"3K\""));
+        assert!(
+            e.starts_with("s.toml:22:8: target \"zvol\": volblocksize 3K must be a power of two"),
+            "{e}"
+        );
+        let e = err(&good().replace("kind = \"seqrd\"", "kind = \"randrw\""));
+        assert!(e.starts_with("s.toml:30:8:") && e.contains("seqwr"), "{e}");
+        let e = err(&good().replace("repetitions = 2", "repetitons = 2"));
+        assert!(e.contains("unknown field `repetitons`"), "{e}");
+        let e = err(&good().replace("tank/zvbench", "tank/$(reboot)"));
+        assert!(e.contains("ZFS dataset name"), "{e}");
+        let e = err(&good().replace("size = \"1M\"", "size = \"1001K\""));
+        assert!(e.contains("multiple of bs"), "{e}");
+        let e = err(&good().replace("disk_size = \"64M\"", "disk_size = \"8M\""));
+        assert!(e.contains("set disk_size = \"16M\""), "{e}");
+        let e = err(&good().replace("dir = \"/tmp\"\ncache", "dir = \"/nonexistent/x\"\ncache"));
+        assert!(e.contains("mkdir -p /nonexistent/x"), "{e}");
+        let e = err(&good().replace("name = \"vdi\"", "name = \"host\""));
+        assert!(e.contains("used twice"), "{e}");
+        let e = err(&good().replace("cache = \"unsafe\"", "cache = \"unsafe\"\naio = \"native\""));
+        assert!(e.contains("aio = \"native\" needs cache"), "{e}");
+        let e = err(&good().replace("sync = \"always\"", "sync = \"always\"\nformat = \"vdi\""));
+        assert!(e.contains("only applies to storage = \"image\""), "{e}");
+    }
+
+    #[test]
+    fn encryption_needs_a_real_raw_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, [7u8; 16]).unwrap();
+        let text = good().replace(
+            "sync = \"always\"",
+            &format!("encryption = true\nkeyfile = \"{}\"", key.display()),
+        );
+        assert!(err(&text).contains("has 16 bytes"));
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let p = parse("s.toml", &text).unwrap();
+        let StorageSpec::Zvol(z) = &p.targets[2].storage else {
+            panic!()
+        };
+        assert!(z
+            .props
+            .contains(&("keylocation".into(), format!("file://{}", key.display()))));
+    }
+}
