@@ -2,5 +2,8 @@
 #![deny(missing_docs)]
 
 pub mod cmd;
+pub mod initramfs;
+pub mod kernel;
 pub mod names;
+pub mod qemu;
 pub mod scenario;

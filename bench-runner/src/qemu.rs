@@ -1,0 +1,511 @@
+//! The QEMU backend: the command line from small pure functions (one per concern, tested
+//! with case tables), a guard that kills and reaps QEMU on every exit path, a QMP client,
+//! and the KVM probe (a real boot, since `/dev/kvm` existing proves nothing).
+
+use crate::scenario::{Aio, Bus, CacheMode};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// QEMU's id for the benchmark drive (also its name in `query-blockstats`).
+pub const DRIVE_ID: &str = "zvbdisk";
+
+/// Hardware acceleration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Linux KVM.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// As in results: `kvm` or `tcg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// The disk given to the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disk {
+    /// Host file or device.
+    pub path: PathBuf,
+    /// QEMU format driver: raw, vdi, vmdk, vhdx, qcow2.
+    pub format: &'static str,
+    /// Cache mode.
+    pub cache: CacheMode,
+    /// aio engine.
+    pub aio: Aio,
+    /// Controller.
+    pub bus: Bus,
+}
+
+fn os(parts: &[&str]) -> Vec<OsString> {
+    parts.iter().map(OsString::from).collect()
+}
+
+/// Escapes a value for a QEMU `-opt key=value,...` list (a comma is written twice).
+pub fn qemu_escape(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// `-machine` and `-cpu` for the accelerator.
+pub fn machine_args(accel: Accel) -> Vec<OsString> {
+    match accel {
+        Accel::Kvm => os(&["-machine", "q35,accel=kvm", "-cpu", "host"]),
+        Accel::Tcg => os(&["-machine", "q35,accel=tcg", "-cpu", "max"]),
+    }
+}
+
+/// Memory and CPUs.
+pub fn size_args(memory_bytes: u64, cpus: u32) -> Vec<OsString> {
+    vec![
+        "-m".into(),
+        format!("{}M", memory_bytes >> 20).into(),
+        "-smp".into(),
+        cpus.to_string().into(),
+    ]
+}
+
+/// Direct kernel boot.
+pub fn boot_args(kernel: &Path, initrd: &Path, append: &str) -> Vec<OsString> {
+    vec![
+        "-kernel".into(),
+        kernel.into(),
+        "-initrd".into(),
+        initrd.into(),
+        "-append".into(),
+        append.into(),
+    ]
+}
+
+/// The benchmark disk: a `-drive` without a device, and the device for the bus.
+pub fn drive_args(d: &Disk) -> Vec<OsString> {
+    let cache = match d.cache {
+        CacheMode::None => "none",
+        CacheMode::Writeback => "writeback",
+        CacheMode::Writethrough => "writethrough",
+        CacheMode::Directsync => "directsync",
+        CacheMode::Unsafe => "unsafe",
+    };
+    let aio = match d.aio {
+        Aio::Threads => "threads",
+        Aio::Native => "native",
+        Aio::IoUring => "io_uring",
+    };
+    let drive = format!(
+        "file={},format={},if=none,id={DRIVE_ID},cache={cache},aio={aio}",
+        qemu_escape(&d.path),
+        d.format
+    );
+    let mut v = vec!["-drive".into(), drive.into()];
+    let devs: &[&str] = match d.bus {
+        Bus::Virtio => &["-device", "virtio-blk-pci,drive=zvbdisk"],
+        Bus::Sata => &[
+            "-device",
+            "ahci,id=ahci0",
+            "-device",
+            "ide-hd,drive=zvbdisk,bus=ahci0.0",
+        ],
+        Bus::Nvme => &["-device", "nvme,drive=zvbdisk,serial=zvbench0"],
+        Bus::Scsi => &[
+            "-device",
+            "virtio-scsi-pci,id=scsi0",
+            "-device",
+            "scsi-hd,drive=zvbdisk,bus=scsi0.0",
+        ],
+    };
+    v.extend(os(devs));
+    v
+}
+
+/// ttyS0 to a console log file; ttyS1 the frame channel on a UNIX socket QEMU listens on
+/// and waits for (so no frame is written before the runner is connected); QMP on another.
+pub fn chardev_args(console_log: &Path, frame_sock: &Path, qmp_sock: &Path) -> Vec<OsString> {
+    vec![
+        "-chardev".into(),
+        format!("file,id=con0,path={}", qemu_escape(console_log)).into(),
+        "-serial".into(),
+        "chardev:con0".into(),
+        "-chardev".into(),
+        format!(
+            "socket,id=frames,path={},server=on,wait=on",
+            qemu_escape(frame_sock)
+        )
+        .into(),
+        "-serial".into(),
+        "chardev:frames".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", qemu_escape(qmp_sock)).into(),
+    ]
+}
+
+/// No default devices, no display, exit instead of rebooting.
+pub fn base_args() -> Vec<OsString> {
+    os(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+}
+
+/// The guest kernel command line: console on ttyS0, quiet, power off on panic.
+pub const APPEND: &str = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init";
+
+/// A running QEMU, killed and reaped when dropped.
+pub struct QemuGuard {
+    child: Option<Child>,
+}
+
+impl QemuGuard {
+    /// Starts QEMU with `args`; its stdout and stderr go to `log`.
+    pub fn spawn(args: &[OsString], log: &Path) -> std::io::Result<QemuGuard> {
+        let f = std::fs::File::create(log)?;
+        let child = Command::new(QEMU)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()?;
+        Ok(QemuGuard { child: Some(child) })
+    }
+
+    /// Waits up to `limit` for QEMU to exit by itself; `None` if it is still running.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            match self.child.as_mut()?.try_wait() {
+                Ok(Some(st)) => {
+                    self.child = None;
+                    return Some(st);
+                }
+                Ok(None) if start.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether QEMU is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for QemuGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Connects to a UNIX socket QEMU creates, retrying until `limit`.
+pub fn connect(path: &Path, limit: Duration, guard: &mut QemuGuard) -> std::io::Result<UnixStream> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if start.elapsed() > limit || !guard.running() => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// A QMP connection (JSON lines over a UNIX socket). Lines are bounded to 4 MiB.
+pub struct Qmp {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+}
+
+/// Counters of the benchmark drive from `query-blockstats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlockStats {
+    /// Bytes the guest read.
+    pub rd_bytes: u64,
+    /// Bytes the guest wrote.
+    pub wr_bytes: u64,
+    /// Read requests.
+    pub rd_operations: u64,
+    /// Write requests.
+    pub wr_operations: u64,
+    /// Flushes QEMU performed for the guest.
+    pub flush_operations: u64,
+    /// Total time spent in those flushes.
+    pub flush_total_time_ns: u64,
+}
+
+impl BlockStats {
+    /// Finds the drive `id` in a `query-blockstats` reply.
+    pub fn from_reply(reply: &Value, id: &str) -> Option<BlockStats> {
+        let dev = reply
+            .as_array()?
+            .iter()
+            .find(|d| d["device"] == id || d["qdev"].as_str().is_some_and(|q| q.contains(id)))?;
+        let s = &dev["stats"];
+        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+        Some(BlockStats {
+            rd_bytes: n("rd_bytes"),
+            wr_bytes: n("wr_bytes"),
+            rd_operations: n("rd_operations"),
+            wr_operations: n("wr_operations"),
+            flush_operations: n("flush_operations"),
+            flush_total_time_ns: n("flush_total_time_ns"),
+        })
+    }
+
+    /// `self - before`, saturating.
+    pub fn delta(&self, before: &BlockStats) -> BlockStats {
+        BlockStats {
+            rd_bytes: self.rd_bytes.saturating_sub(before.rd_bytes),
+            wr_bytes: self.wr_bytes.saturating_sub(before.wr_bytes),
+            rd_operations: self.rd_operations.saturating_sub(before.rd_operations),
+            wr_operations: self.wr_operations.saturating_sub(before.wr_operations),
+            flush_operations: self
+                .flush_operations
+                .saturating_sub(before.flush_operations),
+            flush_total_time_ns: self
+                .flush_total_time_ns
+                .saturating_sub(before.flush_total_time_ns),
+        }
+    }
+}
+
+impl Qmp {
+    /// Reads the greeting and enters command mode.
+    pub fn handshake(stream: UnixStream) -> anyhow::Result<Qmp> {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut q = Qmp {
+            r: BufReader::new(stream.try_clone()?),
+            w: stream,
+        };
+        let greeting = q.read_msg()?;
+        anyhow::ensure!(
+            greeting.get("QMP").is_some(),
+            "not a QMP greeting: {greeting}"
+        );
+        q.execute("qmp_capabilities")?;
+        Ok(q)
+    }
+
+    fn read_msg(&mut self) -> anyhow::Result<Value> {
+        let mut line = Vec::new();
+        let n = std::io::Read::take(&mut self.r, 4 << 20).read_until(b'\n', &mut line)?;
+        anyhow::ensure!(
+            n > 0 && line.ends_with(b"\n"),
+            "QMP connection closed or line too long"
+        );
+        Ok(serde_json::from_slice(&line)?)
+    }
+
+    /// Runs a command and returns its `return` value (events in between are skipped).
+    pub fn execute(&mut self, cmd: &str) -> anyhow::Result<Value> {
+        writeln!(self.w, "{}", serde_json::json!({ "execute": cmd }))?;
+        for _ in 0..1000 {
+            let m = self.read_msg()?;
+            if let Some(r) = m.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = m.get("error") {
+                anyhow::bail!("QMP {cmd} failed: {e}");
+            }
+        }
+        anyhow::bail!("QMP {cmd}: no reply among 1000 messages")
+    }
+
+    /// The benchmark drive's counters.
+    pub fn blockstats(&mut self) -> anyhow::Result<BlockStats> {
+        let r = self.execute("query-blockstats")?;
+        BlockStats::from_reply(&r, DRIVE_ID)
+            .ok_or_else(|| anyhow::anyhow!("drive {DRIVE_ID} not in query-blockstats"))
+    }
+}
+
+/// QEMU's version line, e.g. `QEMU emulator version 10.0.2 (...)`.
+pub fn version() -> Option<String> {
+    let out = Command::new(QEMU).arg("--version").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(str::to_string)
+}
+
+/// Whether KVM really runs a guest: boots `kernel` under KVM with no initrd and looks for
+/// the kernel's banner on the console within `limit`. A host where `/dev/kvm` exists but
+/// cannot run a guest (as on zvbench's build machines) answers false.
+pub fn probe_kvm(kernel: &Path, work: &Path, limit: Duration) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let log = work.join("kvm-probe.log");
+    let mut args = base_args();
+    args.extend(machine_args(Accel::Kvm));
+    args.extend(size_args(256 << 20, 1));
+    args.extend(os(&["-kernel"]));
+    args.push(kernel.into());
+    args.extend(os(&["-append", "console=ttyS0 panic=-1", "-serial"]));
+    args.push(format!("file:{}", qemu_escape(&log)).into());
+    let Ok(mut g) = QemuGuard::spawn(&args, &work.join("kvm-probe.qemu.log")) else {
+        return false;
+    };
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read(&log).is_ok_and(|b| b.windows(13).any(|w| w == b"Linux version")) {
+            return true;
+        }
+        if !g.running() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter().map(|x| x.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn drive_args_per_bus() {
+        let d = |bus| Disk {
+            path: "/dev/loop3".into(),
+            format: "raw",
+            cache: CacheMode::None,
+            aio: Aio::Threads,
+            bus,
+        };
+        let head = "file=/dev/loop3,format=raw,if=none,id=zvbdisk,cache=none,aio=threads";
+        for (bus, devices) in [
+            (Bus::Virtio, vec!["virtio-blk-pci,drive=zvbdisk"]),
+            (
+                Bus::Sata,
+                vec!["ahci,id=ahci0", "ide-hd,drive=zvbdisk,bus=ahci0.0"],
+            ),
+            (Bus::Nvme, vec!["nvme,drive=zvbdisk,serial=zvbench0"]),
+            (
+                Bus::Scsi,
+                vec![
+                    "virtio-scsi-pci,id=scsi0",
+                    "scsi-hd,drive=zvbdisk,bus=scsi0.0",
+                ],
+            ),
+        ] {
+            let got = s(drive_args(&d(bus)));
+            let mut want = vec!["-drive".to_string(), head.to_string()];
+            for dev in devices {
+                want.extend(["-device".to_string(), dev.to_string()]);
+            }
+            assert_eq!(got, want, "{bus:?}");
+        }
+    }
+
+    #[test]
+    fn cache_and_aio_and_escaping() {
+        for (cache, aio, want) in [
+            (CacheMode::Unsafe, Aio::Threads, "cache=unsafe,aio=threads"),
+            (
+                CacheMode::Writeback,
+                Aio::IoUring,
+                "cache=writeback,aio=io_uring",
+            ),
+            (
+                CacheMode::Directsync,
+                Aio::Native,
+                "cache=directsync,aio=native",
+            ),
+            (
+                CacheMode::Writethrough,
+                Aio::Threads,
+                "cache=writethrough,aio=threads",
+            ),
+        ] {
+            let d = Disk {
+                path: "/var/tmp/a,b.vdi".into(),
+                format: "vdi",
+                cache,
+                aio,
+                bus: Bus::Virtio,
+            };
+            let got = s(drive_args(&d));
+            assert!(
+                got[1].starts_with("file=/var/tmp/a,,b.vdi,format=vdi,"),
+                "{got:?}"
+            );
+            assert!(got[1].ends_with(want), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn machine_and_sizes() {
+        assert_eq!(
+            s(machine_args(Accel::Tcg)),
+            ["-machine", "q35,accel=tcg", "-cpu", "max"]
+        );
+        assert_eq!(
+            s(machine_args(Accel::Kvm)),
+            ["-machine", "q35,accel=kvm", "-cpu", "host"]
+        );
+        assert_eq!(s(size_args(512 << 20, 2)), ["-m", "512M", "-smp", "2"]);
+    }
+
+    #[test]
+    fn chardevs_wait_for_the_frame_reader() {
+        let got = s(chardev_args(
+            Path::new("/r/console.log"),
+            Path::new("/r/f.sock"),
+            Path::new("/r/q.sock"),
+        ));
+        assert_eq!(got[1], "file,id=con0,path=/r/console.log");
+        assert_eq!(got[5], "socket,id=frames,path=/r/f.sock,server=on,wait=on");
+        assert_eq!(got[9], "unix:/r/q.sock,server=on,wait=off");
+        assert_eq!(
+            got.iter().filter(|a| *a == "-serial").count(),
+            2,
+            "ttyS0 console, ttyS1 frames"
+        );
+    }
+
+    #[test]
+    fn blockstats_from_reply_and_delta() {
+        let reply = serde_json::json!([
+            {"device": "other", "stats": {"flush_operations": 99}},
+            {"device": "zvbdisk", "qdev": "/machine/peripheral-anon/device[0]/virtio-backend",
+             "stats": {"flush_operations": 51, "flush_total_time_ns": 1000, "wr_bytes": 4096, "wr_operations": 1,
+                       "rd_bytes": 0, "rd_operations": 0}}
+        ]);
+        let a = BlockStats::from_reply(&reply, DRIVE_ID).unwrap();
+        assert_eq!(a.flush_operations, 51);
+        let b = BlockStats {
+            flush_operations: 1,
+            ..a
+        };
+        assert_eq!(a.delta(&b).flush_operations, 50);
+        assert!(BlockStats::from_reply(&serde_json::json!([]), DRIVE_ID).is_none());
+    }
+}
