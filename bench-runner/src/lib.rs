@@ -7,3 +7,5 @@ pub mod kernel;
 pub mod names;
 pub mod qemu;
 pub mod scenario;
+pub mod storage;
+pub mod zfs;

@@ -1,0 +1,403 @@
+//! Provisioning what a target runs on, and tearing it down structurally: every object
+//! created is registered as a [`Teardown`] step the moment it exists, and the steps run in
+//! reverse when the [`Provisioned`] value is dropped — at the end, after an error, or
+//! when Ctrl-C unwinds the run.
+
+use crate::cmd::Argv;
+use crate::scenario::{ImageFormat, StorageSpec, TargetPlan, Variant};
+use crate::zfs::{self, ZilSource};
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zvbench_agent::devstat::StatSource;
+use zvbench_agent::target::{device_users, probe_contents, Contents};
+
+/// Prefix of every file zvbench creates; `zvbench clean` looks for it.
+pub const FILE_PREFIX: &str = "zvbench-";
+
+/// One undo step.
+#[derive(Debug)]
+pub enum Teardown {
+    /// Remove a file zvbench created.
+    RemoveFile(PathBuf),
+    /// Detach a loop device zvbench attached.
+    DetachLoop(PathBuf),
+    /// Destroy a dataset zvbench created.
+    DestroyDataset(String),
+}
+
+impl Teardown {
+    fn run(&self) {
+        let r = match self {
+            Teardown::RemoveFile(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
+            Teardown::DetachLoop(d) => {
+                Argv::new(["losetup".as_ref(), "-d".as_ref(), d.as_os_str()])
+                    .run()
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            Teardown::DestroyDataset(n) => retry(|| {
+                zfs::destroy_argv(n)
+                    .run()
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        if let Err(e) = r {
+            eprintln!("zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers");
+        }
+    }
+}
+
+/// A just-closed zvol can be busy for a moment (udev); try a few times.
+fn retry(mut f: impl FnMut() -> Result<(), String>) -> Result<(), String> {
+    let mut last = Ok(());
+    for _ in 0..5 {
+        last = f();
+        if last.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    last
+}
+
+/// What a target runs on, with its teardown.
+#[derive(Debug, Default)]
+pub struct Provisioned {
+    /// For the host baseline: the file the agent writes.
+    pub host_file: Option<PathBuf>,
+    /// For guests: the path QEMU opens and its format driver.
+    pub disk: Option<(PathBuf, &'static str)>,
+    /// The host block device whose counters are the bottom of the trace.
+    pub host_stat: Option<StatSource>,
+    /// ZIL commit counter of a zvol.
+    pub zil: Option<ZilSource>,
+    /// Provenance: what was created and with which properties.
+    pub props: serde_json::Map<String, serde_json::Value>,
+    steps: Vec<Teardown>,
+}
+
+impl Drop for Provisioned {
+    fn drop(&mut self) {
+        while let Some(s) = self.steps.pop() {
+            s.run();
+        }
+    }
+}
+
+fn stat_of_file(p: &Path) -> Option<StatSource> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(p).ok()?.dev();
+    StatSource::for_devno(
+        Path::new("/sys"),
+        libc::major(dev) as u64,
+        libc::minor(dev) as u64,
+    )
+}
+
+fn stat_of_device(dev: &Path) -> Option<StatSource> {
+    let real = std::fs::canonicalize(dev).ok()?;
+    StatSource::for_name(Path::new("/sys"), real.file_name()?.to_str()?)
+}
+
+/// Arguments of `qemu-img create` for an image.
+pub fn qemu_img_argv(format: ImageFormat, variant: Variant, file: &Path, size: u64) -> Argv {
+    let (fmt, opt) = match (format, variant) {
+        (ImageFormat::Vdi, Variant::Fixed) => ("vdi", Some("static=on")),
+        (ImageFormat::Vdi, Variant::Dynamic) => ("vdi", None),
+        (ImageFormat::Vmdk, Variant::Fixed) => ("vmdk", Some("subformat=monolithicFlat")),
+        (ImageFormat::Vmdk, Variant::Dynamic) => ("vmdk", Some("subformat=monolithicSparse")),
+        (ImageFormat::Vhdx, Variant::Fixed) => ("vhdx", Some("subformat=fixed")),
+        (ImageFormat::Vhdx, Variant::Dynamic) => ("vhdx", Some("subformat=dynamic")),
+        (ImageFormat::Qcow2, Variant::Fixed) => ("qcow2", Some("preallocation=full")),
+        (ImageFormat::Qcow2, Variant::Dynamic) => ("qcow2", None),
+        (ImageFormat::Raw, Variant::Fixed) => ("raw", Some("preallocation=full")),
+        (ImageFormat::Raw, Variant::Dynamic) => ("raw", None),
+    };
+    let mut v: Vec<std::ffi::OsString> = vec![
+        "qemu-img".into(),
+        "create".into(),
+        "-q".into(),
+        "-f".into(),
+        fmt.into(),
+    ];
+    if let Some(o) = opt {
+        v.push("-o".into());
+        v.push(o.into());
+    }
+    v.push(file.into());
+    v.push(size.to_string().into());
+    Argv(v)
+}
+
+/// QEMU's format driver for an image format.
+pub fn format_driver(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Vdi => "vdi",
+        ImageFormat::Vmdk => "vmdk",
+        ImageFormat::Vhdx => "vhdx",
+        ImageFormat::Qcow2 => "qcow2",
+        ImageFormat::Raw => "raw",
+    }
+}
+
+/// Checks that zvbench may write `dev`: not mounted, not held or partitioned, openable
+/// exclusively, and holding nothing zvbench did not write — unless `allow` names it.
+/// Runs before anything is provisioned. The error says what was found.
+pub fn check_blockdev(dev: &Path, allow: &[PathBuf]) -> Result<()> {
+    let meta = std::fs::metadata(dev).with_context(|| format!("device {}", dev.display()))?;
+    if !meta.file_type().is_block_device() {
+        bail!("{} is not a block device", dev.display());
+    }
+    let canon = std::fs::canonicalize(dev)?;
+    let allowed = allow
+        .iter()
+        .any(|a| std::fs::canonicalize(a).is_ok_and(|c| c == canon));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut found = device_users(Path::new("/sys"), &mounts, &canon);
+    if found.is_empty() {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(&canon)
+        {
+            found.push(format!(
+                "in use by another program (exclusive open failed: {e})"
+            ));
+        }
+    }
+    if !found.is_empty() {
+        bail!(
+            "refusing to use {}: it is {}; zvbench never writes a device in use",
+            dev.display(),
+            found.join(", ")
+        );
+    }
+    match probe_contents(&canon)? {
+        Contents::Empty | Contents::Zvbench => Ok(()),
+        _ if allowed => Ok(()),
+        Contents::Signature(s) => bail!(
+            "refusing to write {}: it holds a {s}. If every byte on it may be lost, pass --allow-destroy {}",
+            dev.display(),
+            dev.display()
+        ),
+        Contents::Data => bail!(
+            "refusing to write {}: it holds data zvbench did not write. If every byte on it may be lost, pass --allow-destroy {}",
+            dev.display(),
+            dev.display()
+        ),
+    }
+}
+
+/// Creates what `t` needs. `run_id` names files and tags datasets.
+pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Provisioned> {
+    let mut p = Provisioned::default();
+    let size = t.disk_size.bytes();
+    let file_in =
+        |dir: &Path, ext: &str| dir.join(format!("{FILE_PREFIX}{run_id}-{}.{ext}", t.name));
+    let put = |p: &mut Provisioned, k: &str, v: serde_json::Value| {
+        p.props.insert(k.to_string(), v);
+    };
+    match &t.storage {
+        StorageSpec::Host { dir } => {
+            let f = file_in(dir, "dat");
+            p.steps.push(Teardown::RemoveFile(f.clone()));
+            p.host_stat = stat_of_file(dir);
+            put(&mut p, "file", f.display().to_string().into());
+            p.host_file = Some(f);
+        }
+        StorageSpec::Loop { dir } => {
+            let f = file_in(dir, "img");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&f)
+                .and_then(|h| h.set_len(size))
+                .with_context(|| format!("create {}", f.display()))?;
+            p.steps.push(Teardown::RemoveFile(f.clone()));
+            let out = Argv::new([
+                "losetup".as_ref(),
+                "--find".as_ref(),
+                "--show".as_ref(),
+                f.as_os_str(),
+            ])
+            .stdout()?;
+            let dev = PathBuf::from(out.trim());
+            p.steps.push(Teardown::DetachLoop(dev.clone()));
+            p.host_stat = stat_of_device(&dev);
+            put(&mut p, "backing_file", f.display().to_string().into());
+            put(&mut p, "loop_device", dev.display().to_string().into());
+            put(
+                &mut p,
+                "backing_fs_device",
+                stat_of_file(dir).map(|s| s.name).into(),
+            );
+            p.disk = Some((dev, "raw"));
+        }
+        StorageSpec::Image {
+            dir,
+            format,
+            variant,
+        } => {
+            let f = file_in(dir, format_driver(*format));
+            if f.exists() {
+                bail!(
+                    "{} already exists; remove it or run `zvbench clean`",
+                    f.display()
+                );
+            }
+            let argv = qemu_img_argv(*format, *variant, &f, size);
+            let r = argv.run();
+            if f.exists() {
+                p.steps.push(Teardown::RemoveFile(f.clone()));
+            }
+            r?;
+            p.host_stat = stat_of_file(&f);
+            put(&mut p, "image", f.display().to_string().into());
+            put(&mut p, "format", format_driver(*format).into());
+            put(&mut p, "variant", serde_json::to_value(variant)?);
+            put(&mut p, "qemu_img", argv.display().into());
+            p.disk = Some((f, format_driver(*format)));
+        }
+        StorageSpec::Zvol(z) => {
+            let name = format!("{}/{run_id}-{}", z.parent, t.name);
+            crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
+            let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
+            argv.run()?;
+            p.steps.push(Teardown::DestroyDataset(name.clone()));
+            let dev = zfs::zvol_dev(&name);
+            let start = Instant::now();
+            while !dev.exists() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    bail!(
+                        "{} did not appear within 30 s after zfs create",
+                        dev.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            p.host_stat = stat_of_device(&dev);
+            p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
+            put(&mut p, "zvol", name.clone().into());
+            put(&mut p, "zfs_create", argv.display().into());
+            for prop in [
+                "volblocksize",
+                "compression",
+                "sync",
+                "logbias",
+                "primarycache",
+                "encryption",
+            ] {
+                if let Ok(v) = zfs::get_argv(&name, prop).stdout() {
+                    put(&mut p, prop, v.trim().into());
+                }
+            }
+            p.disk = Some((dev, "raw"));
+        }
+        StorageSpec::Blockdev { device } => {
+            check_blockdev(device, allow)?;
+            p.host_stat = stat_of_device(device);
+            put(&mut p, "device", device.display().to_string().into());
+            p.disk = Some((device.clone(), "raw"));
+        }
+    }
+    Ok(p)
+}
+
+/// Removes what an interrupted run left: loop devices over zvbench files in `dirs`, those
+/// files, and datasets tagged `zvbench:run`. Returns what was removed.
+pub fn clean(dirs: &[PathBuf]) -> Vec<String> {
+    let mut done = Vec::new();
+    let loops = Argv::new([
+        "losetup",
+        "--list",
+        "--noheadings",
+        "--output",
+        "NAME,BACK-FILE",
+    ])
+    .stdout()
+    .unwrap_or_default();
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(FILE_PREFIX) {
+                continue;
+            }
+            let path = e.path();
+            for l in loops.lines() {
+                if let Some((dev, back)) = l.trim().split_once(char::is_whitespace) {
+                    if Path::new(back.trim().trim_end_matches(" (deleted)")) == path {
+                        Teardown::DetachLoop(dev.into()).run();
+                        done.push(format!("detached {dev}"));
+                    }
+                }
+            }
+            Teardown::RemoveFile(path.clone()).run();
+            done.push(format!("removed {}", path.display()));
+        }
+    }
+    if let Ok(list) = zfs::list_tagged_argv("volume,filesystem").stdout() {
+        for (name, tag) in zfs::parse_tagged(&list) {
+            Teardown::DestroyDataset(name.clone()).run();
+            done.push(format!("destroyed {name} (run {tag})"));
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_img_argv_per_format_and_variant() {
+        let f = Path::new("/var/tmp/zvbench-r-vdi.vdi");
+        for (fmt, var, want) in [
+            (ImageFormat::Vdi, Variant::Dynamic, "qemu-img create -q -f vdi /var/tmp/zvbench-r-vdi.vdi 1048576"),
+            (ImageFormat::Vdi, Variant::Fixed, "qemu-img create -q -f vdi -o static=on /var/tmp/zvbench-r-vdi.vdi 1048576"),
+            (ImageFormat::Vmdk, Variant::Fixed, "qemu-img create -q -f vmdk -o subformat=monolithicFlat /var/tmp/zvbench-r-vdi.vdi 1048576"),
+            (ImageFormat::Vhdx, Variant::Dynamic, "qemu-img create -q -f vhdx -o subformat=dynamic /var/tmp/zvbench-r-vdi.vdi 1048576"),
+            (ImageFormat::Qcow2, Variant::Fixed, "qemu-img create -q -f qcow2 -o preallocation=full /var/tmp/zvbench-r-vdi.vdi 1048576"),
+            (ImageFormat::Raw, Variant::Dynamic, "qemu-img create -q -f raw /var/tmp/zvbench-r-vdi.vdi 1048576"),
+        ] {
+            assert_eq!(qemu_img_argv(fmt, var, f, 1 << 20).display(), want);
+        }
+    }
+
+    #[test]
+    fn real_qemu_img_creates_every_format() {
+        if Argv::new(["qemu-img", "--version"]).run().is_err() {
+            eprintln!("skipped: no qemu-img");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for fmt in [
+            ImageFormat::Vdi,
+            ImageFormat::Vmdk,
+            ImageFormat::Vhdx,
+            ImageFormat::Qcow2,
+            ImageFormat::Raw,
+        ] {
+            for var in [Variant::Dynamic, Variant::Fixed] {
+                let f = dir.path().join(format!("i-{fmt:?}-{var:?}"));
+                qemu_img_argv(fmt, var, &f, 4 << 20).run().unwrap();
+                let info = Argv::new([
+                    "qemu-img".as_ref(),
+                    "info".as_ref(),
+                    "--output=json".as_ref(),
+                    f.as_os_str(),
+                ])
+                .stdout()
+                .unwrap();
+                let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+                assert_eq!(v["format"], format_driver(fmt), "{fmt:?}");
+                assert_eq!(v["virtual-size"], 4 << 20);
+            }
+        }
+    }
+}
