@@ -1,1 +1,10 @@
-//! Reports.
+//! zvbench's results and what is made of them: the `results.csv` row (one definition for
+//! the runner that writes it and the reports that read it), summaries and diagnosis.
+#![deny(missing_docs)]
+
+pub mod diagnose;
+pub mod row;
+pub mod stats;
+pub mod summary;
+
+pub use row::{read_results, ResultRow};

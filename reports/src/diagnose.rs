@@ -1,0 +1,389 @@
+//! Diagnosis: findings with their evidence, each from one small rule over the results.
+//! A rule returns nothing when its case is absent; the tests check both sides of each.
+
+use crate::stats::Spread;
+use crate::ResultRow;
+use std::collections::BTreeMap;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Rule id, e.g. `flushes-dropped`.
+    pub rule: &'static str,
+    /// Target, or empty for run-wide findings.
+    pub target: String,
+    /// Workload, or empty.
+    pub workload: String,
+    /// What it means and which setting causes it.
+    pub message: String,
+    /// The numbers behind it.
+    pub evidence: String,
+}
+
+/// What the rules know about the run beyond the rows.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// volblocksize of zvol targets, in bytes, by target.
+    pub volblocksize: BTreeMap<String, u64>,
+}
+
+/// Rows of one (target, workload), in file order.
+pub type Groups<'a> = BTreeMap<(String, String), Vec<&'a ResultRow>>;
+
+/// Groups rows by (target, workload).
+pub fn groups(rows: &[ResultRow]) -> Groups<'_> {
+    let mut g: Groups = BTreeMap::new();
+    for r in rows {
+        g.entry((r.target.clone(), r.workload.clone()))
+            .or_default()
+            .push(r);
+    }
+    g
+}
+
+fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64> {
+    Spread::of(rows.iter().filter_map(|r| f(r))).map(|s| s.median)
+}
+
+/// The flush trace of a group as (layer, median count), top to bottom, present layers only.
+pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
+    let layers: [(&'static str, fn(&ResultRow) -> Option<u64>); 5] = [
+        ("agent", |r| Some(r.agent_flushes)),
+        ("guest device", |r| r.guest_dev_flushes),
+        ("hypervisor", |r| r.hv_flushes),
+        ("host device", |r| r.host_dev_flushes),
+        ("ZIL", |r| r.zil_commits),
+    ];
+    layers
+        .iter()
+        .filter_map(|(name, f)| med(rows, |r| f(r).map(|v| v as f64)).map(|m| (*name, m)))
+        .collect()
+}
+
+fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
+    match (r.hypervisor.as_str(), r.cache.as_str(), lower) {
+        ("qemu", "unsafe", "hypervisor" | "host device") => {
+            "QEMU cache=unsafe ignores guest flushes: the results are not durable"
+        }
+        ("virtualbox", _, "host device" | "ZIL") => {
+            "VirtualBox IgnoreFlush (on when the host I/O cache is on) or a raw-disk VMDK drops guest flushes: the results are not durable"
+        }
+        _ => "flushes stop here: writes acknowledged as durable are not",
+    }
+}
+
+/// Flushes issued above and not seen below: the agent issued N>0, a lower layer saw 0.
+pub fn flushes_dropped(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        let tr = trace(rows);
+        let Some(&(_, agent)) = tr.first() else {
+            continue;
+        };
+        if agent <= 0.0 {
+            continue;
+        }
+        if let Some(i) = tr.iter().position(|&(_, n)| n == 0.0) {
+            let above = tr[i - 1];
+            out.push(Finding {
+                rule: "flushes-dropped",
+                target: t.clone(),
+                workload: w.clone(),
+                message: format!(
+                    "flushes dropped between {} and {}: {}",
+                    above.0,
+                    tr[i].0,
+                    cause_of_drop(rows[0], tr[i].0)
+                ),
+                evidence: fmt_trace(&tr),
+            });
+        }
+    }
+    out
+}
+
+fn fmt_trace(tr: &[(&str, f64)]) -> String {
+    tr.iter()
+        .map(|(n, v)| format!("{n} {v:.0}"))
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// A lower layer sees many more flushes than the agent issued.
+pub fn flush_amplification(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        let tr = trace(rows);
+        let Some(&(_, agent)) = tr.first() else {
+            continue;
+        };
+        if let Some(&(layer, n)) = tr
+            .iter()
+            .skip(1)
+            .find(|&&(_, n)| n > 2.0 * agent && n >= agent + 10.0)
+        {
+            out.push(Finding {
+                rule: "flush-amplification",
+                target: t.clone(),
+                workload: w.clone(),
+                message: format!(
+                    "the {layer} sees {:.1}x the flushes the agent issued: something below the guest adds flushes (sync=always, writethrough cache, O_SYNC on the image)",
+                    n / agent.max(1.0)
+                ),
+                evidence: fmt_trace(&tr),
+            });
+        }
+    }
+    out
+}
+
+fn host_of<'a>(g: &'a Groups<'a>, workload: &str) -> Option<&'a Vec<&'a ResultRow>> {
+    g.iter()
+        .find(|((_, w), rows)| w == workload && rows[0].storage == "host")
+        .map(|(_, r)| r)
+}
+
+/// A guest faster than the host baseline on a workload that flushes.
+pub fn guest_faster_than_host(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if rows[0].storage == "host"
+            || rows[0].kind != "seqwr"
+            || rows.iter().all(|r| r.agent_flushes == 0)
+        {
+            continue;
+        }
+        let (Some(host), Some(guest)) = (
+            host_of(g, w).and_then(|h| med(h, |r| Some(r.mib_per_s))),
+            med(rows, |r| Some(r.mib_per_s)),
+        ) else {
+            continue;
+        };
+        if guest > host * 1.1 {
+            out.push(Finding {
+                rule: "guest-faster-than-host",
+                target: t.clone(),
+                workload: w.clone(),
+                message: "a guest out-writes its own host on a flush-bound workload: its flushes are not reaching the disk".into(),
+                evidence: format!("{guest:.1} MiB/s in the guest vs {host:.1} MiB/s on the host ({:.2}x)", guest / host),
+            });
+        }
+    }
+    out
+}
+
+/// Reads faster than the host baseline's reads of the same workload: a cache is measured.
+pub fn reads_from_cache(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if rows[0].storage == "host" || rows[0].kind != "seqrd" {
+            continue;
+        }
+        let (Some(host), Some(guest)) = (
+            host_of(g, w).and_then(|h| med(h, |r| Some(r.mib_per_s))),
+            med(rows, |r| Some(r.mib_per_s)),
+        ) else {
+            continue;
+        };
+        if guest > host * 1.5 {
+            out.push(Finding {
+                rule: "reads-from-cache",
+                target: t.clone(),
+                workload: w.clone(),
+                message: "reads in the guest beat the host device: a host cache is being measured (QEMU cache=writeback/unsafe, VirtualBox host I/O cache, ZFS ARC)".into(),
+                evidence: format!("{guest:.1} MiB/s in the guest vs {host:.1} MiB/s on the host ({:.2}x)", guest / host),
+            });
+        }
+    }
+    out
+}
+
+/// Software emulation: absolute numbers are not comparable to KVM.
+pub fn software_emulation(rows: &[ResultRow]) -> Vec<Finding> {
+    let targets: Vec<&str> = {
+        let mut v: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.accel == "tcg")
+            .map(|r| r.target.as_str())
+            .collect();
+        v.dedup();
+        v
+    };
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    vec![Finding {
+        rule: "software-emulation",
+        target: String::new(),
+        workload: String::new(),
+        message: "guests ran under TCG software emulation: compare guests with each other and flush counts anywhere, but not guest throughput with a KVM host".into(),
+        evidence: format!("accel=tcg for {}", targets.join(", ")),
+    }]
+}
+
+/// A zvol whose volblocksize is smaller than the workload's block size, or larger for
+/// writes smaller than it (read-modify-write).
+pub fn volblocksize_mismatch(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        let Some(&vbs) = ctx.volblocksize.get(t) else {
+            continue;
+        };
+        let bs = rows[0].bs_bytes;
+        if rows[0].kind == "seqwr" && bs < vbs {
+            out.push(Finding {
+                rule: "volblocksize-rmw",
+                target: t.clone(),
+                workload: w.clone(),
+                message: "writes smaller than the zvol's volblocksize make ZFS read-modify-write each block".into(),
+                evidence: format!("bs {bs} B < volblocksize {vbs} B"),
+            });
+        }
+    }
+    out
+}
+
+/// Every rule, in report order.
+pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
+    let g = groups(rows);
+    let mut f = flushes_dropped(&g);
+    f.extend(flush_amplification(&g));
+    f.extend(guest_faster_than_host(&g));
+    f.extend(reads_from_cache(&g));
+    f.extend(volblocksize_mismatch(&g, ctx));
+    f.extend(software_emulation(rows));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str, storage: &str, kind: &str, mib: f64) -> ResultRow {
+        ResultRow {
+            target: target.into(),
+            storage: storage.into(),
+            hypervisor: if storage == "host" { "none" } else { "qemu" }.into(),
+            accel: if storage == "host" { "" } else { "kvm" }.into(),
+            cache: "none".into(),
+            workload: "w".into(),
+            kind: kind.into(),
+            bs_bytes: 4096,
+            mib_per_s: mib,
+            ..Default::default()
+        }
+    }
+
+    fn flushing(mut r: ResultRow, agent: u64, guest: u64, hv: u64, host: u64) -> ResultRow {
+        r.agent_flushes = agent;
+        if r.storage != "host" {
+            r.guest_dev_flushes = Some(guest);
+            r.hv_flushes = Some(hv);
+        }
+        r.host_dev_flushes = Some(host);
+        r
+    }
+
+    #[test]
+    fn dropped_flushes_fire_only_when_a_layer_sees_none() {
+        let mut unsafe_row = flushing(row("vdi", "image", "seqwr", 50.0), 17, 17, 17, 0);
+        unsafe_row.cache = "unsafe".into();
+        let f = flushes_dropped(&groups(&[unsafe_row]));
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains("between hypervisor and host device"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("cache=unsafe"));
+        assert_eq!(
+            f[0].evidence,
+            "agent 17 → guest device 17 → hypervisor 17 → host device 0"
+        );
+        assert!(flushes_dropped(&groups(&[flushing(
+            row("raw", "loop", "seqwr", 5.0),
+            17,
+            17,
+            17,
+            17
+        )]))
+        .is_empty());
+        assert!(flushes_dropped(&groups(&[flushing(
+            row("raw", "loop", "seqwr", 5.0),
+            0,
+            0,
+            0,
+            0
+        )]))
+        .is_empty());
+    }
+
+    #[test]
+    fn amplification_needs_a_real_excess() {
+        assert_eq!(
+            flush_amplification(&groups(&[flushing(
+                row("z", "zvol", "seqwr", 5.0),
+                17,
+                17,
+                17,
+                400
+            )]))
+            .len(),
+            1
+        );
+        assert!(flush_amplification(&groups(&[flushing(
+            row("z", "zvol", "seqwr", 5.0),
+            17,
+            17,
+            17,
+            20
+        )]))
+        .is_empty());
+    }
+
+    #[test]
+    fn guest_faster_than_host_only_when_flushing() {
+        let host = flushing(row("host", "host", "seqwr", 36.0), 17, 0, 0, 17);
+        let vdi = flushing(row("vdi", "image", "seqwr", 54.0), 17, 17, 17, 17);
+        let f = guest_faster_than_host(&groups(&[host.clone(), vdi.clone()]));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].evidence.contains("1.50x"), "{}", f[0].evidence);
+        let no_flush = ResultRow {
+            agent_flushes: 0,
+            ..vdi.clone()
+        };
+        assert!(guest_faster_than_host(&groups(&[host.clone(), no_flush])).is_empty());
+        let slower = ResultRow {
+            mib_per_s: 12.0,
+            ..vdi
+        };
+        assert!(guest_faster_than_host(&groups(&[host, slower])).is_empty());
+    }
+
+    #[test]
+    fn cached_reads() {
+        let host = row("host", "host", "seqrd", 196.0);
+        assert_eq!(
+            reads_from_cache(&groups(&[
+                host.clone(),
+                row("vdi", "image", "seqrd", 566.0)
+            ]))
+            .len(),
+            1
+        );
+        assert!(reads_from_cache(&groups(&[host, row("zvol", "zvol", "seqrd", 155.0)])).is_empty());
+    }
+
+    #[test]
+    fn tcg_and_volblocksize() {
+        let mut r = row("vdi", "image", "seqwr", 1.0);
+        assert!(software_emulation(std::slice::from_ref(&r)).is_empty());
+        r.accel = "tcg".into();
+        assert_eq!(software_emulation(&[r]).len(), 1);
+        let z = row("zvol", "zvol", "seqwr", 1.0);
+        let mut ctx = Context::default();
+        assert!(volblocksize_mismatch(&groups(std::slice::from_ref(&z)), &ctx).is_empty());
+        ctx.volblocksize.insert("zvol".into(), 16384);
+        assert_eq!(volblocksize_mismatch(&groups(&[z]), &ctx).len(), 1);
+    }
+}
