@@ -114,10 +114,40 @@ impl Cpio {
     }
 }
 
+/// Whether an x86-64 ELF executable is static (has no PT_INTERP program header);
+/// `None` when the bytes are not a 64-bit little-endian ELF.
+pub fn elf_is_static(b: &[u8]) -> Option<bool> {
+    if b.get(..5)? != b"\x7fELF\x02" || b.get(5)? != &1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let phoff = u64::from_le_bytes(b.get(0x20..0x28)?.try_into().ok()?) as usize;
+    let (entsize, num) = (u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    for i in 0..num.min(256) {
+        let off = phoff.checked_add(i.checked_mul(entsize)?)?;
+        let p_type = u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?);
+        if p_type == 3 {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn tells_static_from_dynamic_executables() {
+        let dynamic = std::fs::read("/bin/sh").unwrap();
+        assert_eq!(elf_is_static(&dynamic), Some(false));
+        assert_eq!(elf_is_static(b"#!/bin/sh\n"), None);
+        // A minimal static ELF header: no program headers at all.
+        let mut h = vec![0u8; 64];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        assert_eq!(elf_is_static(&h), Some(true));
+    }
 
     #[test]
     fn layout_is_newc() {

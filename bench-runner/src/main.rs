@@ -1,2 +1,210 @@
-//! `zvbench`: the host CLI.
-fn main() {}
+//! `zvbench`: the host CLI — a thin shell over the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use zvbench::qemu::{choose_accel, Accel};
+use zvbench::run::RunOptions;
+use zvbench::Interrupt;
+
+/// Benchmarks a VM guest's storage end to end and traces every flush from the guest down
+/// to the host device.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelChoice {
+    /// KVM if a probe boot works, else TCG.
+    Auto,
+    /// Force KVM.
+    Kvm,
+    /// Force TCG.
+    Tcg,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario: provision, benchmark, trace flushes, tear down, report.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Output directory for results.csv, results.jsonl, run.json and the report.
+        #[arg(long)]
+        out: PathBuf,
+        /// The static guest agent (default: built by scripts/build-agent).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Guest kernel image (with --modules); default: the host's, else Debian's package.
+        #[arg(long, requires = "modules")]
+        kernel: Option<PathBuf>,
+        /// The guest kernel's lib/modules/<release> directory.
+        #[arg(long, requires = "kernel")]
+        modules: Option<PathBuf>,
+        /// Accelerator.
+        #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+        accel: AccelChoice,
+        /// Allow overwriting this exact device although it holds data (repeatable).
+        #[arg(long = "allow-destroy", value_name = "DEVICE")]
+        allow_destroy: Vec<PathBuf>,
+    },
+    /// Validate a scenario without creating anything.
+    Check {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Write summary.md for a run directory and print it.
+    Report {
+        /// A directory written by `zvbench run`.
+        dir: PathBuf,
+    },
+    /// Remove what an interrupted run left: loop devices, zvbench files, tagged datasets.
+    Clean {
+        /// Directories to search for zvbench-* files (default /var/tmp/zvbench).
+        #[arg(long = "dir")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Say what this host can run and what is missing.
+    Doctor,
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"))
+        .join("zvbench")
+}
+
+/// The static agent: `--agent`, else next to this binary's target directory.
+fn find_agent(given: Option<PathBuf>) -> Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => {
+            let exe = std::env::current_exe()?;
+            let target_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .context("cannot locate the target directory")?;
+            target_dir.join("x86_64-unknown-linux-gnu/agent/zvbench-agent")
+        }
+    };
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "guest agent {} not found; build it with scripts/build-agent or pass --agent",
+            path.display()
+        )
+    })?;
+    match zvbench::initramfs::elf_is_static(&bytes) {
+        Some(true) => {}
+        Some(false) => bail!(
+            "{} is dynamically linked; the guest has no libc: build it with scripts/build-agent",
+            path.display()
+        ),
+        None => bail!("{} is not an x86-64 ELF executable", path.display()),
+    }
+    Ok(path)
+}
+
+fn main() {
+    let stop = Interrupt::default();
+    let s2 = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        eprintln!("\nzvbench: interrupted; tearing down");
+        s2.set();
+    }) {
+        eprintln!("zvbench: warning: cannot catch Ctrl-C ({e}); an interrupted run may leave files: `zvbench clean`");
+    }
+    match real_main(&stop) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("zvbench: error: {}", zvbench::chain(&e));
+            std::process::exit(2);
+        }
+    }
+}
+
+fn real_main(stop: &Interrupt) -> Result<i32> {
+    match Cli::parse().cmd {
+        Cmd::Check { scenario } => {
+            let plan = zvbench::scenario::load(&scenario)?;
+            println!(
+                "{}: ok ({} targets, {} workloads, {} repetitions)",
+                scenario.display(),
+                plan.targets.len(),
+                plan.workloads.len(),
+                plan.repetitions
+            );
+            Ok(0)
+        }
+        Cmd::Run {
+            scenario,
+            out,
+            agent,
+            kernel,
+            modules,
+            accel,
+            allow_destroy,
+        } => {
+            let plan = zvbench::scenario::load(&scenario)?;
+            let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
+            let cache = cache_dir();
+            let (kernel, agent) = if has_guest {
+                let k = zvbench::kernel::find(kernel.zip(modules), &cache)?;
+                (Some(k), find_agent(agent)?)
+            } else {
+                (None, PathBuf::new())
+            };
+            let accel = match (accel, &kernel) {
+                (AccelChoice::Kvm, _) => Accel::Kvm,
+                (AccelChoice::Tcg, _) | (AccelChoice::Auto, None) => Accel::Tcg,
+                (AccelChoice::Auto, Some(k)) => choose_accel(&k.image, &cache),
+            };
+            let opts = RunOptions {
+                out: out.clone(),
+                agent,
+                kernel,
+                accel,
+                allow_destroy,
+                scenario_text: std::fs::read_to_string(&scenario)?,
+            };
+            let started = std::time::Instant::now();
+            let result = zvbench::run::run(&plan, &opts, stop);
+            if out.join("results.csv").exists() {
+                let md = zvbench::report::write(&out)?;
+                println!("{md}");
+            }
+            let rows = result?;
+            eprintln!(
+                "zvbench: {} passes in {:.0} s; results in {}",
+                rows.len(),
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
+            Ok(0)
+        }
+        Cmd::Report { dir } => {
+            println!("{}", zvbench::report::write(&dir)?);
+            Ok(0)
+        }
+        Cmd::Clean { dirs } => {
+            let dirs = if dirs.is_empty() {
+                vec![PathBuf::from("/var/tmp/zvbench")]
+            } else {
+                dirs
+            };
+            let done = zvbench::storage::clean(&dirs);
+            if done.is_empty() {
+                println!("nothing to clean");
+            }
+            for d in done {
+                println!("{d}");
+            }
+            Ok(0)
+        }
+        Cmd::Doctor => Ok(zvbench::doctor::report(&cache_dir())),
+    }
+}

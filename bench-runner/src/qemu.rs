@@ -383,6 +383,43 @@ pub fn probe_kvm(kernel: &Path, work: &Path, limit: Duration) -> bool {
     false
 }
 
+/// KVM if a probe boot works, else TCG (with a warning). The probe's answer is cached
+/// in `cache` per host kernel, QEMU version and guest kernel, since a failing probe costs
+/// its whole time limit.
+pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
+    let key = format!(
+        "{}|{}|{}",
+        nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        version().unwrap_or_default(),
+        kernel.display()
+    );
+    let file = cache.join("accel-probe.json");
+    let cached: Option<Accel> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(|v| v["key"] == key.as_str())
+        .and_then(|v| serde_json::from_value(v["accel"].clone()).ok());
+    let accel = cached.unwrap_or_else(|| {
+        let _ = std::fs::create_dir_all(cache);
+        let a = if probe_kvm(kernel, cache, Duration::from_secs(8)) {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        };
+        let _ = std::fs::write(
+            &file,
+            serde_json::json!({ "key": key, "accel": a }).to_string(),
+        );
+        a
+    });
+    if accel == Accel::Tcg {
+        eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    }
+    accel
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,301 @@
+//! One guest boot: the job and initramfs, QEMU, the frame channel with its phase
+//! handshake, and the per-pass counters of the layers under the guest.
+
+use crate::initramfs::Cpio;
+use crate::kernel::{bus_modules, guest_disk, resolve_modules, GuestKernel};
+use crate::qemu::{self, Accel, BlockStats, Disk, QemuGuard, Qmp};
+use crate::scenario::GuestConfig;
+use crate::zfs::ZilSource;
+use crate::Interrupt;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zvbench_agent::devstat::{DevStat, StatSource};
+use zvbench_agent::frame::{Frame, FrameReader, Scanned};
+use zvbench_agent::job::Job;
+use zvbench_agent::pass::{PassSpec, Phase};
+use zvbench_agent::PassRecord;
+
+/// The counters of the layers below the guest, read at one phase of a pass.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    hv: Option<BlockStats>,
+    host: Option<DevStat>,
+    zil: Option<u64>,
+}
+
+/// What the layers below the guest did during one pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LowerLayers {
+    /// Hypervisor counters delta.
+    pub hv: Option<BlockStats>,
+    /// Host device delta: flushes, flush ms, bytes written.
+    pub host_flushes: Option<u64>,
+    /// Host device flush time.
+    pub host_flush_ms: Option<u64>,
+    /// Host device bytes written.
+    pub host_write_bytes: Option<u64>,
+    /// ZIL commits.
+    pub zil_commits: Option<u64>,
+}
+
+/// One pass's result from a guest.
+pub struct GuestPass {
+    /// The agent's record.
+    pub record: PassRecord,
+    /// The layers below.
+    pub lower: LowerLayers,
+    /// Kernel start to agent start.
+    pub boot_ms: u64,
+}
+
+/// Everything a guest boot needs.
+pub struct GuestRun<'a> {
+    /// Settings.
+    pub cfg: &'a GuestConfig,
+    /// Kernel and modules.
+    pub kernel: &'a GuestKernel,
+    /// The static agent binary.
+    pub agent: &'a Path,
+    /// Accelerator.
+    pub accel: Accel,
+    /// The disk (path, QEMU format).
+    pub disk: (&'a Path, &'static str),
+    /// Host device counters.
+    pub host_stat: Option<&'a StatSource>,
+    /// ZIL counter.
+    pub zil: Option<&'a ZilSource>,
+    /// Directory for logs, sockets and the initramfs.
+    pub work: PathBuf,
+    /// Longest the guest may run.
+    pub timeout: Duration,
+}
+
+/// Builds the initramfs for `passes`: agent as /init, job, modules for the bus.
+pub fn build_initramfs(
+    kernel: &GuestKernel,
+    cfg: &GuestConfig,
+    agent: &Path,
+    passes: &[PassSpec],
+) -> Result<Vec<u8>> {
+    let dep =
+        std::fs::read_to_string(kernel.modules.join("modules.dep")).context("read modules.dep")?;
+    let builtin =
+        std::fs::read_to_string(kernel.modules.join("modules.builtin")).unwrap_or_default();
+    let mods = resolve_modules(&dep, &builtin, bus_modules(cfg.bus))?;
+    let mut cpio = Cpio::new();
+    let agent_bytes =
+        std::fs::read(agent).with_context(|| format!("read agent {}", agent.display()))?;
+    cpio.file("init", 0o755, &agent_bytes)
+        .chardev("dev/console", 5, 1);
+    let mut paths = Vec::new();
+    for m in &mods {
+        let data =
+            std::fs::read(kernel.modules.join(m)).with_context(|| format!("read module {m}"))?;
+        let inside = format!("lib/modules/{m}");
+        cpio.file(&inside, 0o644, &data);
+        paths.push(PathBuf::from(format!("/{inside}")));
+    }
+    let job = Job {
+        schema_version: zvbench_agent::SCHEMA_VERSION,
+        modules: paths,
+        disk: guest_disk(cfg.bus).into(),
+        disk_wait_s: 30,
+        frame_port: "/dev/ttyS1".into(),
+        ack_timeout_ms: 120_000,
+        passes: passes.to_vec(),
+    };
+    cpio.file("zvbench/job.json", 0o644, &serde_json::to_vec_pretty(&job)?);
+    Ok(cpio.finish_gz()?)
+}
+
+fn console_tail(path: &Path) -> String {
+    let b = std::fs::read(path).unwrap_or_default();
+    let s = String::from_utf8_lossy(&b[b.len().saturating_sub(1500)..]).into_owned();
+    s.lines().map(|l| format!("\n    {l}")).collect()
+}
+
+impl GuestRun<'_> {
+    fn snapshot(&self, qmp: &mut Qmp) -> Snapshot {
+        Snapshot {
+            hv: qmp.blockstats().ok(),
+            host: self.host_stat.and_then(|s| s.read().ok()),
+            zil: self.zil.and_then(|z| z.read()),
+        }
+    }
+
+    /// Boots the guest, runs `passes`, and calls `on_pass` for each record as it arrives.
+    pub fn run(
+        &self,
+        passes: &[PassSpec],
+        stop: &Interrupt,
+        on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&self.work)?;
+        let initrd = self.work.join("initramfs.cpio.gz");
+        std::fs::write(
+            &initrd,
+            build_initramfs(self.kernel, self.cfg, self.agent, passes)?,
+        )?;
+        let console = self.work.join("console.log");
+        let frames_sock = self.work.join("frames.sock");
+        let qmp_sock = self.work.join("qmp.sock");
+        for s in [&frames_sock, &qmp_sock] {
+            let _ = std::fs::remove_file(s);
+        }
+        let mut args = qemu::base_args();
+        args.extend(qemu::machine_args(self.accel));
+        args.extend(qemu::size_args(self.cfg.memory.bytes(), self.cfg.cpus));
+        args.extend(qemu::boot_args(&self.kernel.image, &initrd, qemu::APPEND));
+        args.extend(qemu::drive_args(&Disk {
+            path: self.disk.0.to_owned(),
+            format: self.disk.1,
+            cache: self.cfg.cache,
+            aio: self.cfg.aio,
+            bus: self.cfg.bus,
+        }));
+        args.extend(qemu::chardev_args(&console, &frames_sock, &qmp_sock));
+        std::fs::write(
+            self.work.join("qemu.argv"),
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )?;
+        let mut guard =
+            QemuGuard::spawn(&args, &self.work.join("qemu.log")).context("start QEMU")?;
+        let fail = |what: String| {
+            anyhow!(
+                "{what}; guest console (last lines):{}",
+                console_tail(&console)
+            )
+        };
+        let mut frames =
+            qemu::connect(&frames_sock, Duration::from_secs(20), &mut guard).map_err(|e| {
+                fail(format!(
+                    "QEMU did not open its frame socket ({e}); see {}",
+                    self.work.join("qemu.log").display()
+                ))
+            })?;
+        let mut qmp = Qmp::handshake(qemu::connect(
+            &qmp_sock,
+            Duration::from_secs(20),
+            &mut guard,
+        )?)?;
+        frames.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let deadline = Instant::now() + self.timeout;
+        let mut reader = FrameReader::default();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut start_snap: Option<Snapshot> = None;
+        let mut lower = LowerLayers::default();
+        let mut boot_ms = 0;
+        let mut received = 0usize;
+        let started = Instant::now();
+        let mut trace_log = std::fs::File::create(self.work.join("frames.log"))?;
+        loop {
+            if stop.is_set() {
+                bail!("interrupted");
+            }
+            if Instant::now() > deadline {
+                bail!(fail(format!(
+                    "the guest did not finish within {} s (guest_timeout_s)",
+                    self.timeout.as_secs()
+                )));
+            }
+            let n = match frames.read(&mut buf) {
+                Ok(0) => bail!(fail("the guest ended before it sent all results".into())),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e).context("reading the frame socket"),
+            };
+            for item in reader.push(&buf[..n]) {
+                writeln!(
+                    trace_log,
+                    "{:>8} ms {}",
+                    started.elapsed().as_millis(),
+                    describe(&item)
+                )?;
+                match item {
+                    Scanned::Damaged(why) => {
+                        eprintln!("zvbench: a damaged frame from the guest was skipped: {why}")
+                    }
+                    Scanned::Frame(Frame::Hello {
+                        uptime_ms,
+                        schema_version,
+                        ..
+                    }) => {
+                        if schema_version != zvbench_agent::SCHEMA_VERSION {
+                            bail!("the guest agent speaks schema {schema_version}, zvbench {}: rebuild the agent", zvbench_agent::SCHEMA_VERSION);
+                        }
+                        boot_ms = uptime_ms;
+                    }
+                    Scanned::Frame(Frame::Mark { phase, .. }) => {
+                        let snap = self.snapshot(&mut qmp);
+                        match phase {
+                            Phase::Start => start_snap = Some(snap),
+                            Phase::End => {
+                                lower = delta(start_snap.take().unwrap_or_default(), snap)
+                            }
+                        }
+                        frames.write_all(b"A")?;
+                    }
+                    Scanned::Frame(Frame::Record(record)) => {
+                        received += 1;
+                        on_pass(GuestPass {
+                            record: *record,
+                            lower: std::mem::take(&mut lower),
+                            boot_ms,
+                        })?;
+                    }
+                    Scanned::Frame(Frame::Error { message }) => {
+                        bail!(fail(format!("the guest agent failed: {message}")))
+                    }
+                    Scanned::Frame(Frame::Done { passes: n }) => {
+                        if n as usize != received || received != passes.len() {
+                            bail!(fail(format!(
+                                "the guest ran {n} passes but {received} of {} results arrived",
+                                passes.len()
+                            )));
+                        }
+                        let _ = guard.wait_timeout(Duration::from_secs(20));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One line about a frame for `frames.log`.
+fn describe(item: &Scanned) -> String {
+    match item {
+        Scanned::Damaged(why) => format!("damaged: {why}"),
+        Scanned::Frame(Frame::Hello { uptime_ms, .. }) => format!("hello uptime_ms={uptime_ms}"),
+        Scanned::Frame(Frame::Mark { pass, phase }) => format!("mark pass={pass} {phase:?}"),
+        Scanned::Frame(Frame::Record(r)) => format!("record {} {:.1} MiB/s", r.label, r.mib_per_s),
+        Scanned::Frame(Frame::Error { message }) => format!("error {message}"),
+        Scanned::Frame(Frame::Done { passes }) => format!("done passes={passes}"),
+    }
+}
+
+fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
+    let host = match (a.host, b.host) {
+        (Some(x), Some(y)) => Some(y.delta(&x, "")),
+        _ => None,
+    };
+    LowerLayers {
+        hv: a.hv.zip(b.hv).map(|(x, y)| y.delta(&x)),
+        host_flushes: host.as_ref().and_then(|d| d.flush_ios),
+        host_flush_ms: host.as_ref().and_then(|d| d.flush_ms),
+        host_write_bytes: host.as_ref().map(|d| d.write_bytes),
+        zil_commits: a.zil.zip(b.zil).map(|(x, y)| y.saturating_sub(x)),
+    }
+}

@@ -1,0 +1,106 @@
+//! `run.json`: where the numbers came from — zvbench version and revision, date, host
+//! kernel and CPU, QEMU version, accelerator, guest kernel, storage properties and the
+//! scenario itself.
+
+use crate::run::RunOptions;
+use crate::scenario::Plan;
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a UNIX time (UTC, proleptic Gregorian).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A run id: UTC time and process id, e.g. `20261127T001500-4242`, safe in file and
+/// dataset names.
+pub fn run_id() -> String {
+    let t = rfc3339(now()).replace(['-', ':'], "");
+    format!("{}-{}", t.trim_end_matches('Z'), std::process::id())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The provenance record, before storage properties are added per target.
+pub fn collect(run_id: &str, opts: &RunOptions, plan: &Plan) -> Value {
+    let uts = nix::sys::utsname::uname().ok();
+    let s = |o: Option<&std::ffi::OsStr>| {
+        o.map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    json!({
+        "zvbench_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("ZVBENCH_GIT_REVISION").unwrap_or("unknown"),
+        "schema_version": zvbench_agent::SCHEMA_VERSION,
+        "run_id": run_id,
+        "date": rfc3339(now()),
+        "host": {
+            "kernel": s(uts.as_ref().map(|u| u.release())),
+            "machine": s(uts.as_ref().map(|u| u.machine())),
+            "cpu": cpu_model(),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        },
+        "qemu_version": crate::qemu::version(),
+        "accel": opts.accel.as_str(),
+        "guest_kernel": opts.kernel,
+        "targets": plan.targets,
+        "storage": {},
+        "scenario": opts.scenario_text,
+    })
+}
+
+/// Writes `run.json` (atomically: a temporary file renamed over it).
+pub fn write(out: &Path, v: &Value) -> Result<()> {
+    let tmp = out.join("run.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    std::fs::rename(tmp, out.join("run.json"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_738_501), "2026-11-26T23:48:21Z");
+    }
+}
