@@ -164,11 +164,19 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
             check_blockdev(device, &opts.allow_destroy)
                 .with_context(|| format!("target {:?}", t.name))?;
         }
-        if let StorageSpec::Zvol(_) = &t.storage {
-            crate::cmd::Argv::new(["zfs", "version"])
-                .run()
-                .or_else(|_| crate::cmd::Argv::new(["zfs", "list", "-H", "-o", "name"]).run())
-                .context("zvol targets need OpenZFS (zfs); install it (apt-get install zfsutils-linux) or drop the target")?;
+        if let StorageSpec::Zvol(z) = &t.storage {
+            if !Path::new("/dev/zfs").exists() || !Path::new("/sys/module/zfs").exists() {
+                bail!(
+                    "target {:?}: zvols need kernel OpenZFS (/sys/module/zfs); zfs-fuse has none. Install zfsutils-linux and zfs-dkms, or use storage = \"loop\" with dir on a ZFS dataset",
+                    t.name
+                );
+            }
+            crate::zfs::exists_argv(&z.parent).run().with_context(|| {
+                format!(
+                    "target {:?}: parent dataset {} does not exist; create it with zfs create",
+                    t.name, z.parent
+                )
+            })?;
         }
         if t.guest.is_some() {
             if opts.kernel.is_none() {

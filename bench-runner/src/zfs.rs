@@ -41,18 +41,22 @@ pub fn destroy_argv(name: &str) -> Argv {
     Argv::new(["zfs", "destroy", "-r", name])
 }
 
-/// `zfs list -H -p -o name,zvbench:run -t TYPES`: datasets with their zvbench tag.
+/// `zfs list -H -o name,zvbench:run -t TYPES`: datasets with their zvbench tag.
 pub fn list_tagged_argv(types: &str) -> Argv {
     Argv::new([
         "zfs",
         "list",
         "-H",
-        "-p",
         "-o",
         &format!("name,{TAG}"),
         "-t",
         types,
     ])
+}
+
+/// `zfs list -H -o name NAME`: succeeds only when the dataset exists.
+pub fn exists_argv(name: &str) -> Argv {
+    Argv::new(["zfs", "list", "-H", "-o", "name", name])
 }
 
 /// `zfs get -H -p -o value PROP NAME`.
