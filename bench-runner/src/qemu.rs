@@ -163,7 +163,10 @@ pub fn base_args() -> Vec<OsString> {
 }
 
 /// The guest kernel command line: console on ttyS0, quiet, power off on panic.
-pub const APPEND: &str = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init";
+/// `nvme_core.multipath=N` makes `/dev/nvme0n1` the blk-mq namespace itself rather than a
+/// bio-based multipath head, whose `/sys/block` stat never counts flushes.
+pub const APPEND: &str =
+    "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nvme_core.multipath=N";
 
 /// A running QEMU, killed and reaped when dropped.
 pub struct QemuGuard {

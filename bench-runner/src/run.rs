@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zvbench_agent::pass::{run_pass, PassSpec, Quiet, Workload};
-use zvbench_agent::{ByteSize, PassRecord};
+use zvbench_agent::PassRecord;
 use zvbench_reports::ResultRow;
 
 /// Options of a run beyond the scenario.
@@ -107,7 +107,6 @@ pub fn passes_for(plan: &Plan, disk: &Path, rep: u32, allow_destroy: bool) -> Ve
         if w.needs_fill {
             v.push(PassSpec {
                 workload: Workload::Seqwr,
-                bs: ByteSize(w.spec.bs.bytes().max(1 << 20).min(w.spec.size.bytes())),
                 label: "fill".into(),
                 sync: Default::default(),
                 sync_every: None,

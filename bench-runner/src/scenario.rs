@@ -420,7 +420,6 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
     }
 
     let mut workloads: Vec<WorkloadPlan> = Vec::new();
-    let mut wrote = false;
     for w in &file.workload {
         let at = |msg: String| {
             err_at(
@@ -453,8 +452,15 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 .replace("--", "")
                 .replace("sync-every", "sync_every"))
         })?;
-        let needs_fill = w.kind == Workload::Seqrd && !wrote;
-        wrote |= w.kind == Workload::Seqwr;
+        // A seqrd reads what an earlier seqwr left, if one covered its size (and, when
+        // verifying, wrote verified blocks of the same size); otherwise it fills first.
+        let covered = workloads.iter().any(|p: &WorkloadPlan| {
+            let s = &p.spec;
+            s.workload == Workload::Seqwr
+                && s.size >= spec.size
+                && (!spec.verify || (s.verify && s.bs == spec.bs))
+        });
+        let needs_fill = w.kind == Workload::Seqrd && !covered;
         workloads.push(WorkloadPlan {
             name: w.name.get_ref().clone(),
             spec,
@@ -714,6 +720,28 @@ sync = "fsync"
 sync_every = 4
 "#
         .to_string()
+    }
+
+    #[test]
+    fn reads_fill_first_unless_an_earlier_write_covers_them() {
+        let text = |w_size: &str, w_verify: bool, r_verify: bool| {
+            format!(
+                "[[target]]\nname=\"h\"\nstorage=\"host\"\ndir=\"/tmp\"\n\
+                 [[workload]]\nname=\"w\"\nkind=\"seqwr\"\nbs=\"64K\"\nsize=\"{w_size}\"\nverify={w_verify}\n\
+                 [[workload]]\nname=\"r\"\nkind=\"seqrd\"\nbs=\"64K\"\nsize=\"4M\"\nverify={r_verify}\n"
+            )
+        };
+        let fill = |t: String| parse("s.toml", &t).unwrap().workloads[1].needs_fill;
+        assert!(
+            fill(text("512K", false, false)),
+            "a smaller write does not cover the read"
+        );
+        assert!(!fill(text("4M", false, false)));
+        assert!(
+            fill(text("4M", false, true)),
+            "a verified read needs verified blocks"
+        );
+        assert!(!fill(text("4M", true, true)));
     }
 
     #[test]

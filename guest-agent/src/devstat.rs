@@ -166,6 +166,15 @@ impl StatSource {
         })
     }
 
+    /// A queue attribute of the device, e.g. `write_cache` ("write back" when the device
+    /// says it has a volatile cache, so flushes are sent; "write through" when the block
+    /// layer drops them) or `fua`.
+    pub fn queue_attr(&self, attr: &str) -> Option<String> {
+        let dir = self.stat_path.parent()?;
+        let text = fs::read_to_string(dir.join("queue").join(attr)).ok()?;
+        Some(text.trim().chars().take(64).collect())
+    }
+
     /// Reads the counters now.
     pub fn read(&self) -> Result<DevStat, DevStatError> {
         DevStat::read(&self.stat_path)

@@ -96,10 +96,30 @@ fn mount_all() -> Result<(), String> {
     Ok(())
 }
 
+/// Parameters for module `name` from the kernel command line (`name.param=value`), as
+/// modprobe passes them: the kernel applies command-line parameters only to built-ins.
+pub fn module_params(cmdline: &str, name: &str) -> String {
+    let prefix = format!("{name}.");
+    cmdline
+        .split_ascii_whitespace()
+        .take(1024)
+        .filter_map(|t| t.strip_prefix(&prefix))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn load_modules(job: &Job) -> Result<(), String> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     for m in &job.modules {
         let f = std::fs::File::open(m).map_err(|e| format!("open module {}: {e}", m.display()))?;
-        match nix::kmod::finit_module(&f, c"", nix::kmod::ModuleInitFlags::empty()) {
+        let name = m
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split(".ko").next())
+            .unwrap_or_default()
+            .replace('-', "_");
+        let params = std::ffi::CString::new(module_params(&cmdline, &name)).unwrap_or_default();
+        match nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
             Err(e) => return Err(format!("load module {}: {e}", m.display())),
         }
@@ -224,4 +244,17 @@ pub fn main() -> ! {
         }
     }
     power_off()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_params_from_cmdline() {
+        let c = "console=ttyS0 nvme_core.multipath=N quiet nvme_core.io_timeout=30 nvme.x=1";
+        assert_eq!(module_params(c, "nvme_core"), "multipath=N io_timeout=30");
+        assert_eq!(module_params(c, "nvme"), "x=1");
+        assert_eq!(module_params(c, "virtio_blk"), "");
+    }
 }

@@ -420,6 +420,15 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         flush: flush_p,
         agent_flushes: flushes,
         guest_dev_flushes: device.as_ref().and_then(|d| d.flush_ios),
+        device_write_cache: t
+            .stat_source
+            .as_ref()
+            .and_then(|s| s.queue_attr("write_cache")),
+        device_fua: t
+            .stat_source
+            .as_ref()
+            .and_then(|s| s.queue_attr("fua"))
+            .map(|v| v == "1"),
         device,
         cpu_user_s: cpu_u1 - cpu_u0,
         cpu_sys_s: cpu_s1 - cpu_s0,

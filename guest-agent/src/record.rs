@@ -112,6 +112,13 @@ pub struct PassRecord {
     pub guest_dev_flushes: Option<u64>,
     /// The whole counter delta of that device.
     pub device: Option<DevDelta>,
+    /// That device's `queue/write_cache`: "write back" (flushes are sent to it) or
+    /// "write through" (the block layer drops flushes: the device claims no volatile cache).
+    #[serde(default)]
+    pub device_write_cache: Option<String>,
+    /// That device's `queue/fua` (forced unit access supported).
+    #[serde(default)]
+    pub device_fua: Option<bool>,
     /// User CPU seconds of the agent.
     pub cpu_user_s: f64,
     /// System CPU seconds of the agent.

@@ -83,7 +83,10 @@ pub fn flushes_dropped(g: &Groups<'_>) -> Vec<Finding> {
         if agent <= 0.0 {
             continue;
         }
-        if let Some(i) = tr.iter().position(|&(_, n)| n == 0.0) {
+        // A zero with a non-zero layer below it is a counter that cannot see flushes
+        // (e.g. a bio-based device), not a drop.
+        let first_zero = tr.iter().position(|&(_, n)| n == 0.0);
+        if let Some(i) = first_zero.filter(|&i| tr[i..].iter().all(|&(_, n)| n == 0.0)) {
             let above = tr[i - 1];
             out.push(Finding {
                 rule: "flushes-dropped",

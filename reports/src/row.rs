@@ -56,6 +56,8 @@ pub struct ResultRow {
     pub agent_flushes: u64,
     /// Flushes the guest's virtual disk completed (guest `/sys/block`).
     pub guest_dev_flushes: Option<u64>,
+    /// The agent's device's `queue/write_cache` ("write back" or "write through").
+    pub dev_write_cache: Option<String>,
     /// Flushes the hypervisor performed (QMP `flush_operations`).
     pub hv_flushes: Option<u64>,
     /// Time the hypervisor spent flushing.
@@ -100,6 +102,7 @@ impl ResultRow {
             flush_p99_us: r.flush_p99_us,
             agent_flushes: r.agent_flushes,
             guest_dev_flushes: r.guest_dev_flushes,
+            dev_write_cache: r.device_write_cache.clone(),
             cpu_user_s: r.cpu_user_s,
             cpu_sys_s: r.cpu_sys_s,
             verify_ok: r.verify_result.map(|v| v.ok),

@@ -1,0 +1,157 @@
+//! Helpers shared by the runner's integration tests: real loop devices, real QEMU,
+//! real zfs-fuse, each cleaned up by a guard.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use zvbench::kernel::GuestKernel;
+use zvbench::qemu::Accel;
+use zvbench::run::RunOptions;
+use zvbench::scenario::Plan;
+use zvbench::Interrupt;
+use zvbench_reports::ResultRow;
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+/// Whether guest tests can run here; prints why not.
+pub fn can_boot_guests() -> bool {
+    let ok = is_root() && have("qemu-system-x86_64") && have("qemu-img");
+    if !ok {
+        eprintln!("skipped: needs root, qemu-system-x86_64 and qemu-img");
+    }
+    ok
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The static agent, built once with scripts/build-agent if it is missing or older than
+/// the agent's sources.
+pub fn agent() -> PathBuf {
+    static AGENT: OnceLock<PathBuf> = OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            let out = Command::new(workspace().join("scripts/build-agent"))
+                .output()
+                .expect("run scripts/build-agent");
+            assert!(
+                out.status.success(),
+                "build-agent: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        })
+        .clone()
+}
+
+pub fn kernel() -> GuestKernel {
+    static K: OnceLock<GuestKernel> = OnceLock::new();
+    K.get_or_init(|| {
+        let cache = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/var/tmp".into())
+            .join(".cache/zvbench");
+        zvbench::kernel::find(None, &cache).expect("a guest kernel")
+    })
+    .clone()
+}
+
+pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
+    RunOptions {
+        out: out.to_owned(),
+        agent: agent(),
+        kernel: Some(kernel()),
+        accel: Accel::Tcg,
+        allow_destroy: Vec::new(),
+        scenario_text: scenario_text.to_string(),
+    }
+}
+
+/// Runs scenario text (with `@DIR@` replaced by `dir`) and returns the rows.
+pub fn run_text(dir: &Path, out: &Path, text: &str) -> anyhow::Result<Vec<ResultRow>> {
+    let text = text.replace("@DIR@", &dir.display().to_string());
+    let plan: Plan = zvbench::scenario::parse("test.toml", &text)?;
+    zvbench::run::run(&plan, &options(out, &text), &Interrupt::default())
+}
+
+/// Asserts that nothing a test started under `dir` is left: no loop device over a file
+/// there, no QEMU process naming it, no zvbench file in it.
+pub fn assert_nothing_left(dir: &Path) {
+    let d = dir.display().to_string();
+    let loops =
+        String::from_utf8(Command::new("losetup").arg("-a").output().unwrap().stdout).unwrap();
+    assert!(!loops.contains(&d), "loop devices left: {loops}");
+    let ps = String::from_utf8(
+        Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("qemu-system") && l.contains(&d)),
+        "QEMU left: {ps}"
+    );
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("zvbench-"))
+        .collect();
+    assert!(files.is_empty(), "files left: {files:?}");
+}
+
+/// A loop device over a fresh file, detached on drop.
+pub struct LoopDev {
+    pub dev: PathBuf,
+    pub backing: PathBuf,
+}
+
+impl LoopDev {
+    pub fn new(dir: &Path, name: &str, size: u64) -> LoopDev {
+        let backing = dir.join(name);
+        std::fs::File::create(&backing)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LoopDev {
+            dev: String::from_utf8(out.stdout).unwrap().trim().into(),
+            backing,
+        }
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// A row of `rows` for (target, workload), the first repetition.
+pub fn row<'a>(rows: &'a [ResultRow], target: &str, workload: &str) -> &'a ResultRow {
+    rows.iter()
+        .find(|r| r.target == target && r.workload == workload)
+        .unwrap_or_else(|| panic!("no row {target}/{workload}"))
+}
