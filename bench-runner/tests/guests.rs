@@ -185,7 +185,10 @@ fn every_bus_boots_and_counts_flushes() {
         // A qcow2 image adds flushes of its own metadata on top (seen: 8 to 13 for 5).
         let host = r.host_dev_flushes.unwrap();
         let max = if r.storage == "loop" { 5 } else { u64::MAX };
-        assert!((4..=max).contains(&host), "{t}: the flushes reach the host device: {r:?}");
+        assert!(
+            (4..=max).contains(&host),
+            "{t}: the flushes reach the host device: {r:?}"
+        );
         // QEMU's NVMe emulation flushes without block accounting (seen with QEMU 10.0):
         // its query-blockstats flush count stays 0 while the host device counts them.
         let hv = r.hv_flushes.unwrap();

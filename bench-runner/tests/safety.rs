@@ -8,9 +8,19 @@ use zvbench::storage::{check_blockdev, clean};
 use zvbench_agent::target::{probe_contents, Contents};
 
 fn mkfs_with_file(dev: &std::path::Path, mnt: &std::path::Path) {
-    assert!(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(dev).status().unwrap().success());
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(dev)
+        .status()
+        .unwrap()
+        .success());
     std::fs::create_dir_all(mnt).unwrap();
-    assert!(Command::new("mount").arg(dev).arg(mnt).status().unwrap().success());
+    assert!(Command::new("mount")
+        .arg(dev)
+        .arg(mnt)
+        .status()
+        .unwrap()
+        .success());
     std::fs::write(mnt.join("precious.txt"), "do not lose me").unwrap();
     assert!(Command::new("umount").arg(mnt).status().unwrap().success());
 }
@@ -51,16 +61,36 @@ fn a_device_with_a_file_system_is_refused_and_left_intact() {
     let err = run_text(dir.path(), &out, &text).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("ext2/3/4 file system"), "{msg}");
-    assert!(msg.contains(&format!("--allow-destroy {}", l.dev.display())), "the refusal names the fix: {msg}");
-    assert!(!out.join("results.csv").exists(), "refused before anything was created");
-    assert!(std::fs::read(&l.backing).unwrap() == before, "not one byte changed");
+    assert!(
+        msg.contains(&format!("--allow-destroy {}", l.dev.display())),
+        "the refusal names the fix: {msg}"
+    );
+    assert!(
+        !out.join("results.csv").exists(),
+        "refused before anything was created"
+    );
+    assert!(
+        std::fs::read(&l.backing).unwrap() == before,
+        "not one byte changed"
+    );
 
     // Mounted: refused even with --allow-destroy.
-    assert!(Command::new("mount").arg(&l.dev).arg(&mnt).status().unwrap().success());
-    let e = check_blockdev(&l.dev, std::slice::from_ref(&l.dev)).unwrap_err().to_string();
+    assert!(Command::new("mount")
+        .arg(&l.dev)
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    let e = check_blockdev(&l.dev, std::slice::from_ref(&l.dev))
+        .unwrap_err()
+        .to_string();
     assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
     assert!(e.contains(&format!("mounted on {}", mnt.display())), "{e}");
-    assert_eq!(std::fs::read_to_string(mnt.join("precious.txt")).ok(), None, "unmounted again");
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("precious.txt")).ok(),
+        None,
+        "unmounted again"
+    );
 
     // Named exactly with --allow-destroy: allowed; another device named: still refused.
     assert!(check_blockdev(&l.dev, std::slice::from_ref(&l.dev)).is_ok());
@@ -75,11 +105,15 @@ fn an_empty_device_is_used_and_then_recognised_as_zvbench_data() {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let l = LoopDev::new(dir.path(), "empty.img", 16 << 20);
     let text = BLOCKDEV.replace("@DEV@", &l.dev.display().to_string());
-    let rows = run_text(dir.path(), &dir.path().join("out"), &text).expect("an empty device may be used");
+    let rows =
+        run_text(dir.path(), &dir.path().join("out"), &text).expect("an empty device may be used");
     assert_eq!(rows[0].storage, "blockdev");
     assert!(rows[0].host_dev_flushes.is_some());
     assert_eq!(probe_contents(&l.dev).unwrap(), Contents::Zvbench);
-    assert!(check_blockdev(&l.dev, &[]).is_ok(), "zvbench may reuse what it wrote");
+    assert!(
+        check_blockdev(&l.dev, &[]).is_ok(),
+        "zvbench may reuse what it wrote"
+    );
     assert!(l.backing.exists(), "a user's device is never removed");
 }
 
@@ -94,7 +128,14 @@ fn clean_removes_what_an_interrupted_run_left() {
     std::fs::write(dir.path().join("zvbench-20260101T000000-1-vdi.vdi"), b"x").unwrap();
     std::fs::write(dir.path().join("keep-me.img"), b"x").unwrap();
     let done = clean(&[dir.path().to_owned()]);
-    assert!(done.iter().any(|d| d == &format!("detached {}", left.dev.display())), "{done:?}");
+    assert!(
+        done.iter()
+            .any(|d| d == &format!("detached {}", left.dev.display())),
+        "{done:?}"
+    );
     assert_nothing_left(dir.path());
-    assert!(dir.path().join("keep-me.img").exists(), "only zvbench's files are removed");
+    assert!(
+        dir.path().join("keep-me.img").exists(),
+        "only zvbench's files are removed"
+    );
 }

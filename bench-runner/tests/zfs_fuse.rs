@@ -1,0 +1,198 @@
+//! The ZFS command layer against real ZFS: zfs-fuse runs real pools, datasets, snapshots,
+//! rollback, send/receive and properties (not zvols). Also a loop target whose backing
+//! file lives on a ZFS dataset: a ZFS-backed raw device.
+
+mod common;
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zvbench::cmd::Argv;
+use zvbench::zfs;
+
+/// zfs-fuse, started for the test if it is not running, stopped if we started it.
+struct ZfsFuse(Option<Child>);
+
+impl ZfsFuse {
+    fn ensure() -> ZfsFuse {
+        let running = Command::new("pgrep")
+            .arg("-x")
+            .arg("zfs-fuse")
+            .status()
+            .is_ok_and(|s| s.success());
+        let child = (!running).then(|| {
+            Command::new("zfs-fuse")
+                .arg("--no-daemon")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        });
+        let start = Instant::now();
+        while Argv::new(["zpool", "list"]).run().is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "zfs-fuse did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ZfsFuse(child)
+    }
+}
+
+impl Drop for ZfsFuse {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A pool on a file, destroyed on drop.
+struct Pool(String);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A dataset just unmounted can be busy for a moment under FUSE: retry.
+        for _ in 0..20 {
+            match Argv::new(["zpool", "destroy", "-f", &self.0]).run() {
+                Ok(_) => return,
+                Err(e) => eprintln!("retrying: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn zfs_ok(args: &[&str]) -> String {
+    let mut v = vec!["zfs"];
+    v.extend(args);
+    Argv::new(v).stdout().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn zfs_layer_against_real_zfs_fuse() {
+    if !is_root() || !have("zfs-fuse") {
+        eprintln!("skipped: needs root and zfs-fuse");
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let _daemon = ZfsFuse::ensure();
+    let vdev = dir.path().join("vdev.img");
+    std::fs::File::create(&vdev)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let pool = Pool(format!("zvbt{}", std::process::id()));
+    let mnt = dir.path().join("pool");
+    Argv::new([
+        "zpool".as_ref(),
+        "create".as_ref(),
+        "-m".as_ref(),
+        mnt.as_os_str(),
+        pool.0.as_ref(),
+        vdev.as_os_str(),
+    ])
+    .run()
+    .unwrap();
+
+    // Datasets with the zvbench tag, found again by the leftover scan.
+    let ds = format!("{}/zvbench", pool.0);
+    zfs::create_fs_argv(&ds, "r1").run().unwrap();
+    zfs::exists_argv(&ds).run().expect("created");
+    assert!(zfs::exists_argv(&format!("{}/nope", pool.0)).run().is_err());
+    let tagged = zfs::parse_tagged(&zfs::list_tagged_argv("filesystem").stdout().unwrap());
+    assert!(
+        tagged.contains(&(ds.clone(), "r1".to_string())),
+        "{tagged:?}"
+    );
+    assert!(
+        !tagged.iter().any(|(n, _)| n == &pool.0),
+        "the pool itself is untagged"
+    );
+
+    // Properties as zvbench sets and reads them.
+    zfs_ok(&["set", "compression=on", &ds]);
+    assert_eq!(
+        zfs::get_argv(&ds, "compression").stdout().unwrap().trim(),
+        "on"
+    );
+    assert_eq!(
+        zfs::get_argv(&ds, "zvbench:run").stdout().unwrap().trim(),
+        "r1"
+    );
+
+    // Snapshot, rollback, send | receive — the operations of the story.
+    let ds_mnt = mnt.join("zvbench");
+    std::fs::write(ds_mnt.join("a"), "before").unwrap();
+    zfs_ok(&["snapshot", &format!("{ds}@s1")]);
+    std::fs::write(ds_mnt.join("a"), "after").unwrap();
+    zfs_ok(&["rollback", &format!("{ds}@s1")]);
+    assert_eq!(std::fs::read_to_string(ds_mnt.join("a")).unwrap(), "before");
+    let mut send = Command::new("zfs")
+        .args(["send", &format!("{ds}@s1")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let recv = Command::new("zfs")
+        .args(["receive", &format!("{}/copy", pool.0)])
+        .stdin(send.stdout.take().unwrap())
+        .status()
+        .unwrap();
+    assert!(send.wait().unwrap().success() && recv.success());
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("copy/a")).unwrap(),
+        "before"
+    );
+
+    // A ZFS-backed raw device: the loop target's file on the dataset, and the host
+    // baseline on the same dataset.
+    let text = format!(
+        r#"
+[run]
+repetitions = 1
+disk_size = "16M"
+guest_timeout_s = 240
+[[target]]
+name = "host-zfs"
+storage = "host"
+dir = "{d}"
+[[target]]
+name = "loop-zfs"
+storage = "loop"
+dir = "{d}"
+[[workload]]
+name = "w"
+kind = "seqwr"
+bs = "64K"
+size = "1M"
+sync = "fsync"
+sync_every = 4
+"#,
+        d = ds_mnt.display()
+    );
+    let rows = run_text(&ds_mnt, &dir.path().join("out"), &text).expect("runs on zfs-fuse");
+    let host = row(&rows, "host-zfs", "w");
+    assert_eq!(host.agent_flushes, 5);
+    assert_eq!(
+        host.host_dev_flushes, None,
+        "a FUSE file system has no block device to count"
+    );
+    let lp = row(&rows, "loop-zfs", "w");
+    assert_eq!(lp.guest_dev_flushes, Some(5));
+    assert!(lp.host_dev_flushes.is_some_and(|n| n >= 4), "{lp:?}");
+    assert_nothing_left(&ds_mnt);
+
+    // What an interrupted run would leave is found by its tag and destroyed.
+    let done = zvbench::storage::clean(&[]);
+    assert!(
+        done.iter()
+            .any(|d| d.starts_with(&format!("destroyed {ds}"))),
+        "{done:?}"
+    );
+    assert!(zfs::exists_argv(&ds).run().is_err());
+    assert!(
+        zfs::exists_argv(&format!("{}/copy", pool.0)).run().is_ok(),
+        "untagged datasets stay"
+    );
+}
