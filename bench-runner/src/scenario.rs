@@ -723,6 +723,16 @@ sync_every = 4
     }
 
     #[test]
+    fn shipped_scenarios_validate() {
+        std::fs::create_dir_all("/var/tmp/zvbench").unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        for f in ["quick.toml", "seed-sysbench.toml"] {
+            let p = load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
+            assert!(p.targets.iter().any(|t| t.storage_kind == StorageKind::Host), "{f}");
+        }
+    }
+
+    #[test]
     fn reads_fill_first_unless_an_earlier_write_covers_them() {
         let text = |w_size: &str, w_verify: bool, r_verify: bool| {
             format!(
