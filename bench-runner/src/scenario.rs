@@ -728,7 +728,12 @@ sync_every = 4
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         for f in ["quick.toml", "seed-sysbench.toml"] {
             let p = load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
-            assert!(p.targets.iter().any(|t| t.storage_kind == StorageKind::Host), "{f}");
+            assert!(
+                p.targets
+                    .iter()
+                    .any(|t| t.storage_kind == StorageKind::Host),
+                "{f}"
+            );
         }
     }
 

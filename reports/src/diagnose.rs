@@ -152,56 +152,60 @@ fn flush_bound(r: &ResultRow) -> bool {
     (r.sync_every > 0 && r.agent_flushes > 1) || matches!(r.sync.as_str(), "osync" | "odsync")
 }
 
-/// A guest faster than the host baseline on a flush-bound workload.
-pub fn guest_faster_than_host(g: &Groups<'_>) -> Vec<Finding> {
+/// Groups of guest targets whose median throughput beats the host baseline's on the same
+/// workload by more than `factor`, among rows `selected`; one finding each.
+fn beats_host(
+    g: &Groups<'_>,
+    selected: impl Fn(&ResultRow) -> bool,
+    factor: f64,
+    rule: &'static str,
+    message: &str,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for ((t, w), rows) in g {
-        if rows[0].storage == "host" || rows[0].kind != "seqwr" || !flush_bound(rows[0]) {
+        if rows[0].storage == "host" || !selected(rows[0]) {
             continue;
         }
-        let (Some(host), Some(guest)) = (
-            host_of(g, w).and_then(|h| med(h, |r| Some(r.mib_per_s))),
-            med(rows, |r| Some(r.mib_per_s)),
-        ) else {
+        let host = host_of(g, w).and_then(|h| med(h, |r| Some(r.mib_per_s)));
+        let (Some(host), Some(guest)) = (host, med(rows, |r| Some(r.mib_per_s))) else {
             continue;
         };
-        if guest > host * 1.1 {
+        if guest > host * factor {
             out.push(Finding {
-                rule: "guest-faster-than-host",
+                rule,
                 target: t.clone(),
                 workload: w.clone(),
-                message: "a guest out-writes its own host on a flush-bound workload: its flushes are not reaching the disk".into(),
-                evidence: format!("{guest:.1} MiB/s in the guest vs {host:.1} MiB/s on the host ({:.2}x)", guest / host),
+                message: message.to_string(),
+                evidence: format!(
+                    "{guest:.1} MiB/s in the guest vs {host:.1} MiB/s on the host ({:.2}x)",
+                    guest / host
+                ),
             });
         }
     }
     out
 }
 
+/// A guest faster than the host baseline on a flush-bound workload.
+pub fn guest_faster_than_host(g: &Groups<'_>) -> Vec<Finding> {
+    beats_host(
+        g,
+        |r| r.kind == "seqwr" && flush_bound(r),
+        1.1,
+        "guest-faster-than-host",
+        "a guest out-writes its own host on a flush-bound workload: its flushes are not reaching the disk",
+    )
+}
+
 /// Reads faster than the host baseline's reads of the same workload: a cache is measured.
 pub fn reads_from_cache(g: &Groups<'_>) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for ((t, w), rows) in g {
-        if rows[0].storage == "host" || rows[0].kind != "seqrd" {
-            continue;
-        }
-        let (Some(host), Some(guest)) = (
-            host_of(g, w).and_then(|h| med(h, |r| Some(r.mib_per_s))),
-            med(rows, |r| Some(r.mib_per_s)),
-        ) else {
-            continue;
-        };
-        if guest > host * 1.5 {
-            out.push(Finding {
-                rule: "reads-from-cache",
-                target: t.clone(),
-                workload: w.clone(),
-                message: "reads in the guest beat the host device: a host cache is being measured (QEMU cache=writeback/unsafe, VirtualBox host I/O cache, ZFS ARC)".into(),
-                evidence: format!("{guest:.1} MiB/s in the guest vs {host:.1} MiB/s on the host ({:.2}x)", guest / host),
-            });
-        }
-    }
-    out
+    beats_host(
+        g,
+        |r| r.kind == "seqrd",
+        1.5,
+        "reads-from-cache",
+        "reads in the guest beat the host device: a host cache is being measured (QEMU cache=writeback/unsafe, VirtualBox host I/O cache, ZFS ARC)",
+    )
 }
 
 /// Software emulation: absolute numbers are not comparable to KVM.
