@@ -239,8 +239,15 @@ impl GuestRun<'_> {
                         }
                         boot_ms = uptime_ms;
                     }
-                    Scanned::Frame(Frame::Mark { phase, .. }) => {
+                    Scanned::Frame(Frame::Mark { phase, pass }) => {
                         let snap = self.snapshot(&mut qmp);
+                        if let (Phase::Start, Some(p)) = (phase, passes.get(pass as usize)) {
+                            eprintln!(
+                                "      {} in the guest, {} s after QEMU started",
+                                p.label,
+                                started.elapsed().as_secs()
+                            );
+                        }
                         match phase {
                             Phase::Start => start_snap = Some(snap),
                             Phase::End => {

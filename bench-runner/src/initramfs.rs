@@ -62,7 +62,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -155,7 +155,7 @@ mod tests {
         c.file("a/b.txt", 0o644, b"hello");
         let raw = c.raw();
         assert_eq!(&raw[..6], b"070701");
-        assert!(raw.len() % 4 == 0);
+        assert!(raw.len().is_multiple_of(4));
         let text = String::from_utf8_lossy(raw);
         assert!(text.contains("a\0") && text.contains("a/b.txt\0") && text.contains("hello"));
     }

@@ -263,6 +263,7 @@ fn run_target(
         match (&t.guest, &p.host_file, &p.disk) {
             (None, Some(file), _) => {
                 for spec in passes_for(plan, file, rep, false) {
+                    eprintln!("      {} on the host", spec.label);
                     let rec = run_pass(&spec, &mut Quiet)
                         .with_context(|| format!("{} on the host", spec.label))?;
                     if rec.label != "fill" {

@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented public fn
 //! Micro-benchmarks of the per-block work: verify fill/check and frame encode/scan.
 use criterion::{criterion_group, criterion_main, Criterion};
 use zvbench_agent::frame::{encode, scan, Frame};

@@ -217,7 +217,7 @@ impl PassSpec {
         if !(MIN_BS..=MAX_BS).contains(&bs) {
             return bad(format!("--bs {} is outside 512 to 64M", self.bs));
         }
-        if self.size.bytes() < bs || self.size.bytes() % bs != 0 {
+        if self.size.bytes() < bs || !self.size.bytes().is_multiple_of(bs) {
             return bad(format!(
                 "--size {} must be a non-zero multiple of --bs {}",
                 self.size, self.bs
@@ -289,7 +289,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     let t = Target::open(&spec.path, spec.mode())?;
     let bs = spec.bs.bytes();
     let size = spec.size.bytes();
-    if spec.direct && bs % u64::from(t.dio_offset_align) != 0 {
+    if spec.direct && !bs.is_multiple_of(u64::from(t.dio_offset_align)) {
         return Err(PassError::Misaligned {
             bs: spec.bs,
             align: t.dio_offset_align,

@@ -64,7 +64,7 @@ impl fmt::Display for ByteSize {
         const UNITS: [(&str, u32); 4] = [("T", 40), ("G", 30), ("M", 20), ("K", 10)];
         for (unit, shift) in UNITS {
             let m = 1u64 << shift;
-            if self.0 >= m && self.0 % m == 0 {
+            if self.0 >= m && self.0.is_multiple_of(m) {
                 return write!(f, "{}{unit}", self.0 / m);
             }
         }

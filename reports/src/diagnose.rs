@@ -45,9 +45,12 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
     Spread::of(rows.iter().filter_map(|r| f(r))).map(|s| s.median)
 }
 
+/// Reads one layer's flush count from a row.
+type Counter = fn(&ResultRow) -> Option<u64>;
+
 /// The flush trace of a group as (layer, median count), top to bottom, present layers only.
 pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
-    let layers: [(&'static str, fn(&ResultRow) -> Option<u64>); 5] = [
+    let layers: [(&'static str, Counter); 5] = [
         ("agent", |r| Some(r.agent_flushes)),
         ("guest device", |r| r.guest_dev_flushes),
         ("hypervisor", |r| r.hv_flushes),
