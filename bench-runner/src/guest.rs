@@ -232,10 +232,18 @@ impl GuestRun<'_> {
                     Scanned::Frame(Frame::Hello {
                         uptime_ms,
                         schema_version,
+                        build_id,
                         ..
                     }) => {
-                        if schema_version != zvbench_agent::SCHEMA_VERSION {
-                            bail!("the guest agent speaks schema {schema_version}, zvbench {}: rebuild the agent", zvbench_agent::SCHEMA_VERSION);
+                        if schema_version != zvbench_agent::SCHEMA_VERSION
+                            || build_id != zvbench_agent::BUILD_ID
+                        {
+                            bail!(
+                                "the guest agent {} was built from other sources (schema {schema_version}, build {build_id}; zvbench expects {} and {}): rebuild it with scripts/build-agent",
+                                self.agent.display(),
+                                zvbench_agent::SCHEMA_VERSION,
+                                zvbench_agent::BUILD_ID
+                            );
                         }
                         boot_ms = uptime_ms;
                     }

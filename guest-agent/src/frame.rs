@@ -24,6 +24,9 @@ pub enum Frame {
         agent_version: String,
         /// Schema version of the payloads.
         schema_version: u32,
+        /// [`crate::BUILD_ID`] of the agent.
+        #[serde(default)]
+        build_id: String,
         /// Milliseconds from kernel start to the agent's start (from /proc/uptime).
         uptime_ms: u64,
     },
@@ -178,6 +181,7 @@ mod tests {
         Frame::Hello {
             agent_version: "0.1.0".into(),
             schema_version: 1,
+            build_id: "ab".into(),
             uptime_ms: 2500,
         }
     }

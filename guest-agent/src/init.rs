@@ -192,6 +192,7 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
     s.send(&Frame::Hello {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         schema_version: crate::SCHEMA_VERSION,
+        build_id: crate::BUILD_ID.into(),
         uptime_ms: uptime_ms(),
     });
     load_modules(&job)?;

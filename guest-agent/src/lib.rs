@@ -21,6 +21,10 @@ pub mod target;
 pub mod verify;
 
 pub use record::{PassRecord, SCHEMA_VERSION};
+
+/// A hash of the agent's sources: equal in the runner and in a guest agent built from the
+/// same tree.
+pub const BUILD_ID: &str = env!("ZVBENCH_AGENT_BUILD_ID");
 pub use size::ByteSize;
 
 /// Formats an error and its sources as one line: `outer: cause: root cause`.
