@@ -26,6 +26,26 @@ enum AccelChoice {
     Tcg,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum CompareFormat {
+    /// Markdown table.
+    Md,
+    /// JSON array.
+    Json,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 5%"))?;
+    if (0.0..100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("threshold {v} must be from 0 to 100 percent"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a scenario: provision, benchmark, trace flushes, tear down, report.
@@ -60,6 +80,19 @@ enum Cmd {
     Report {
         /// A directory written by `zvbench run`.
         dir: PathBuf,
+    },
+    /// Compare two run directories; exit 1 on a significant regression, 2 on bad input.
+    Compare {
+        /// The baseline run directory.
+        base: PathBuf,
+        /// The current run directory.
+        cur: PathBuf,
+        /// Noise threshold in percent (`5` or `5%`).
+        #[arg(long, default_value = "5%", value_parser = parse_pct)]
+        threshold: f64,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
+        format: CompareFormat,
     },
     /// Remove what an interrupted run left: loop devices, zvbench files, tagged datasets.
     Clean {
@@ -189,6 +222,26 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
         Cmd::Report { dir } => {
             println!("{}", zvbench::report::write(&dir)?);
             Ok(0)
+        }
+        Cmd::Compare {
+            base,
+            cur,
+            threshold,
+            format,
+        } => {
+            let read = |d: &Path| zvbench_reports::read_results(&d.join("results.csv"));
+            let changes = zvbench_reports::compare::compare(&read(&base)?, &read(&cur)?, threshold);
+            match format {
+                CompareFormat::Md => println!(
+                    "{}",
+                    zvbench_reports::compare::markdown(&changes, threshold)
+                ),
+                CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+            }
+            let regressed = changes
+                .iter()
+                .any(|c| c.verdict == zvbench_reports::compare::Verdict::Regressed);
+            Ok(i32::from(regressed))
         }
         Cmd::Clean { dirs } => {
             let dirs = if dirs.is_empty() {

@@ -2,6 +2,7 @@
 //! the runner that writes it and the reports that read it), summaries and diagnosis.
 #![deny(missing_docs)]
 
+pub mod compare;
 pub mod diagnose;
 pub mod row;
 pub mod stats;
