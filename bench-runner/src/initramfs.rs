@@ -108,8 +108,9 @@ impl Cpio {
         gz.finish()
     }
 
-    /// The uncompressed archive bytes so far (for tests).
-    pub fn raw(&self) -> &[u8] {
+    /// The uncompressed archive bytes so far.
+    #[cfg(test)]
+    fn raw(&self) -> &[u8] {
         &self.out
     }
 }

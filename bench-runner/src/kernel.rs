@@ -6,6 +6,7 @@ use crate::scenario::Bus;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use zvbench_agent::init::module_name;
 
 /// A kernel image and the modules tree of the same release.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,12 +36,6 @@ pub fn guest_disk(bus: Bus) -> &'static str {
         Bus::Sata | Bus::Scsi => "/dev/sda",
         Bus::Nvme => "/dev/nvme0n1",
     }
-}
-
-fn module_name(path: &str) -> String {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let stem = file.split(".ko").next().unwrap_or(file);
-    stem.replace('-', "_")
 }
 
 /// Resolves `wanted` module names to `.ko` paths (relative to the modules directory) in

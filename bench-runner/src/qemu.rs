@@ -2,7 +2,7 @@
 //! with case tables), a guard that kills and reaps QEMU on every exit path, a QMP client,
 //! and the KVM probe (a real boot, since `/dev/kvm` existing proves nothing).
 
-use crate::scenario::{Aio, Bus, CacheMode};
+use crate::scenario::{key_name, Aio, Bus, CacheMode};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -92,18 +92,7 @@ pub fn boot_args(kernel: &Path, initrd: &Path, append: &str) -> Vec<OsString> {
 
 /// The benchmark disk: a `-drive` without a device, and the device for the bus.
 pub fn drive_args(d: &Disk) -> Vec<OsString> {
-    let cache = match d.cache {
-        CacheMode::None => "none",
-        CacheMode::Writeback => "writeback",
-        CacheMode::Writethrough => "writethrough",
-        CacheMode::Directsync => "directsync",
-        CacheMode::Unsafe => "unsafe",
-    };
-    let aio = match d.aio {
-        Aio::Threads => "threads",
-        Aio::Native => "native",
-        Aio::IoUring => "io_uring",
-    };
+    let (cache, aio) = (key_name(d.cache), key_name(d.aio));
     let drive = format!(
         "file={},format={},if=none,id={DRIVE_ID},cache={cache},aio={aio}",
         qemu_escape(&d.path),

@@ -5,7 +5,7 @@ use crate::guest::{GuestPass, GuestRun};
 use crate::kernel::GuestKernel;
 use crate::provenance;
 use crate::qemu::Accel;
-use crate::scenario::{Plan, StorageKind, StorageSpec, TargetPlan};
+use crate::scenario::{key_name, Plan, StorageKind, StorageSpec, TargetPlan};
 use crate::storage::{check_blockdev, provision, Provisioned};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
@@ -123,10 +123,7 @@ pub fn passes_for(plan: &Plan, disk: &Path, rep: u32, allow_destroy: bool) -> Ve
 fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultRow {
     let mut row = ResultRow::from_record(rec);
     row.target = t.name.clone();
-    row.storage = serde_json::to_value(t.storage_kind)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    row.storage = key_name(t.storage_kind);
     row.workload = rec.label.clone();
     row.repetition = rep;
     match &t.guest {
@@ -138,11 +135,10 @@ fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultR
             row.guest_dev_flushes = None;
         }
         Some(g) => {
-            let s = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
-            row.hypervisor = s(serde_json::to_value(g.hypervisor).unwrap_or_default());
+            row.hypervisor = key_name(g.hypervisor);
             row.accel = accel.as_str().into();
-            row.bus = s(serde_json::to_value(g.bus).unwrap_or_default());
-            row.cache = s(serde_json::to_value(g.cache).unwrap_or_default());
+            row.bus = key_name(g.bus);
+            row.cache = key_name(g.cache);
         }
     }
     row

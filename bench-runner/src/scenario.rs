@@ -349,6 +349,15 @@ pub struct Plan {
     pub workloads: Vec<WorkloadPlan>,
 }
 
+/// The scenario spelling of a unit enum value (`CacheMode::Unsafe` → `unsafe`), derived
+/// from its serde name so that scenarios, argv and results cannot disagree.
+pub fn key_name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// A scenario problem with its place in the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}:{col}: {msg}")]

@@ -30,7 +30,11 @@ pub enum Teardown {
 impl Teardown {
     fn run(&self) {
         let r = match self {
-            Teardown::RemoveFile(p) => std::fs::remove_file(p).map_err(|e| e.to_string()),
+            // A host target's file is registered before its first pass creates it.
+            Teardown::RemoveFile(p) => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
             Teardown::DetachLoop(d) => {
                 Argv::new(["losetup".as_ref(), "-d".as_ref(), d.as_os_str()])
                     .run()

@@ -110,11 +110,6 @@ impl LatencyHist {
             .map_err(HistError::Decode)?;
         Ok(LatencyHist { h })
     }
-
-    /// The underlying histogram, for callers that need more than the summary.
-    pub fn inner(&self) -> &Histogram<u64> {
-        &self.h
-    }
 }
 
 #[cfg(test)]

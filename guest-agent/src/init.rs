@@ -96,6 +96,14 @@ fn mount_all() -> Result<(), String> {
     Ok(())
 }
 
+/// A kernel module's name from its file path (`.../virtio-blk.ko` → `virtio_blk`), the
+/// form `modules.dep`, `modules.builtin` and command-line parameters use.
+pub fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.split(".ko").next().unwrap_or(file);
+    stem.replace('-', "_")
+}
+
 /// Parameters for module `name` from the kernel command line (`name.param=value`), as
 /// modprobe passes them: the kernel applies command-line parameters only to built-ins.
 pub fn module_params(cmdline: &str, name: &str) -> String {
@@ -112,12 +120,7 @@ fn load_modules(job: &Job) -> Result<(), String> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     for m in &job.modules {
         let f = std::fs::File::open(m).map_err(|e| format!("open module {}: {e}", m.display()))?;
-        let name = m
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split(".ko").next())
-            .unwrap_or_default()
-            .replace('-', "_");
+        let name = module_name(&m.to_string_lossy());
         let params = std::ffi::CString::new(module_params(&cmdline, &name)).unwrap_or_default();
         match nix::kmod::finit_module(&f, &params, nix::kmod::ModuleInitFlags::empty()) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
