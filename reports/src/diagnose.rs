@@ -48,17 +48,21 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
 /// Reads one layer's flush count from a row.
 type Counter = fn(&ResultRow) -> Option<u64>;
 
+/// The layers of the flush trace, top to bottom.
+pub const LAYERS: [&str; 5] = ["agent", "guest device", "hypervisor", "host device", "ZIL"];
+
 /// The flush trace of a group as (layer, median count), top to bottom, present layers only.
 pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
-    let layers: [(&'static str, Counter); 5] = [
-        ("agent", |r| Some(r.agent_flushes)),
-        ("guest device", |r| r.guest_dev_flushes),
-        ("hypervisor", |r| r.hv_flushes),
-        ("host device", |r| r.host_dev_flushes),
-        ("ZIL", |r| r.zil_commits),
+    let counters: [Counter; 5] = [
+        |r| Some(r.agent_flushes),
+        |r| r.guest_dev_flushes,
+        |r| r.hv_flushes,
+        |r| r.host_dev_flushes,
+        |r| r.zil_commits,
     ];
-    layers
+    LAYERS
         .iter()
+        .zip(counters)
         .filter_map(|(name, f)| med(rows, |r| f(r).map(|v| v as f64)).map(|m| (*name, m)))
         .collect()
 }

@@ -4,6 +4,10 @@
 
 pub mod compare;
 pub mod diagnose;
+pub mod figures;
+pub mod html;
+pub mod plot;
+pub mod report;
 pub mod row;
 pub mod stats;
 pub mod summary;

@@ -2,12 +2,16 @@
 //! min–max spread, each target relative to the host baseline, the flush trace, and the
 //! diagnosis.
 
-use crate::diagnose::{trace, Finding};
+use crate::diagnose::{trace, Finding, LAYERS};
 use crate::stats::Spread;
 use crate::ResultRow;
 use std::fmt::Write;
 
-fn order<'a>(rows: &'a [ResultRow], key: impl Fn(&'a ResultRow) -> &'a str) -> Vec<&'a str> {
+/// The distinct keys of `rows` in first-seen order.
+pub(crate) fn order<'a>(
+    rows: &'a [ResultRow],
+    key: impl Fn(&'a ResultRow) -> &'a str,
+) -> Vec<&'a str> {
     let mut v: Vec<&str> = Vec::new();
     for r in rows {
         let k = key(r);
@@ -26,16 +30,40 @@ fn spread_cell(s: Option<Spread>, digits: usize) -> String {
     }
 }
 
-/// Renders the summary. `title` heads the page.
-pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# {title}\n");
+/// One workload's table: its heading, column names and cells, shared by `summary.md` and
+/// `report.html`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// The workload and its parameters.
+    pub heading: String,
+    /// Cells, one row per target, in [`COLUMNS`] order.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Column names of a [`Table`], and whether each is numeric (right-aligned).
+pub const COLUMNS: [(&str, bool); 9] = [
+    ("target", false),
+    ("storage", false),
+    ("cache", false),
+    ("MiB/s median (min–max)", true),
+    ("IOPS", true),
+    ("p99 latency µs", true),
+    ("p99 flush µs", true),
+    ("vs host", true),
+    (
+        "flushes: agent → guest dev → hypervisor → host dev → ZIL",
+        false,
+    ),
+];
+
+/// One table per workload, in first-seen order.
+pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
+    let mut out = Vec::new();
     for w in order(rows, |r| r.workload.as_str()) {
         let wrows: Vec<&ResultRow> = rows.iter().filter(|r| r.workload == w).collect();
         let f = wrows[0];
-        let _ = writeln!(
-            md,
-            "## {w} — {} bs {} B, {} B, direct={}, sync={} every {}\n",
+        let heading = format!(
+            "{w} — {} bs {} B, {} B, direct={}, sync={} every {}",
             f.kind, f.bs_bytes, f.size_bytes, f.direct, f.sync, f.sync_every
         );
         let host_mib = Spread::of(
@@ -44,24 +72,22 @@ pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
                 .filter(|r| r.storage == "host")
                 .map(|r| r.mib_per_s),
         );
-        let _ = writeln!(
-            md,
-            "| target | storage | cache | MiB/s median (min–max) | IOPS | p99 latency µs | p99 flush µs | vs host | flushes: agent → guest dev → hypervisor → host dev → ZIL |"
-        );
-        let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---|");
-        for t in order(
-            &wrows.iter().map(|r| (*r).clone()).collect::<Vec<_>>(),
-            |r| r.target.as_str(),
-        ) {
+        let mut cells = Vec::new();
+        let mut targets: Vec<&str> = Vec::new();
+        for r in &wrows {
+            if !targets.contains(&r.target.as_str()) {
+                targets.push(&r.target);
+            }
+        }
+        for t in targets {
             let trows: Vec<&ResultRow> = wrows.iter().copied().filter(|r| r.target == t).collect();
             let mib = Spread::of(trows.iter().map(|r| r.mib_per_s));
             let rel = match (mib, host_mib) {
                 (Some(m), Some(h)) if h.median > 0.0 => format!("{:.2}x host", m.median / h.median),
                 _ => "–".into(),
             };
-            let layers = ["agent", "guest device", "hypervisor", "host device", "ZIL"];
             let tr = trace(&trows);
-            let trace_cell = layers
+            let trace_cell = LAYERS
                 .iter()
                 .map(|l| {
                     tr.iter()
@@ -71,35 +97,69 @@ pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
                 })
                 .collect::<Vec<_>>()
                 .join(" → ");
-            let _ = writeln!(
-                md,
-                "| {t} | {} | {} | {} | {} | {} | {} | {rel} | {trace_cell} |",
-                trows[0].storage,
+            cells.push(vec![
+                t.to_string(),
+                trows[0].storage.clone(),
                 if trows[0].cache.is_empty() {
-                    "–"
+                    "–".into()
                 } else {
-                    &trows[0].cache
+                    trows[0].cache.clone()
                 },
                 spread_cell(mib, 1),
                 spread_cell(Spread::of(trows.iter().map(|r| r.iops)), 0),
                 spread_cell(Spread::of(trows.iter().map(|r| r.lat_p99_us)), 0),
                 spread_cell(Spread::of(trows.iter().filter_map(|r| r.flush_p99_us)), 0),
-            );
+                rel,
+                trace_cell,
+            ]);
+        }
+        out.push(Table {
+            heading,
+            rows: cells,
+        });
+    }
+    out
+}
+
+/// Where a finding applies, as the summary prints it (empty for run-wide findings).
+pub fn place(f: &Finding) -> String {
+    match (f.target.is_empty(), f.workload.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => f.target.clone(),
+        (false, false) => format!("{} / {}", f.target, f.workload),
+    }
+}
+
+/// Said when no rule fired.
+pub const NO_FINDINGS: &str =
+    "No rule fired: every flush the agent issued reached every layer below it.";
+
+/// Renders the summary. `title` heads the page.
+pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {title}\n");
+    for t in tables(rows) {
+        let _ = writeln!(md, "## {}\n", t.heading);
+        let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        let _ = writeln!(md, "| {} |", names.join(" | "));
+        let align: Vec<&str> = COLUMNS
+            .iter()
+            .map(|c| if c.1 { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(md, "|{}|", align.join("|"));
+        for r in &t.rows {
+            let _ = writeln!(md, "| {} |", r.join(" | "));
         }
         md.push('\n');
     }
     let _ = writeln!(md, "## Diagnosis\n");
     if findings.is_empty() {
-        let _ = writeln!(
-            md,
-            "No rule fired: every flush the agent issued reached every layer below it."
-        );
+        let _ = writeln!(md, "{NO_FINDINGS}");
     }
     for f in findings {
-        let place = match (f.target.is_empty(), f.workload.is_empty()) {
-            (true, _) => String::new(),
-            (false, true) => format!("**{}**: ", f.target),
-            (false, false) => format!("**{} / {}**: ", f.target, f.workload),
+        let place = match place(f) {
+            p if p.is_empty() => p,
+            p => format!("**{p}**: "),
         };
         let _ = writeln!(
             md,

@@ -1,0 +1,194 @@
+//! Which figures a run gets, made from its rows: per workload, throughput with spread,
+//! I/O latency percentiles and flush latency percentiles (log scale), and the flush trace
+//! from the agent down to the ZIL.
+
+use crate::diagnose::{trace, LAYERS};
+use crate::plot::{stem, Bar, Chart, Figure, Series};
+use crate::stats::Spread;
+use crate::summary::order;
+use crate::ResultRow;
+
+fn median(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64> {
+    Spread::of(rows.iter().filter_map(|r| f(r))).map(|s| s.median)
+}
+
+/// Percentile lines for one workload: one series per target over `columns`.
+fn percentiles(
+    per_target: &[(&str, Vec<&ResultRow>)],
+    columns: &[(&str, fn(&ResultRow) -> Option<f64>)],
+) -> Vec<Series> {
+    per_target
+        .iter()
+        .map(|(t, rows)| Series {
+            name: t.to_string(),
+            values: columns.iter().map(|(_, f)| median(rows, f)).collect(),
+        })
+        .filter(|s| s.values.iter().any(Option::is_some))
+        .collect()
+}
+
+/// Every figure for `rows`, in report order.
+pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for w in order(rows, |r| r.workload.as_str()) {
+        let wrows: Vec<&ResultRow> = rows.iter().filter(|r| r.workload == w).collect();
+        let per_target: Vec<(&str, Vec<&ResultRow>)> = order(rows, |r| r.target.as_str())
+            .into_iter()
+            .map(|t| (t, wrows.iter().copied().filter(|r| r.target == t).collect()))
+            .filter(|(_, v): &(&str, Vec<&ResultRow>)| !v.is_empty())
+            .collect();
+        let bars: Vec<Bar> = per_target
+            .iter()
+            .filter_map(|(t, rows)| {
+                Spread::of(rows.iter().map(|r| r.mib_per_s)).map(|s| Bar {
+                    label: t.to_string(),
+                    median: s.median,
+                    min: s.min,
+                    max: s.max,
+                })
+            })
+            .collect();
+        let host = per_target
+            .iter()
+            .find(|(_, rows)| rows[0].storage == "host")
+            .and_then(|(_, rows)| median(rows, |r| Some(r.mib_per_s)));
+        out.push(Figure {
+            stem: stem(&["throughput", w]),
+            title: format!("{w}: throughput, median and min–max"),
+            y_label: "MiB/s".into(),
+            chart: Chart::Bars {
+                bars,
+                reference: host.map(|h| ("host".to_string(), h)),
+            },
+        });
+        let io: [(&str, fn(&ResultRow) -> Option<f64>); 3] = [
+            ("p50", |r| Some(r.lat_p50_us)),
+            ("p99", |r| Some(r.lat_p99_us)),
+            ("max", |r| Some(r.lat_max_us)),
+        ];
+        out.push(Figure {
+            stem: stem(&["latency", w]),
+            title: format!("{w}: I/O latency percentiles"),
+            y_label: "latency, µs (log)".into(),
+            chart: Chart::Lines {
+                categories: io.iter().map(|c| c.0.to_string()).collect(),
+                series: percentiles(&per_target, &io),
+                log_y: true,
+                labels: false,
+            },
+        });
+        let flush: [(&str, fn(&ResultRow) -> Option<f64>); 2] =
+            [("p50", |r| r.flush_p50_us), ("p99", |r| r.flush_p99_us)];
+        let flush_series = percentiles(&per_target, &flush);
+        if !flush_series.is_empty() {
+            out.push(Figure {
+                stem: stem(&["flush-latency", w]),
+                title: format!("{w}: flush latency percentiles"),
+                y_label: "flush latency, µs (log)".into(),
+                chart: Chart::Lines {
+                    categories: flush.iter().map(|c| c.0.to_string()).collect(),
+                    series: flush_series,
+                    log_y: true,
+                    labels: false,
+                },
+            });
+        }
+        if wrows.iter().any(|r| r.agent_flushes > 0) {
+            let traces: Vec<(&str, Vec<(&str, f64)>)> = per_target
+                .iter()
+                .map(|(t, rows)| (*t, trace(rows)))
+                .collect();
+            let layers: Vec<&str> = LAYERS
+                .iter()
+                .copied()
+                .filter(|l| traces.iter().any(|(_, tr)| tr.iter().any(|(n, _)| n == l)))
+                .collect();
+            out.push(Figure {
+                stem: stem(&["flush-trace", w]),
+                title: format!("{w}: flushes per layer (median)"),
+                y_label: "flushes".into(),
+                chart: Chart::Lines {
+                    categories: layers.iter().map(|l| l.to_string()).collect(),
+                    series: traces
+                        .iter()
+                        .map(|(t, tr)| Series {
+                            name: t.to_string(),
+                            values: layers
+                                .iter()
+                                .map(|l| tr.iter().find(|(n, _)| n == l).map(|(_, v)| *v))
+                                .collect(),
+                        })
+                        .collect(),
+                    log_y: false,
+                    labels: true,
+                },
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str, storage: &str, workload: &str, mib: f64, agent: u64) -> ResultRow {
+        ResultRow {
+            target: target.into(),
+            storage: storage.into(),
+            workload: workload.into(),
+            mib_per_s: mib,
+            lat_p50_us: 10.0,
+            lat_p99_us: 100.0,
+            lat_max_us: 1000.0,
+            agent_flushes: agent,
+            flush_p50_us: (agent > 0).then_some(50.0),
+            flush_p99_us: (agent > 0).then_some(500.0),
+            host_dev_flushes: Some(agent),
+            hv_flushes: (storage != "host").then_some(agent),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_set_per_workload_and_trace_only_when_flushing() {
+        let rows = vec![
+            row("host", "host", "seq", 100.0, 0),
+            row("vdi", "image", "seq", 50.0, 0),
+            row("vdi", "image", "seq", 70.0, 0),
+            row("host", "host", "fs", 10.0, 9),
+            row("vdi", "image", "fs", 20.0, 9),
+        ];
+        let f = figures(&rows);
+        let stems: Vec<&str> = f.iter().map(|f| f.stem.as_str()).collect();
+        assert_eq!(
+            stems,
+            [
+                "throughput-seq",
+                "latency-seq",
+                "throughput-fs",
+                "latency-fs",
+                "flush-latency-fs",
+                "flush-trace-fs"
+            ]
+        );
+        let Chart::Bars { bars, reference } = &f[0].chart else {
+            panic!("{:?}", f[0].chart)
+        };
+        assert_eq!(reference, &Some(("host".to_string(), 100.0)));
+        assert_eq!(
+            (bars[1].median, bars[1].min, bars[1].max),
+            (60.0, 50.0, 70.0)
+        );
+        let Chart::Lines {
+            categories, series, ..
+        } = &f[5].chart
+        else {
+            panic!()
+        };
+        // The host has no hypervisor layer: a gap, not a zero.
+        assert_eq!(categories, &["agent", "hypervisor", "host device"]);
+        assert_eq!(series[0].values, [Some(9.0), None, Some(9.0)]);
+        assert_eq!(series[1].values, [Some(9.0), Some(9.0), Some(9.0)]);
+    }
+}

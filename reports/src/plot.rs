@@ -1,0 +1,381 @@
+//! Plots: two chart shapes cover every figure — bars with a min–max whisker (throughput)
+//! and lines over named categories (latency percentiles, the flush trace, history).
+//! Each renders to SVG text (for `report.html`) and to PNG. Text is drawn with DejaVu Sans
+//! compiled into the binary, so PNGs have their labels on a machine with no fonts at all.
+
+use plotters::coord::ranged1d::{SegmentedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordi32;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{register_font, FontStyle};
+use std::path::Path;
+use std::sync::Once;
+
+/// Width of every figure, pixels.
+pub const WIDTH: u32 = 900;
+/// Height of every figure, pixels.
+pub const HEIGHT: u32 = 520;
+
+/// The font family name the figures ask for; registered from the bundled DejaVu Sans.
+const FAMILY: &str = "sans-serif";
+
+fn register_bundled_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for (style, bytes) in [
+            (FontStyle::Normal, dejavu::sans::regular()),
+            (FontStyle::Bold, dejavu::sans::bold()),
+        ] {
+            // The bytes are DejaVu Sans from the `dejavu` crate: a valid TrueType font.
+            register_font(FAMILY, style, bytes).unwrap_or_else(|_| unreachable!());
+        }
+    });
+}
+
+/// One bar: a median with its range across repetitions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// Category label under the bar.
+    pub label: String,
+    /// Median.
+    pub median: f64,
+    /// Smallest repetition.
+    pub min: f64,
+    /// Largest repetition.
+    pub max: f64,
+}
+
+/// One line of a category chart; `None` leaves a gap (the layer or run has no value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// One value per category.
+    pub values: Vec<Option<f64>>,
+}
+
+/// What a figure shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chart {
+    /// Bars with whiskers and an optional dashed reference line (the host baseline).
+    Bars {
+        /// The bars.
+        bars: Vec<Bar>,
+        /// Label and value of the reference line.
+        reference: Option<(String, f64)>,
+    },
+    /// Lines over categories, with each point's value written next to it when `labels`.
+    Lines {
+        /// The x categories, in order.
+        categories: Vec<String>,
+        /// The lines.
+        series: Vec<Series>,
+        /// Logarithmic y axis.
+        log_y: bool,
+        /// Write each value beside its point.
+        labels: bool,
+    },
+}
+
+/// A titled chart with a file stem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// File stem under `plots/` (only `[A-Za-z0-9._-]`).
+    pub stem: String,
+    /// Title drawn above the chart.
+    pub title: String,
+    /// Y axis description, with its unit.
+    pub y_label: String,
+    /// The data.
+    pub chart: Chart,
+}
+
+/// Why a figure could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The drawing backend failed.
+    #[error("cannot draw {stem}: {message}")]
+    Draw {
+        /// The figure.
+        stem: String,
+        /// The backend's words.
+        message: String,
+    },
+}
+
+/// A file stem from a free-form name: everything outside `[A-Za-z0-9._-]` becomes `_`.
+pub fn stem(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// Minor grid lines.
+const LIGHT: RGBColor = RGBColor(238, 238, 238);
+
+fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// A compact number for labels: 3 significant digits, thousands as k/M.
+pub fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.3}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    register_bundled_font();
+    root.fill(&WHITE)?;
+    let font = |size: u32| (FAMILY, size).into_font();
+    match &fig.chart {
+        Chart::Bars { bars, reference } => {
+            let top = bars
+                .iter()
+                .map(|b| b.max.max(b.median))
+                .chain(reference.iter().map(|r| r.1))
+                .fold(0.0_f64, f64::max);
+            let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+            let n = bars.len().max(1) as i32;
+            let mut chart = ChartBuilder::on(root)
+                .caption(&fig.title, font(20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(LIGHT)
+                .y_desc(&fig.y_label)
+                .y_label_formatter(&|v| short(*v))
+                .label_style(font(13))
+                .axis_desc_style(font(14))
+                .x_label_formatter(&|x| match x {
+                    SegmentValue::CenterOf(i) => bars
+                        .get(*i as usize)
+                        .map(|b| b.label.clone())
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .draw()?;
+            for (i, b) in bars.iter().enumerate() {
+                let i = i as i32;
+                let c = colour(i as usize);
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), b.median),
+                    ],
+                    c.mix(0.75).filled(),
+                )))?;
+                chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+                    SegmentValue::CenterOf(i),
+                    b.min,
+                    b.median,
+                    b.max,
+                    BLACK.stroke_width(2),
+                    14,
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    short(b.median),
+                    (SegmentValue::CenterOf(i), b.max.max(b.median) + top * 0.01),
+                    TextStyle::from(font(13)).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )))?;
+            }
+            if let Some((label, v)) = reference {
+                let v = *v;
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(SegmentValue::Exact(0), v), (SegmentValue::Exact(n), v)],
+                        8,
+                        5,
+                        BLACK.stroke_width(1),
+                    ))?
+                    .label(format!("{label} {}", short(v)))
+                    .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK));
+                chart
+                    .configure_series_labels()
+                    .label_font(font(13))
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .draw()?;
+            }
+        }
+        Chart::Lines {
+            categories,
+            series,
+            log_y,
+            labels,
+        } => {
+            let values = || {
+                series
+                    .iter()
+                    .flat_map(|s| s.values.iter().flatten().copied())
+            };
+            let hi = values().fold(0.0_f64, f64::max);
+            let n = categories.len().max(1) as i32;
+            // The y ranges leave room above the data for the legend in the upper right.
+            let mut builder = ChartBuilder::on(root);
+            builder
+                .caption(&fig.title, font(20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(70);
+            if *log_y {
+                let lo = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+                let (lo, hi) = if lo.is_finite() {
+                    (lo / 2.0, hi * 8.0)
+                } else {
+                    (1.0, 10.0)
+                };
+                let mut chart = builder
+                    .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
+                lines(&mut chart, fig, categories, series, *labels, lo)?;
+            } else {
+                let hi = if hi > 0.0 { hi * 1.35 } else { 1.0 };
+                let mut chart = builder.build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)?;
+                lines(&mut chart, fig, categories, series, *labels, 0.0)?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Draws `series` over categories on a chart with either y scale; points at or below
+/// `floor` (zero on a log axis) are left out rather than drawn off the chart.
+fn lines<'a, DB, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
+    fig: &Figure,
+    categories: &[String],
+    series: &[Series],
+    labels: bool,
+    floor: f64,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let font = |size: u32| (FAMILY, size).into_font();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(LIGHT)
+        .y_desc(&fig.y_label)
+        .y_label_formatter(&|v| short(*v))
+        .label_style(font(13))
+        .axis_desc_style(font(14))
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => categories.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()?;
+    let shown = |v: f64| if floor > 0.0 { v >= floor } else { v >= 0.0 };
+    for (si, s) in series.iter().enumerate() {
+        let c = colour(si);
+        let points: Vec<(i32, f64)> = s
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.filter(|v| shown(*v)).map(|v| (i as i32, v)))
+            .collect();
+        // Consecutive present points are joined; a gap (a missing layer) breaks the line.
+        for pair in points.windows(2).filter(|p| p[1].0 == p[0].0 + 1) {
+            chart.draw_series(std::iter::once(PathElement::new(
+                pair.iter()
+                    .map(|&(i, v)| (SegmentValue::CenterOf(i), v))
+                    .collect::<Vec<_>>(),
+                c.stroke_width(3),
+            )))?;
+        }
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(i, v)| Circle::new((SegmentValue::CenterOf(i), v), 5, c.filled())),
+            )?
+            .label(s.name.clone())
+            .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
+        if labels {
+            chart.draw_series(points.iter().map(|&(i, v)| {
+                EmptyElement::at((SegmentValue::CenterOf(i), v))
+                    + Text::new(
+                        short(v),
+                        (7, -4),
+                        font(13).color(&c).pos(Pos::new(HPos::Left, VPos::Bottom)),
+                    )
+            }))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(font(13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+fn draw_error(fig: &Figure, e: Box<dyn std::error::Error>) -> PlotError {
+    PlotError::Draw {
+        stem: fig.stem.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// The figure as a standalone SVG document.
+pub fn svg(fig: &Figure) -> Result<String, PlotError> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(fig, &root).map_err(|e| draw_error(fig, e))?;
+    }
+    Ok(out)
+}
+
+/// Writes the figure as a PNG file.
+pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    draw(fig, &root).map_err(|e| draw_error(fig, e))
+}
