@@ -58,7 +58,7 @@ fn provenance_pairs(v: &serde_json::Value, prefix: &str, out: &mut Vec<(String, 
     }
 }
 
-/// Renders the page. `figures` are (title, SVG document) pairs; `run` is `run.json`.
+/// Renders the page. `figures` are (caption, SVG document) pairs; `run` is `run.json`.
 pub fn render(
     title: &str,
     tables: &[Table],

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod diagnose;
 pub mod figures;
 pub mod html;
+pub mod import;
 pub mod plot;
 pub mod report;
 pub mod row;

@@ -105,7 +105,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         let png = plots.join(format!("{}.png", fig.stem));
         plot::png(&fig, &png)?;
         files.push(png);
-        inline.push((fig.title, svg));
+        inline.push((format!("plots/{0}.png, plots/{0}.svg", fig.stem), svg));
     }
     let page = html::render(title, &summary::tables(&rows), &findings, &inline, &run);
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;

@@ -1,0 +1,391 @@
+//! `zvbench import`: results people already have — fio JSON (`--output-format=json`) and
+//! sysbench 1.0.20 `fileio` text — as `results.csv` rows, so they sit beside zvbench's in
+//! one report. Inputs are parsed with bounds: a size limit, required fields named in errors.
+//!
+//! What cannot be carried over is left empty or NaN, never invented: neither tool sees
+//! below its own system calls, so the lower layers of the flush trace stay empty; sysbench
+//! reports no median latency, and its latency percentile is kept only when it is the 99th
+//! (`--percentile=99`). sysbench's fsync count is its fsync rate × run time, rounded.
+
+use crate::ResultRow;
+use serde_json::Value;
+use zvbench_agent::ByteSize;
+
+/// Largest input accepted (fio JSON of many jobs stays far below it).
+pub const MAX_INPUT: usize = 16 << 20;
+
+/// Why an input could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Over [`MAX_INPUT`].
+    #[error(
+        "input is {0} bytes, over the {MAX_INPUT}-byte limit: is it really one tool's output?"
+    )]
+    TooLarge(usize),
+    /// Not JSON.
+    #[error("not fio JSON output ({0}): run fio with --output-format=json")]
+    Json(#[from] serde_json::Error),
+    /// A field or line the format always has is missing or malformed.
+    #[error("{tool} output without {what}: {hint}")]
+    Missing {
+        /// fio or sysbench.
+        tool: &'static str,
+        /// The missing field or line.
+        what: String,
+        /// How to get a complete output.
+        hint: &'static str,
+    },
+}
+
+/// Who the imported results belong to.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Target name for the rows.
+    pub target: String,
+    /// The host baseline (storage `host`, no hypervisor), else storage `imported`.
+    pub baseline: bool,
+}
+
+impl Origin {
+    fn row(&self) -> ResultRow {
+        ResultRow {
+            target: self.target.clone(),
+            storage: if self.baseline { "host" } else { "imported" }.into(),
+            hypervisor: if self.baseline { "none" } else { "" }.into(),
+            repetition: 1,
+            ..Default::default()
+        }
+    }
+}
+
+fn check_size(input: &str) -> Result<(), ImportError> {
+    if input.len() > MAX_INPUT {
+        return Err(ImportError::TooLarge(input.len()));
+    }
+    Ok(())
+}
+
+const FIO_HINT: &str = "give the JSON fio wrote with --output-format=json";
+
+fn fio_missing(what: impl Into<String>) -> ImportError {
+    ImportError::Missing {
+        tool: "fio",
+        what: what.into(),
+        hint: FIO_HINT,
+    }
+}
+
+/// A job option from the job's own options, else the global ones.
+fn fio_option<'a>(doc: &'a Value, job: &'a Value, key: &str) -> Option<&'a str> {
+    job["job options"][key]
+        .as_str()
+        .or_else(|| doc["global options"][key].as_str())
+}
+
+fn pct_us(v: &Value, p: &str) -> Option<f64> {
+    v["percentile"][p].as_f64().map(|ns| ns / 1000.0)
+}
+
+/// The rows of a fio JSON output: one per job and direction that moved data.
+pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> {
+    check_size(input)?;
+    let doc: Value = serde_json::from_str(input)?;
+    let jobs = doc["jobs"]
+        .as_array()
+        .ok_or_else(|| fio_missing("a \"jobs\" array"))?;
+    let mut out = Vec::new();
+    for job in jobs {
+        let name = job["jobname"]
+            .as_str()
+            .ok_or_else(|| fio_missing("a job's \"jobname\""))?;
+        let opt = |k| fio_option(&doc, job, k);
+        let rw = opt("rw").or_else(|| opt("readwrite")).unwrap_or("read");
+        let bs = match opt("bs") {
+            Some(s) => {
+                s.parse::<ByteSize>()
+                    .map_err(|e| fio_missing(format!("a valid bs for job {name} ({e})")))?
+                    .0
+            }
+            None => 4096,
+        };
+        let (sync, every) = if let Some(n) = opt("fsync") {
+            ("fsync", n.parse().unwrap_or(0))
+        } else if let Some(n) = opt("fdatasync") {
+            ("fdatasync", n.parse().unwrap_or(0))
+        } else {
+            match opt("sync") {
+                Some("1" | "sync") => ("osync", 0),
+                Some("dsync") => ("odsync", 0),
+                _ => ("none", 0),
+            }
+        };
+        let synced = &job["sync"];
+        let flushes = synced["total_ios"].as_u64().unwrap_or(0);
+        for (dir, kind) in [("write", "seqwr"), ("read", "seqrd")] {
+            let d = &job[dir];
+            let bytes = d["io_bytes"].as_u64().unwrap_or(0);
+            if bytes == 0 {
+                continue;
+            }
+            let seconds = d["runtime"]
+                .as_f64()
+                .ok_or_else(|| fio_missing(format!("{dir}.runtime of job {name}")))?
+                / 1000.0;
+            let clat = &d["clat_ns"];
+            let random = rw.starts_with("rand");
+            out.push(ResultRow {
+                workload: name.to_string(),
+                kind: if random {
+                    format!("rand{}", &kind[3..])
+                } else {
+                    kind.to_string()
+                },
+                bs_bytes: bs,
+                size_bytes: bytes,
+                direct: opt("direct") == Some("1"),
+                sync: sync.into(),
+                sync_every: every,
+                seconds,
+                mib_per_s: d["bw_bytes"]
+                    .as_f64()
+                    .ok_or_else(|| fio_missing(format!("{dir}.bw_bytes of job {name}")))?
+                    / 1048576.0,
+                iops: d["iops"].as_f64().unwrap_or(f64::NAN),
+                lat_p50_us: pct_us(clat, "50.000000").unwrap_or(f64::NAN),
+                lat_p99_us: pct_us(clat, "99.000000").unwrap_or(f64::NAN),
+                lat_max_us: clat["max"].as_f64().map_or(f64::NAN, |ns| ns / 1000.0),
+                flush_p50_us: (flushes > 0)
+                    .then(|| pct_us(&synced["lat_ns"], "50.000000"))
+                    .flatten(),
+                flush_p99_us: (flushes > 0)
+                    .then(|| pct_us(&synced["lat_ns"], "99.000000"))
+                    .flatten(),
+                agent_flushes: if dir == "write" { flushes } else { 0 },
+                cpu_user_s: job["usr_cpu"].as_f64().unwrap_or(0.0) / 100.0 * seconds,
+                cpu_sys_s: job["sys_cpu"].as_f64().unwrap_or(0.0) / 100.0 * seconds,
+                ..origin.row()
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(fio_missing("a job that read or wrote data"));
+    }
+    Ok(out)
+}
+
+const SYSBENCH_HINT: &str = "give the whole text of `sysbench fileio ... run` (sysbench 1.0.20)";
+
+fn sysbench_missing(what: &str) -> ImportError {
+    ImportError::Missing {
+        tool: "sysbench",
+        what: what.into(),
+        hint: SYSBENCH_HINT,
+    }
+}
+
+/// The text after `label` on the line that starts with it (after indentation).
+fn after<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(label))
+        .map(str::trim)
+}
+
+fn number(text: &str, label: &str) -> Result<f64, ImportError> {
+    after(text, label)
+        .and_then(|v| v.trim_end_matches('s').parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| sysbench_missing(label))
+}
+
+/// The row of one `sysbench fileio run` text; `workload` names it (default
+/// `<mode>-<block size>`).
+pub fn sysbench(
+    input: &str,
+    origin: &Origin,
+    workload: Option<&str>,
+) -> Result<ResultRow, ImportError> {
+    check_size(input)?;
+    if !input.lines().any(|l| l.starts_with("sysbench ")) {
+        return Err(sysbench_missing("its \"sysbench <version>\" first line"));
+    }
+    let mode =
+        after(input, "Doing ").ok_or_else(|| sysbench_missing("the \"Doing ... test\" line"))?;
+    let kind = match mode {
+        m if m.starts_with("sequential write") || m.starts_with("sequential rewrite") => "seqwr",
+        m if m.starts_with("sequential read") => "seqrd",
+        m if m.starts_with("random write") => "randwr",
+        m if m.starts_with("random read") => "randrd",
+        _ => "randrw",
+    };
+    let bs = after(input, "Block size")
+        .and_then(|v| v.parse::<ByteSize>().ok())
+        .map(ByteSize::bytes)
+        .ok_or_else(|| sysbench_missing("Block size"))?;
+    let total = input
+        .lines()
+        .find_map(|l| l.trim().strip_suffix("total file size"))
+        .and_then(|v| v.parse::<ByteSize>().ok())
+        .map(ByteSize::bytes)
+        .ok_or_else(|| sysbench_missing("<size> total file size"))?;
+    let (sync, every) = match after(input, "Periodic FSYNC enabled, calling fsync() each ") {
+        Some(rest) => (
+            "fsync",
+            rest.split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| sysbench_missing("the periodic FSYNC count"))?,
+        ),
+        None => ("none", 0),
+    };
+    let seconds = number(input, "total time:")?;
+    let (ops, mib) = if kind.ends_with("rd") {
+        (number(input, "reads/s:")?, number(input, "read, MiB/s:")?)
+    } else {
+        (
+            number(input, "writes/s:")?,
+            number(input, "written, MiB/s:")?,
+        )
+    };
+    let fsyncs = (number(input, "fsyncs/s:")? * seconds).round() as u64;
+    // "95th percentile:" unless --percentile=N changed it.
+    let p99 = input.lines().map(str::trim).find_map(|l| {
+        let (label, v) = l.split_once("th percentile:")?;
+        (label == "99")
+            .then(|| v.trim().parse::<f64>().ok())
+            .flatten()
+    });
+    let name = workload.map_or_else(|| format!("{kind}-{}", ByteSize(bs)), str::to_string);
+    Ok(ResultRow {
+        workload: name,
+        kind: kind.into(),
+        bs_bytes: bs,
+        size_bytes: total,
+        direct: after(input, "Extra file open flags:").is_some_and(|f| f.contains("directio")),
+        sync: sync.into(),
+        sync_every: every,
+        seconds,
+        mib_per_s: mib,
+        iops: ops,
+        lat_p50_us: f64::NAN,
+        lat_p99_us: p99.map_or(f64::NAN, |ms| ms * 1000.0),
+        lat_max_us: number(input, "max:")? * 1000.0,
+        agent_flushes: fsyncs,
+        ..origin.row()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            target: "host".into(),
+            baseline: true,
+        }
+    }
+
+    /// The story's host run, in sysbench 1.0.20's layout.
+    const SEQWR: &str = "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)
+
+Extra file open flags: (none)
+128 files, 16MiB each
+2GiB total file size
+Block size 16KiB
+Periodic FSYNC enabled, calling fsync() each 100 requests.
+Calling fsync() at the end of test, Enabled.
+Using synchronous I/O mode
+Doing sequential write (creation) test
+
+File operations:
+    reads/s:                      0.00
+    writes/s:                     2319.76
+    fsyncs/s:                     23.30
+
+Throughput:
+    read, MiB/s:                  0.00
+    written, MiB/s:               36.25
+
+General statistics:
+    total time:                          10.0180s
+    total number of events:              23473
+
+Latency (ms):
+         min:                                    0.00
+         avg:                                    0.42
+         max:                                   36.45
+         95th percentile:                        0.80
+         sum:                                 9964.84
+";
+
+    #[test]
+    fn sysbench_seqwr() {
+        let r = sysbench(SEQWR, &origin(), None).unwrap();
+        assert_eq!(r.workload, "seqwr-16K");
+        assert_eq!(
+            (r.kind.as_str(), r.bs_bytes, r.size_bytes),
+            ("seqwr", 16384, 2 << 30)
+        );
+        assert_eq!(
+            (r.sync.as_str(), r.sync_every, r.direct),
+            ("fsync", 100, false)
+        );
+        assert_eq!((r.mib_per_s, r.iops, r.seconds), (36.25, 2319.76, 10.018));
+        assert_eq!(r.agent_flushes, 233);
+        assert!(r.lat_p99_us.is_nan(), "a 95th percentile is not a p99");
+        assert_eq!(r.lat_max_us, 36450.0);
+        assert_eq!(
+            (r.storage.as_str(), r.hypervisor.as_str()),
+            ("host", "none")
+        );
+        assert_eq!(r.host_dev_flushes, None);
+    }
+
+    #[test]
+    fn sysbench_p99_read_with_directio() {
+        let text = SEQWR
+            .replace("(none)", "directio")
+            .replace("sequential write (creation)", "sequential read")
+            .replace("read, MiB/s:                  0.00", "read, MiB/s: 196.00")
+            .replace("reads/s:                      0.00", "reads/s: 12544.00")
+            .replace("95th percentile", "99th percentile");
+        let r = sysbench(&text, &origin(), Some("seqrd-16k")).unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.workload.as_str()),
+            ("seqrd", "seqrd-16k")
+        );
+        assert_eq!((r.mib_per_s, r.iops, r.direct), (196.0, 12544.0, true));
+        assert_eq!(r.lat_p99_us, 800.0);
+    }
+
+    #[test]
+    fn sysbench_errors_name_what_is_missing() {
+        let e = sysbench("hello", &origin(), None).unwrap_err().to_string();
+        assert!(e.contains("sysbench <version>"), "{e}");
+        let e = sysbench(&SEQWR.replace("written, MiB/s", "x"), &origin(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("written, MiB/s:"), "{e}");
+        let e = sysbench(
+            &SEQWR.replace("Block size 16KiB", "Block size 16XB"),
+            &origin(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("Block size"), "{e}");
+    }
+
+    #[test]
+    fn fio_rejects_what_is_not_fio_json() {
+        assert!(matches!(fio("{", &origin()), Err(ImportError::Json(_))));
+        let e = fio("{\"jobs\": []}", &origin()).unwrap_err().to_string();
+        assert!(e.contains("read or wrote"), "{e}");
+        let big = " ".repeat(MAX_INPUT + 1);
+        assert!(matches!(
+            fio(&big, &origin()),
+            Err(ImportError::TooLarge(_))
+        ));
+    }
+}
