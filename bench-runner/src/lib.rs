@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod doctor;
 pub mod guest;
+pub mod import;
 pub mod initramfs;
 pub mod kernel;
 pub mod names;

@@ -76,7 +76,7 @@ enum Cmd {
         /// The scenario file.
         scenario: PathBuf,
     },
-    /// Write summary.md for a run directory and print it.
+    /// Write summary.md, plots/ (PNG, SVG) and report.html for a run directory; print the summary.
     Report {
         /// A directory written by `zvbench run`.
         dir: PathBuf,
@@ -94,6 +94,26 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
         format: CompareFormat,
     },
+    /// Turn fio JSON or sysbench fileio text into results.csv rows in a run directory.
+    Import {
+        #[command(subcommand)]
+        tool: ImportTool,
+    },
+    /// One metric across many runs, ordered by their run.json date: a table and a plot.
+    History {
+        /// Run directories (each with results.csv and run.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The metric: mib_per_s, iops, lat_p99_us or flush_p99_us.
+        #[arg(long, default_value = "mib_per_s")]
+        metric: String,
+        /// Only this workload.
+        #[arg(long)]
+        workload: Option<String>,
+        /// Also write history.md, history.png and history.svg here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Remove what an interrupted run left: loop devices, zvbench files, tagged datasets.
     Clean {
         /// Directories to search for zvbench-* files (default /var/tmp/zvbench).
@@ -102,6 +122,105 @@ enum Cmd {
     },
     /// Say what this host can run and what is missing.
     Doctor,
+}
+
+/// Where imported rows go and whose they are.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Files to import; each becomes a repetition.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The run directory to add the rows to (created if absent).
+    #[arg(long)]
+    out: PathBuf,
+    /// Target name for the rows (default: the tool's name).
+    #[arg(long)]
+    target: Option<String>,
+    /// The results are the host baseline (other targets are compared with it).
+    #[arg(long)]
+    baseline: bool,
+}
+
+#[derive(Subcommand)]
+enum ImportTool {
+    /// fio output written with --output-format=json: a row per job and direction.
+    Fio {
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+    /// The text of `sysbench fileio ... run` (sysbench 1.0.20): a row per file.
+    Sysbench {
+        #[command(flatten)]
+        args: ImportArgs,
+        /// Workload name (default: mode and block size, e.g. seqwr-16K).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+}
+
+fn import(tool: ImportTool) -> Result<i32> {
+    let (name, args) = match &tool {
+        ImportTool::Fio { args } => ("fio", args),
+        ImportTool::Sysbench { args, .. } => ("sysbench", args),
+    };
+    let origin = zvbench_reports::import::Origin {
+        target: args.target.clone().unwrap_or_else(|| name.to_string()),
+        baseline: args.baseline,
+    };
+    zvbench::names::check_name(&origin.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    for file in &args.files {
+        let text =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = String::from_utf8_lossy(&text);
+        let rows = match &tool {
+            ImportTool::Fio { .. } => zvbench_reports::import::fio(&text, &origin),
+            ImportTool::Sysbench { workload, .. } => {
+                zvbench_reports::import::sysbench(&text, &origin, workload.as_deref())
+                    .map(|r| vec![r])
+            }
+        }
+        .with_context(|| format!("cannot import {}", file.display()))?;
+        let n = zvbench::import::append(&args.out, rows, name, file)?;
+        println!(
+            "{}: {n} rows into {}",
+            file.display(),
+            args.out.join("results.csv").display()
+        );
+    }
+    Ok(0)
+}
+
+fn history(
+    dirs: &[PathBuf],
+    metric: &str,
+    workload: Option<&str>,
+    out: Option<&Path>,
+) -> Result<i32> {
+    use zvbench_reports::{history, plot};
+    let metric = history::metric(metric)?;
+    let runs = history::load_all(dirs)?;
+    let trend = history::trend(&runs, metric, workload);
+    if trend.lines.is_empty() {
+        bail!(
+            "no rows for workload {:?} in these runs; their workloads: {}",
+            workload.unwrap_or(""),
+            history::workloads(&runs).join(", ")
+        );
+    }
+    let md = history::markdown(&trend);
+    println!("{md}");
+    if let Some(out) = out {
+        std::fs::create_dir_all(out)?;
+        let fig = history::figure(&trend);
+        std::fs::write(out.join("history.md"), &md)?;
+        std::fs::write(out.join("history.svg"), plot::svg(&fig)?)?;
+        plot::png(&fig, &out.join("history.png"))?;
+        eprintln!(
+            "zvbench: history.md, history.png and history.svg in {}",
+            out.display()
+        );
+    }
+    Ok(0)
 }
 
 fn cache_dir() -> PathBuf {
@@ -221,6 +340,10 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
         }
         Cmd::Report { dir } => {
             println!("{}", zvbench::report::write(&dir)?);
+            eprintln!(
+                "zvbench: summary.md, report.html and plots/ in {}",
+                dir.display()
+            );
             Ok(0)
         }
         Cmd::Compare {
@@ -243,6 +366,13 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
                 .any(|c| c.verdict == zvbench_reports::compare::Verdict::Regressed);
             Ok(i32::from(regressed))
         }
+        Cmd::Import { tool } => import(tool),
+        Cmd::History {
+            dirs,
+            metric,
+            workload,
+            out,
+        } => history(&dirs, &metric, workload.as_deref(), out.as_deref()),
         Cmd::Clean { dirs } => {
             let dirs = if dirs.is_empty() {
                 vec![PathBuf::from("/var/tmp/zvbench")]

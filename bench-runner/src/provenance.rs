@@ -31,7 +31,8 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
-fn now() -> u64 {
+/// Seconds since the UNIX epoch, now.
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

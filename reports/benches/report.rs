@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented public fn
 //! Report generation for 100,000 result rows (goal: under 2 s): read `results.csv`,
 //! diagnose, write `summary.md`, every plot as PNG and SVG, and `report.html`.
 //! Run: `cargo bench -p zvbench-reports --bench report`.

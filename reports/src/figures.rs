@@ -12,11 +12,11 @@ fn median(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<
     Spread::of(rows.iter().filter_map(|r| f(r))).map(|s| s.median)
 }
 
+/// A named percentile column of a row.
+type Column = (&'static str, fn(&ResultRow) -> Option<f64>);
+
 /// Percentile lines for one workload: one series per target over `columns`.
-fn percentiles(
-    per_target: &[(&str, Vec<&ResultRow>)],
-    columns: &[(&str, fn(&ResultRow) -> Option<f64>)],
-) -> Vec<Series> {
+fn percentiles(per_target: &[(&str, Vec<&ResultRow>)], columns: &[Column]) -> Vec<Series> {
     per_target
         .iter()
         .map(|(t, rows)| Series {
@@ -61,7 +61,7 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
                 reference: host.map(|h| ("host".to_string(), h)),
             },
         });
-        let io: [(&str, fn(&ResultRow) -> Option<f64>); 3] = [
+        let io: [Column; 3] = [
             ("p50", |r| Some(r.lat_p50_us)),
             ("p99", |r| Some(r.lat_p99_us)),
             ("max", |r| Some(r.lat_max_us)),
@@ -77,8 +77,7 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
                 labels: false,
             },
         });
-        let flush: [(&str, fn(&ResultRow) -> Option<f64>); 2] =
-            [("p50", |r| r.flush_p50_us), ("p99", |r| r.flush_p99_us)];
+        let flush: [Column; 2] = [("p50", |r| r.flush_p50_us), ("p99", |r| r.flush_p99_us)];
         let flush_series = percentiles(&per_target, &flush);
         if !flush_series.is_empty() {
             out.push(Figure {

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod diagnose;
 pub mod figures;
+pub mod history;
 pub mod html;
 pub mod import;
 pub mod plot;

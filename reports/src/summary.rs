@@ -132,7 +132,7 @@ pub fn place(f: &Finding) -> String {
 
 /// Said when no rule fired.
 pub const NO_FINDINGS: &str =
-    "No rule fired: every flush the agent issued reached every layer below it.";
+    "No rule fired: no flush dropped or amplified between layers, no guest faster than its host, no cache measured.";
 
 /// Renders the summary. `title` heads the page.
 pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
