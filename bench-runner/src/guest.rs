@@ -4,7 +4,7 @@
 use crate::initramfs::Cpio;
 use crate::kernel::{bus_modules, guest_disk, resolve_modules, GuestKernel};
 use crate::qemu::{self, Accel, BlockStats, Disk, QemuGuard, Qmp};
-use crate::scenario::GuestConfig;
+use crate::scenario::{Boot, Bus, GuestConfig};
 use crate::zfs::ZilSource;
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,7 +19,7 @@ use zvbench_agent::PassRecord;
 
 /// The counters of the layers below the guest, read at one phase of a pass.
 #[derive(Debug, Clone, Default)]
-struct Snapshot {
+pub struct Snapshot {
     hv: Option<BlockStats>,
     host: Option<DevStat>,
     zil: Option<u64>,
@@ -72,18 +72,29 @@ pub struct GuestRun<'a> {
     pub timeout: Duration,
 }
 
+/// How the guest waits at each phase mark: for the host's ack byte on a two-way serial
+/// channel (QEMU), or a pause while the host polls a serial log file (VirtualBox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// Wait for the ack, up to two minutes.
+    Ack,
+    /// Pause this long.
+    Pause(Duration),
+}
+
 /// Builds the initramfs for `passes`: agent as /init, job, modules for the bus.
 pub fn build_initramfs(
     kernel: &GuestKernel,
-    cfg: &GuestConfig,
+    bus: Bus,
     agent: &Path,
     passes: &[PassSpec],
+    handshake: Handshake,
 ) -> Result<Vec<u8>> {
     let dep =
         std::fs::read_to_string(kernel.modules.join("modules.dep")).context("read modules.dep")?;
     let builtin =
         std::fs::read_to_string(kernel.modules.join("modules.builtin")).unwrap_or_default();
-    let mods = resolve_modules(&dep, &builtin, bus_modules(cfg.bus))?;
+    let mods = resolve_modules(&dep, &builtin, bus_modules(bus))?;
     let mut cpio = Cpio::new();
     let agent_bytes =
         std::fs::read(agent).with_context(|| format!("read agent {}", agent.display()))?;
@@ -100,31 +111,165 @@ pub fn build_initramfs(
     let job = Job {
         schema_version: zvbench_agent::SCHEMA_VERSION,
         modules: paths,
-        disk: guest_disk(cfg.bus).into(),
+        disk: guest_disk(bus).into(),
         disk_wait_s: 30,
         frame_port: "/dev/ttyS1".into(),
-        ack_timeout_ms: 120_000,
+        ack_timeout_ms: match handshake {
+            Handshake::Ack => 120_000,
+            Handshake::Pause(_) => 0,
+        },
+        mark_pause_ms: match handshake {
+            Handshake::Ack => 0,
+            Handshake::Pause(d) => d.as_millis() as u64,
+        },
         passes: passes.to_vec(),
     };
     cpio.file("zvbench/job.json", 0o644, &serde_json::to_vec_pretty(&job)?);
     Ok(cpio.finish_gz()?)
 }
 
-fn console_tail(path: &Path) -> String {
+/// The last lines of a guest's console log, indented, for error messages.
+pub fn console_tail(path: &Path) -> String {
     let b = std::fs::read(path).unwrap_or_default();
     let s = String::from_utf8_lossy(&b[b.len().saturating_sub(1500)..]).into_owned();
     s.lines().map(|l| format!("\n    {l}")).collect()
 }
 
-impl GuestRun<'_> {
-    fn snapshot(&self, qmp: &mut Qmp) -> Snapshot {
-        Snapshot {
-            hv: qmp.blockstats().ok(),
-            host: self.host_stat.and_then(|s| s.read().ok()),
-            zil: self.zil.and_then(|z| z.read()),
-        }
+/// Reads the host device and ZIL counters, with the hypervisor's `hv`.
+pub fn snapshot(
+    hv: Option<BlockStats>,
+    host_stat: Option<&StatSource>,
+    zil: Option<&ZilSource>,
+) -> Snapshot {
+    Snapshot {
+        hv,
+        host: host_stat.and_then(|s| s.read().ok()),
+        zil: zil.and_then(|z| z.read()),
+    }
+}
+
+/// Where a session stands after some bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More frames to come.
+    More,
+    /// The agent sent Done and every result arrived.
+    Done,
+}
+
+/// The host's side of the frame protocol, whatever carries the bytes: checks the agent's
+/// build, reads the lower layers' counters at each phase mark, hands each record on.
+pub struct Session<'a> {
+    passes: &'a [PassSpec],
+    agent: &'a Path,
+    reader: FrameReader,
+    start_snap: Option<Snapshot>,
+    lower: LowerLayers,
+    boot_ms: u64,
+    received: usize,
+    started: Instant,
+    log: std::fs::File,
+}
+
+impl<'a> Session<'a> {
+    /// A session logging every frame to `work/frames.log`.
+    pub fn new(work: &Path, passes: &'a [PassSpec], agent: &'a Path) -> Result<Session<'a>> {
+        Ok(Session {
+            passes,
+            agent,
+            reader: FrameReader::default(),
+            start_snap: None,
+            lower: LowerLayers::default(),
+            boot_ms: 0,
+            received: 0,
+            started: Instant::now(),
+            log: std::fs::File::create(work.join("frames.log"))?,
+        })
     }
 
+    /// Feeds bytes from the guest. At a mark, `snapshot` reads the counters and `ack`
+    /// answers the guest; each record goes to `on_pass`. Errors are the guest's.
+    pub fn feed(
+        &mut self,
+        bytes: &[u8],
+        snapshot: &mut dyn FnMut() -> Snapshot,
+        ack: &mut dyn FnMut() -> Result<()>,
+        on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
+    ) -> Result<Step> {
+        for item in self.reader.push(bytes) {
+            writeln!(
+                self.log,
+                "{:>8} ms {}",
+                self.started.elapsed().as_millis(),
+                describe(&item)
+            )?;
+            match item {
+                Scanned::Damaged(why) => {
+                    eprintln!("zvbench: a damaged frame from the guest was skipped: {why}")
+                }
+                Scanned::Frame(Frame::Hello {
+                    uptime_ms,
+                    schema_version,
+                    build_id,
+                    ..
+                }) => {
+                    if schema_version != zvbench_agent::SCHEMA_VERSION
+                        || build_id != zvbench_agent::BUILD_ID
+                    {
+                        bail!(
+                            "the guest agent {} was built from other sources (schema {schema_version}, build {build_id}; zvbench expects {} and {}): rebuild it with scripts/build-agent",
+                            self.agent.display(),
+                            zvbench_agent::SCHEMA_VERSION,
+                            zvbench_agent::BUILD_ID
+                        );
+                    }
+                    self.boot_ms = uptime_ms;
+                }
+                Scanned::Frame(Frame::Mark { phase, pass }) => {
+                    let snap = snapshot();
+                    if let (Phase::Start, Some(p)) = (phase, self.passes.get(pass as usize)) {
+                        eprintln!(
+                            "      {} in the guest, {} s after the VM started",
+                            p.label,
+                            self.started.elapsed().as_secs()
+                        );
+                    }
+                    match phase {
+                        Phase::Start => self.start_snap = Some(snap),
+                        Phase::End => {
+                            self.lower = delta(self.start_snap.take().unwrap_or_default(), snap)
+                        }
+                    }
+                    ack()?;
+                }
+                Scanned::Frame(Frame::Record(record)) => {
+                    self.received += 1;
+                    on_pass(GuestPass {
+                        record: *record,
+                        lower: std::mem::take(&mut self.lower),
+                        boot_ms: self.boot_ms,
+                    })?;
+                }
+                Scanned::Frame(Frame::Error { message }) => {
+                    bail!("the guest agent failed: {message}")
+                }
+                Scanned::Frame(Frame::Done { passes: n }) => {
+                    if n as usize != self.received || self.received != self.passes.len() {
+                        bail!(
+                            "the guest ran {n} passes but {} of {} results arrived",
+                            self.received,
+                            self.passes.len()
+                        );
+                    }
+                    return Ok(Step::Done);
+                }
+            }
+        }
+        Ok(Step::More)
+    }
+}
+
+impl GuestRun<'_> {
     /// Boots the guest, runs `passes`, and calls `on_pass` for each record as it arrives.
     pub fn run(
         &self,
@@ -133,10 +278,12 @@ impl GuestRun<'_> {
         on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
     ) -> Result<()> {
         std::fs::create_dir_all(&self.work)?;
-        let initrd = self.work.join("initramfs.cpio.gz");
-        std::fs::write(
-            &initrd,
-            build_initramfs(self.kernel, self.cfg, self.agent, passes)?,
+        let initramfs = build_initramfs(
+            self.kernel,
+            self.cfg.bus,
+            self.agent,
+            passes,
+            Handshake::Ack,
         )?;
         let console = self.work.join("console.log");
         let frames_sock = self.work.join("frames.sock");
@@ -147,7 +294,18 @@ impl GuestRun<'_> {
         let mut args = qemu::base_args();
         args.extend(qemu::machine_args(self.accel));
         args.extend(qemu::size_args(self.cfg.memory.bytes(), self.cfg.cpus));
-        args.extend(qemu::boot_args(&self.kernel.image, &initrd, qemu::APPEND));
+        match self.cfg.boot {
+            Boot::Kernel => {
+                let initrd = self.work.join("initramfs.cpio.gz");
+                std::fs::write(&initrd, initramfs)?;
+                args.extend(qemu::boot_args(&self.kernel.image, &initrd, qemu::APPEND));
+            }
+            Boot::Iso => {
+                let iso = self.work.join("zvbench-guest.iso");
+                crate::iso::build(&self.kernel.image, &initramfs, qemu::APPEND, &iso)?;
+                args.extend(qemu::cdrom_args(&iso));
+            }
+        }
         args.extend(qemu::drive_args(&Disk {
             path: self.disk.0.to_owned(),
             format: self.disk.1,
@@ -185,14 +343,9 @@ impl GuestRun<'_> {
         )?)?;
         frames.set_read_timeout(Some(Duration::from_millis(200)))?;
         let deadline = Instant::now() + self.timeout;
-        let mut reader = FrameReader::default();
+        let mut session = Session::new(&self.work, passes, self.agent)?;
+        let mut writer = frames.try_clone()?;
         let mut buf = vec![0u8; 64 << 10];
-        let mut start_snap: Option<Snapshot> = None;
-        let mut lower = LowerLayers::default();
-        let mut boot_ms = 0;
-        let mut received = 0usize;
-        let started = Instant::now();
-        let mut trace_log = std::fs::File::create(self.work.join("frames.log"))?;
         loop {
             if stop.is_set() {
                 bail!("interrupted");
@@ -218,74 +371,17 @@ impl GuestRun<'_> {
                 }
                 Err(e) => return Err(e).context("reading the frame socket"),
             };
-            for item in reader.push(&buf[..n]) {
-                writeln!(
-                    trace_log,
-                    "{:>8} ms {}",
-                    started.elapsed().as_millis(),
-                    describe(&item)
-                )?;
-                match item {
-                    Scanned::Damaged(why) => {
-                        eprintln!("zvbench: a damaged frame from the guest was skipped: {why}")
-                    }
-                    Scanned::Frame(Frame::Hello {
-                        uptime_ms,
-                        schema_version,
-                        build_id,
-                        ..
-                    }) => {
-                        if schema_version != zvbench_agent::SCHEMA_VERSION
-                            || build_id != zvbench_agent::BUILD_ID
-                        {
-                            bail!(
-                                "the guest agent {} was built from other sources (schema {schema_version}, build {build_id}; zvbench expects {} and {}): rebuild it with scripts/build-agent",
-                                self.agent.display(),
-                                zvbench_agent::SCHEMA_VERSION,
-                                zvbench_agent::BUILD_ID
-                            );
-                        }
-                        boot_ms = uptime_ms;
-                    }
-                    Scanned::Frame(Frame::Mark { phase, pass }) => {
-                        let snap = self.snapshot(&mut qmp);
-                        if let (Phase::Start, Some(p)) = (phase, passes.get(pass as usize)) {
-                            eprintln!(
-                                "      {} in the guest, {} s after QEMU started",
-                                p.label,
-                                started.elapsed().as_secs()
-                            );
-                        }
-                        match phase {
-                            Phase::Start => start_snap = Some(snap),
-                            Phase::End => {
-                                lower = delta(start_snap.take().unwrap_or_default(), snap)
-                            }
-                        }
-                        frames.write_all(b"A")?;
-                    }
-                    Scanned::Frame(Frame::Record(record)) => {
-                        received += 1;
-                        on_pass(GuestPass {
-                            record: *record,
-                            lower: std::mem::take(&mut lower),
-                            boot_ms,
-                        })?;
-                    }
-                    Scanned::Frame(Frame::Error { message }) => {
-                        bail!(fail(format!("the guest agent failed: {message}")))
-                    }
-                    Scanned::Frame(Frame::Done { passes: n }) => {
-                        if n as usize != received || received != passes.len() {
-                            bail!(fail(format!(
-                                "the guest ran {n} passes but {received} of {} results arrived",
-                                passes.len()
-                            )));
-                        }
-                        let _ = guard.wait_timeout(Duration::from_secs(20));
-                        return Ok(());
-                    }
-                }
+            let step = session
+                .feed(
+                    &buf[..n],
+                    &mut || snapshot(qmp.blockstats().ok(), self.host_stat, self.zil),
+                    &mut || Ok(writer.write_all(b"A")?),
+                    on_pass,
+                )
+                .map_err(|e| fail(crate::chain(&e)))?;
+            if step == Step::Done {
+                let _ = guard.wait_timeout(Duration::from_secs(20));
+                return Ok(());
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod guest;
 pub mod import;
 pub mod initramfs;
+pub mod iso;
 pub mod kernel;
 pub mod names;
 pub mod provenance;

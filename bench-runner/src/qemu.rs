@@ -90,6 +90,20 @@ pub fn boot_args(kernel: &Path, initrd: &Path, append: &str) -> Vec<OsString> {
     ]
 }
 
+/// Boot from `iso` on a CD drive of the machine's own AHCI controller.
+pub fn cdrom_args(iso: &Path) -> Vec<OsString> {
+    vec![
+        "-drive".into(),
+        format!(
+            "file={},format=raw,if=ide,index=0,media=cdrom,readonly=on",
+            qemu_escape(iso)
+        )
+        .into(),
+        "-boot".into(),
+        "order=d".into(),
+    ]
+}
+
 /// The benchmark disk: a `-drive` without a device, and the device for the bus.
 pub fn drive_args(d: &Disk) -> Vec<OsString> {
     let (cache, aio) = (key_name(d.cache), key_name(d.aio));

@@ -77,6 +77,16 @@ pub struct GuestKeys {
     pub cache: Option<CacheMode>,
     /// QEMU aio (default threads).
     pub aio: Option<Aio>,
+    /// QEMU: boot the kernel directly (default) or from the guest ISO.
+    pub boot: Option<Boot>,
+    /// VirtualBox: the controller's host I/O cache (default off, VirtualBox's for SATA/NVMe).
+    pub host_io_cache: Option<bool>,
+    /// VirtualBox: `IgnoreFlush` extradata (applies with the host I/O cache on; its default
+    /// there is true).
+    pub ignore_flush: Option<bool>,
+    /// VirtualBox: `IgnoreFlushAsync` extradata (applies with the host I/O cache off; its
+    /// default there is false).
+    pub ignore_flush_async: Option<bool>,
 }
 
 /// Which hypervisor runs a guest target.
@@ -101,6 +111,50 @@ pub enum Bus {
     Nvme,
     /// virtio-scsi.
     Scsi,
+}
+
+/// How a QEMU guest boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boot {
+    /// `-kernel`/`-initrd`: fastest.
+    #[default]
+    Kernel,
+    /// The guest ISO on a CD drive, as VirtualBox boots it.
+    Iso,
+}
+
+/// VirtualBox's flush settings for the benchmark disk, as the scenario gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct VboxFlush {
+    /// The controller's host I/O cache.
+    pub host_io_cache: bool,
+    /// `IgnoreFlush`, if set.
+    pub ignore_flush: Option<bool>,
+    /// `IgnoreFlushAsync`, if set.
+    pub ignore_flush_async: Option<bool>,
+}
+
+impl VboxFlush {
+    /// Whether VirtualBox drops the guest's flushes: with the host I/O cache on, the
+    /// synchronous path and `IgnoreFlush` (default true) decide; with it off, the
+    /// asynchronous path and `IgnoreFlushAsync` (default false).
+    pub fn ignored(&self) -> bool {
+        if self.host_io_cache {
+            self.ignore_flush.unwrap_or(true)
+        } else {
+            self.ignore_flush_async.unwrap_or(false)
+        }
+    }
+
+    /// The `cache` column of a result row: the settings that decide flushing.
+    pub fn describe(&self) -> String {
+        format!(
+            "hostiocache={} flushes={}",
+            if self.host_io_cache { "on" } else { "off" },
+            if self.ignored() { "ignored" } else { "passed" }
+        )
+    }
 }
 
 /// QEMU's cache modes (`qemu-options.hx`).
@@ -220,6 +274,14 @@ pub struct TargetDef {
     pub cache: Option<CacheMode>,
     /// Override.
     pub aio: Option<Aio>,
+    /// Override.
+    pub boot: Option<Boot>,
+    /// Override.
+    pub host_io_cache: Option<bool>,
+    /// Override.
+    pub ignore_flush: Option<bool>,
+    /// Override.
+    pub ignore_flush_async: Option<bool>,
 }
 
 /// `[[workload]]` as written.
@@ -264,6 +326,10 @@ pub struct GuestConfig {
     pub cache: CacheMode,
     /// aio engine.
     pub aio: Aio,
+    /// QEMU boot method.
+    pub boot: Boot,
+    /// VirtualBox flush settings.
+    pub vbox: VboxFlush,
 }
 
 /// ZFS volume settings.
@@ -567,19 +633,69 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             None
         } else {
             let g = &file.guest;
+            let hypervisor = t.hypervisor.or(g.hypervisor).unwrap_or(Hypervisor::Qemu);
+            let vbox = VboxFlush {
+                host_io_cache: t.host_io_cache.or(g.host_io_cache).unwrap_or(false),
+                ignore_flush: t.ignore_flush.or(g.ignore_flush),
+                ignore_flush_async: t.ignore_flush_async.or(g.ignore_flush_async),
+            };
             let cfg = GuestConfig {
-                hypervisor: t.hypervisor.or(g.hypervisor).unwrap_or(Hypervisor::Qemu),
+                hypervisor,
                 memory: t.memory.or(g.memory).unwrap_or(ByteSize(512 << 20)),
                 cpus: t.cpus.or(g.cpus).unwrap_or(1),
-                bus: t.bus.or(g.bus).unwrap_or(Bus::Virtio),
+                bus: t.bus.or(g.bus).unwrap_or(match hypervisor {
+                    Hypervisor::Qemu => Bus::Virtio,
+                    Hypervisor::Virtualbox => Bus::Sata,
+                }),
                 cache: t.cache.or(g.cache).unwrap_or(CacheMode::None),
                 aio: t.aio.or(g.aio).unwrap_or(Aio::Threads),
+                boot: t.boot.or(g.boot).unwrap_or_default(),
+                vbox,
             };
-            if cfg.hypervisor == Hypervisor::Virtualbox {
-                return Err(at(
-                    "hypervisor = \"virtualbox\" is not implemented yet (issue 5); use \"qemu\""
-                        .into(),
-                ));
+            let given = |a: bool, b: bool| a || b;
+            match hypervisor {
+                Hypervisor::Virtualbox => {
+                    for (key, set) in [
+                        ("cache", given(t.cache.is_some(), g.cache.is_some())),
+                        ("aio", given(t.aio.is_some(), g.aio.is_some())),
+                        ("boot", given(t.boot.is_some(), g.boot.is_some())),
+                    ] {
+                        if set {
+                            return Err(at(format!("{key} is a QEMU setting; VirtualBox boots the guest ISO and takes host_io_cache, ignore_flush and ignore_flush_async")));
+                        }
+                    }
+                    if cfg.bus == Bus::Virtio {
+                        return Err(at("VirtualBox has no virtio-blk: use bus = \"sata\" (IntelAhci, its default), \"nvme\" or \"scsi\" (virtio-scsi)".into()));
+                    }
+                    if let StorageSpec::Image { format, .. } = &storage {
+                        if !matches!(format, ImageFormat::Vdi | ImageFormat::Vmdk) {
+                            return Err(at(format!("VirtualBox images here are vdi or vmdk, not {}; use format = \"vdi\"", key_name(format))));
+                        }
+                    }
+                }
+                Hypervisor::Qemu => {
+                    for (key, set) in [
+                        (
+                            "host_io_cache",
+                            given(t.host_io_cache.is_some(), g.host_io_cache.is_some()),
+                        ),
+                        (
+                            "ignore_flush",
+                            given(t.ignore_flush.is_some(), g.ignore_flush.is_some()),
+                        ),
+                        (
+                            "ignore_flush_async",
+                            given(
+                                t.ignore_flush_async.is_some(),
+                                g.ignore_flush_async.is_some(),
+                            ),
+                        ),
+                    ] {
+                        if set {
+                            return Err(at(format!("{key} is a VirtualBox setting; for QEMU set cache = \"none\"|\"writeback\"|\"unsafe\"|...")));
+                        }
+                    }
+                }
             }
             if cfg.aio == Aio::Native
                 && !matches!(cfg.cache, CacheMode::None | CacheMode::Directsync)

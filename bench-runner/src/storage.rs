@@ -4,7 +4,7 @@
 //! when Ctrl-C unwinds the run.
 
 use crate::cmd::Argv;
-use crate::scenario::{ImageFormat, StorageSpec, TargetPlan, Variant};
+use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
 use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -252,17 +252,25 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
                     f.display()
                 );
             }
-            let argv = qemu_img_argv(*format, *variant, &f, size);
-            let r = argv.run();
-            if f.exists() {
-                p.steps.push(Teardown::RemoveFile(f.clone()));
-            }
-            r?;
-            p.host_stat = stat_of_file(&f);
             put(&mut p, "image", f.display().to_string().into());
             put(&mut p, "format", format_driver(*format).into());
             put(&mut p, "variant", serde_json::to_value(variant)?);
-            put(&mut p, "qemu_img", argv.display().into());
+            if t.guest.as_ref().map(|g| g.hypervisor) == Some(Hypervisor::Virtualbox) {
+                // VirtualBox creates (createmedium) and deletes (closemedium --delete) its
+                // own media each boot; removing a leftover file is the last resort.
+                p.steps.push(Teardown::RemoveFile(f.clone()));
+                p.host_stat = stat_of_file(dir);
+                put(&mut p, "created_by", "VBoxManage createmedium".into());
+            } else {
+                let argv = qemu_img_argv(*format, *variant, &f, size);
+                let r = argv.run();
+                if f.exists() {
+                    p.steps.push(Teardown::RemoveFile(f.clone()));
+                }
+                r?;
+                p.host_stat = stat_of_file(&f);
+                put(&mut p, "qemu_img", argv.display().into());
+            }
             p.disk = Some((f, format_driver(*format)));
         }
         StorageSpec::Zvol(z) => {

@@ -217,3 +217,56 @@ fn interrupt_tears_everything_down() {
     assert!(err.to_string().contains("interrupted"), "{err:#}");
     assert_nothing_left(dir.path());
 }
+
+const ISO: &str = r#"
+[run]
+repetitions = 1
+disk_size = "16M"
+guest_timeout_s = 240
+
+[[target]]
+name = "iso-sata"
+storage = "loop"
+dir = "@DIR@"
+bus = "sata"
+boot = "iso"
+
+[[workload]]
+name = "w"
+kind = "seqwr"
+bs = "4K"
+size = "64K"
+sync = "fsync"
+sync_every = 4
+"#;
+
+/// The guest ISO (ISOLINUX, kernel, initramfs) boots from a CD drive and the agent's
+/// frames come back: the same image VirtualBox boots.
+#[test]
+fn guest_iso_boots_under_qemu() {
+    if !can_boot_guests() || !have("xorriso") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let out = dir.path().join("out");
+    let rows = run_text(dir.path(), &out, ISO).expect("the run succeeds");
+    assert_nothing_left(dir.path());
+    let r = row(&rows, "iso-sata", "w");
+    assert_eq!(
+        (r.agent_flushes, r.guest_dev_flushes),
+        (5, Some(5)),
+        "{r:?}"
+    );
+    assert!(
+        r.host_dev_flushes.is_some_and(|n| (4..=5).contains(&n)),
+        "{r:?}"
+    );
+    let argv = std::fs::read_to_string(out.join("guests/iso-sata-1/qemu.argv")).unwrap();
+    assert!(
+        argv.contains("media=cdrom") && !argv.contains("-kernel"),
+        "{argv}"
+    );
+    let iso = std::fs::read(out.join("guests/iso-sata-1/zvbench-guest.iso")).unwrap();
+    // ISO 9660 primary volume descriptor at sector 16.
+    assert_eq!(&iso[0x8001..0x8006], b"CD001");
+}

@@ -165,11 +165,12 @@ pub fn power_off() -> ! {
     std::process::exit(1)
 }
 
-/// Sends a mark frame at each phase and waits for the host's ack.
+/// Sends a mark frame at each phase and waits for the host's ack (or pauses, without one).
 struct Marks<'a> {
     sink: &'a mut FrameSink,
     pass: u32,
     ack: Duration,
+    pause: Duration,
 }
 
 impl Observer for Marks<'_> {
@@ -178,7 +179,9 @@ impl Observer for Marks<'_> {
             pass: self.pass,
             phase,
         });
-        if !self.ack.is_zero() && !self.sink.wait_ack(self.ack) {
+        if self.ack.is_zero() {
+            std::thread::sleep(self.pause);
+        } else if !self.sink.wait_ack(self.ack) {
             log(&format!(
                 "no ack from the host for pass {} {phase:?}; going on",
                 self.pass
@@ -212,6 +215,7 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
             sink: s,
             pass: i as u32,
             ack: Duration::from_millis(job.ack_timeout_ms),
+            pause: Duration::from_millis(job.mark_pause_ms),
         };
         let rec = run_pass(p, &mut marks).map_err(|e| crate::error_chain(&e))?;
         s.send(&Frame::Record(Box::new(rec)));

@@ -30,6 +30,11 @@ pub struct Job {
     /// hypervisor's and host device's counters before it acknowledges.
     #[serde(default)]
     pub ack_timeout_ms: u64,
+    /// With no acknowledgement channel (`ack_timeout_ms` 0: a serial port that writes to a
+    /// file, as VirtualBox's), pause this long after each mark so the host, which polls the
+    /// file, reads its counters while the guest is idle.
+    #[serde(default)]
+    pub mark_pause_ms: u64,
     /// The passes, run in order.
     pub passes: Vec<PassSpec>,
 }
