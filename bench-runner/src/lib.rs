@@ -15,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod storage;
+pub mod vbox;
 pub mod zfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,8 +5,9 @@ use crate::guest::{GuestPass, GuestRun};
 use crate::kernel::GuestKernel;
 use crate::provenance;
 use crate::qemu::Accel;
-use crate::scenario::{key_name, Plan, StorageKind, StorageSpec, TargetPlan};
+use crate::scenario::{key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan};
 use crate::storage::{check_blockdev, provision, Provisioned};
+use crate::vbox::{VboxDisk, VboxRun};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -136,9 +137,14 @@ fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultR
         }
         Some(g) => {
             row.hypervisor = key_name(g.hypervisor);
-            row.accel = accel.as_str().into();
             row.bus = key_name(g.bus);
-            row.cache = key_name(g.cache);
+            match g.hypervisor {
+                Hypervisor::Qemu => {
+                    row.accel = accel.as_str().into();
+                    row.cache = key_name(g.cache);
+                }
+                Hypervisor::Virtualbox => row.cache = g.vbox.describe(),
+            }
         }
     }
     row
@@ -271,31 +277,69 @@ fn run_target(
                 let kernel = opts.kernel.as_ref().context("no guest kernel")?;
                 let guest_disk = PathBuf::from(crate::kernel::guest_disk(cfg.bus));
                 let passes = passes_for(plan, &guest_disk, rep, true);
-                let g = GuestRun {
-                    cfg,
-                    kernel,
-                    agent: &opts.agent,
-                    accel: opts.accel,
-                    disk: (disk, format),
-                    host_stat: p.host_stat.as_ref(),
-                    zil: p.zil.as_ref(),
-                    work: opts.out.join("guests").join(format!("{}-{rep}", t.name)),
-                    timeout: Duration::from_secs(plan.guest_timeout_s),
-                };
-                g.run(&passes, stop, &mut |gp: GuestPass| {
+                let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
+                let timeout = Duration::from_secs(plan.guest_timeout_s);
+                let mut on_pass = |gp: GuestPass| {
                     if gp.record.label == "fill" {
                         return Ok(());
                     }
                     let mut row = base_row(t, opts.accel, &gp.record, rep);
                     row.hv_flushes = gp.lower.hv.map(|h| h.flush_operations);
-                    row.hv_flush_ms = gp.lower.hv.map(|h| h.flush_total_time_ns as f64 / 1e6);
+                    row.hv_flush_ms = gp
+                        .lower
+                        .hv
+                        .filter(|_| cfg.hypervisor == Hypervisor::Qemu)
+                        .map(|h| h.flush_total_time_ns as f64 / 1e6);
                     row.host_dev_flushes = gp.lower.host_flushes;
                     row.host_dev_flush_ms = gp.lower.host_flush_ms;
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
                     row.zil_commits = gp.lower.zil_commits;
                     row.guest_boot_ms = Some(gp.boot_ms);
                     sink.add(row, &gp.record)
-                })?;
+                };
+                match cfg.hypervisor {
+                    Hypervisor::Qemu => GuestRun {
+                        cfg,
+                        kernel,
+                        agent: &opts.agent,
+                        accel: opts.accel,
+                        disk: (disk, format),
+                        host_stat: p.host_stat.as_ref(),
+                        zil: p.zil.as_ref(),
+                        work,
+                        timeout,
+                    }
+                    .run(&passes, stop, &mut on_pass)?,
+                    Hypervisor::Virtualbox => {
+                        let major = crate::vbox::detect()?;
+                        let vdisk = match &t.storage {
+                            StorageSpec::Image { variant, .. } => VboxDisk::Image {
+                                path: disk.clone(),
+                                format: if *format == "vmdk" { "VMDK" } else { "VDI" },
+                                variant: *variant,
+                                size: t.disk_size.bytes(),
+                            },
+                            _ => VboxDisk::Raw {
+                                device: disk.clone(),
+                            },
+                        };
+                        prov["storage"][&t.name]["virtualbox"] =
+                            crate::vbox::settings(major, cfg, &vdisk)?;
+                        VboxRun {
+                            cfg,
+                            major,
+                            kernel,
+                            agent: &opts.agent,
+                            vm: format!("zvbench-{run_id}-{}-{rep}", t.name),
+                            disk: vdisk,
+                            host_stat: p.host_stat.as_ref(),
+                            zil: p.zil.as_ref(),
+                            work,
+                            timeout,
+                        }
+                        .run(&passes, stop, &mut on_pass)?
+                    }
+                }
             }
             _ => bail!(
                 "target {:?} has neither a host file nor a guest disk",

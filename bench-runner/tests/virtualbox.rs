@@ -1,0 +1,296 @@
+//! `hypervisor = "virtualbox"` end to end against tests/fakes/fake-VBoxManage — a FAKE
+//! VBoxManage (VirtualBox cannot be installed here) that checks the 6.1/7.x syntax, keeps
+//! VMs and media, and boots the guest ISO under QEMU. The agent's frames come back through
+//! the serial log file, the counters through `debugvm statistics`, and the host device's
+//! flush counter is a real loop device's.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SCENARIO: &str = r#"
+[run]
+repetitions = 1
+disk_size = "16M"
+guest_timeout_s = 300
+
+[guest]
+hypervisor = "virtualbox"
+memory = "256M"
+
+[[target]]
+name = "vdi-nocache"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+
+[[target]]
+name = "vdi-hostcache"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+host_io_cache = true
+
+[[target]]
+name = "raw"
+storage = "loop"
+dir = "@DIR@"
+
+[[workload]]
+name = "fsync"
+kind = "seqwr"
+bs = "4K"
+size = "64K"
+sync = "fsync"
+sync_every = 4
+"#;
+
+fn fake() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/fake-VBoxManage")
+}
+
+fn vbox(home: &Path, args: &[&str]) -> String {
+    let out = Command::new(fake())
+        .env("FAKE_VBOX_HOME", home)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_with(version: &str, dir: &Path, text: &str) -> Vec<zvbench_reports::ResultRow> {
+    let home = dir.join("fake-vbox");
+    std::env::set_var("ZVBENCH_VBOXMANAGE", fake());
+    std::env::set_var("FAKE_VBOX_HOME", &home);
+    std::env::set_var("FAKE_VBOX_VERSION", version);
+    let rows = run_text(dir, &dir.join("out"), text).expect("the run succeeds");
+    // Everything registered was unregistered and deleted.
+    assert_eq!(vbox(&home, &["list", "vms"]), "", "VMs left");
+    assert_eq!(vbox(&home, &["list", "hdds"]), "", "media left");
+    assert_nothing_left(dir);
+    rows
+}
+
+#[test]
+fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
+    if !can_boot_guests() || !have("xorriso") || !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let rows = run_with("7.0.20r163906", dir.path(), SCENARIO);
+    for t in ["vdi-nocache", "vdi-hostcache", "raw"] {
+        let r = row(&rows, t, "fsync");
+        assert_eq!(r.hypervisor, "virtualbox");
+        assert_eq!(
+            (r.agent_flushes, r.guest_dev_flushes),
+            (5, Some(5)),
+            "{r:?}"
+        );
+        // ReqsFlush counts what the guest asked, dropped or not.
+        assert!(
+            r.hv_flushes.is_some_and(|n| (4..=5).contains(&n)),
+            "{t}: {r:?}"
+        );
+    }
+    let passed = row(&rows, "vdi-nocache", "fsync");
+    assert_eq!(passed.cache, "hostiocache=off flushes=passed");
+    assert!(
+        passed.host_dev_flushes.is_some_and(|n| n >= 4),
+        "{passed:?}"
+    );
+    let cached = row(&rows, "vdi-hostcache", "fsync");
+    assert_eq!(cached.cache, "hostiocache=on flushes=ignored");
+    let raw = row(&rows, "raw", "fsync");
+    assert_eq!(
+        raw.host_dev_flushes,
+        Some(0),
+        "raw VMDK flushes do not reach the loop device: {raw:?}"
+    );
+
+    let out = dir.path().join("out");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["storage"]["vdi-hostcache"]["virtualbox"]["hostiocache"],
+        true
+    );
+    assert_eq!(run["storage"]["raw"]["virtualbox"]["raw_vmdk"], true);
+    let summary = zvbench::report::write(&out).unwrap();
+    assert!(summary.contains("VirtualBox IgnoreFlush"), "{summary}");
+    let calls = std::fs::read_to_string(dir.path().join("fake-vbox/calls.log")).unwrap();
+    assert!(calls.contains("\"--uart-mode2\""), "7.x spelling");
+    assert!(calls.contains("\"RawDrive="), "7.x raw disk");
+
+    // 6.1: the other spellings, on a raw disk.
+    let dir6 = tempfile::tempdir_in("/var/tmp").unwrap();
+    let only_raw = SCENARIO.replace(
+        &SCENARIO[SCENARIO.find("[[target]]").unwrap()
+            ..SCENARIO.find("[[target]]\nname = \"raw\"").unwrap()],
+        "",
+    );
+    let rows = run_with("6.1.50r161033", dir6.path(), &only_raw);
+    assert_eq!(row(&rows, "raw", "fsync").guest_dev_flushes, Some(5));
+    let calls = std::fs::read_to_string(dir6.path().join("fake-vbox/calls.log")).unwrap();
+    assert!(
+        calls.contains("\"--uartmode1\"") && calls.contains("\"createrawvmdk\""),
+        "{calls}"
+    );
+}
+
+/// The fake refuses what the real VBoxManage refuses: each version's other spelling,
+/// unknown options, media still attached.
+#[test]
+fn fake_vboxmanage_rejects_bad_syntax() {
+    if !have("python3") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let run = |version: &str, args: &[&str]| {
+        Command::new(fake())
+            .env("FAKE_VBOX_HOME", home.path())
+            .env("FAKE_VBOX_VERSION", version)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let base = home.path().join("vms");
+    let base = base.to_str().unwrap();
+    assert!(run(
+        "7.0.20",
+        &[
+            "createvm",
+            "--name",
+            "a",
+            "--basefolder",
+            base,
+            "--register"
+        ]
+    )
+    .status
+    .success());
+    assert!(
+        !run(
+            "7.0.20",
+            &[
+                "createvm",
+                "--name",
+                "a",
+                "--basefolder",
+                base,
+                "--register"
+            ]
+        )
+        .status
+        .success(),
+        "a name twice"
+    );
+    for (version, args) in [
+        (
+            "7.0.20",
+            vec![
+                "modifyvm",
+                "a",
+                "--uart1",
+                "0x3F8",
+                "4",
+                "--uartmode1",
+                "file",
+                "/tmp/x",
+            ],
+        ),
+        (
+            "6.1.50",
+            vec![
+                "modifyvm",
+                "a",
+                "--uart1",
+                "0x3F8",
+                "4",
+                "--uart-mode1",
+                "file",
+                "/tmp/x",
+            ],
+        ),
+        (
+            "7.0.20",
+            vec![
+                "modifyvm",
+                "a",
+                "--uart1",
+                "0x3F8",
+                "4",
+                "--uart-mode1",
+                "file",
+                "rel/x",
+            ],
+        ),
+        ("7.0.20", vec!["modifyvm", "a", "--memroy", "256"]),
+        (
+            "7.0.20",
+            vec![
+                "storagectl",
+                "a",
+                "--name",
+                "S",
+                "--add",
+                "sata",
+                "--controller",
+                "NVMe",
+            ],
+        ),
+        (
+            "7.0.20",
+            vec![
+                "internalcommands",
+                "createrawvmdk",
+                "-filename",
+                "/tmp/r.vmdk",
+                "-rawdisk",
+                "/dev/null",
+            ],
+        ),
+        (
+            "6.1.50",
+            vec![
+                "createmedium",
+                "disk",
+                "--filename",
+                "/tmp/r.vmdk",
+                "--format",
+                "VMDK",
+                "--variant",
+                "RawDisk",
+                "--property",
+                "RawDrive=/dev/null",
+            ],
+        ),
+        ("7.0.20", vec!["startvm", "a", "--type", "invisible"]),
+        ("7.0.20", vec!["controlvm", "a", "poweroff"]),
+    ] {
+        let out = run(version, &args);
+        assert!(!out.status.success(), "{version} accepted {args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("VBoxManage: error:"),
+            "{out:?}"
+        );
+    }
+    assert!(run(
+        "7.0.20",
+        &[
+            "modifyvm",
+            "a",
+            "--uart1",
+            "0x3F8",
+            "4",
+            "--uart-mode1",
+            "file",
+            "/tmp/x"
+        ]
+    )
+    .status
+    .success());
+    assert!(run("7.0.20", &["unregistervm", "a", "--delete"])
+        .status
+        .success());
+}
