@@ -86,12 +86,24 @@ pub fn report(cache: &Path) -> i32 {
         _ => "none: zvol targets need OpenZFS (apt-get install zfsutils-linux)".into(),
     };
     line(zfs_kernel && zfs.is_some(), "ZFS", &zfs_detail);
-    let vbox = first_line(&["VBoxManage", "--version"]);
+    let vbox = crate::vbox::detect();
     line(
-        vbox.is_some(),
+        vbox.is_ok(),
         "VirtualBox",
-        vbox.as_deref()
-            .unwrap_or("missing (hypervisor = \"virtualbox\" is not implemented yet)"),
+        &match &vbox {
+            Ok(m) => format!("VBoxManage with {m:?} syntax: hypervisor = \"virtualbox\" works"),
+            Err(e) => format!(
+                "{}: hypervisor = \"virtualbox\" targets cannot run",
+                crate::chain(e)
+            ),
+        },
+    );
+    let iso = crate::iso::check_tools();
+    line(
+        iso.is_ok(),
+        "guest ISO (VirtualBox, boot = \"iso\")",
+        &iso.as_ref()
+            .map_or_else(|e| crate::chain(e), |_| "xorriso and ISOLINUX found".into()),
     );
     i32::from(!(qemu.is_some() && img.is_some() && kernel.is_ok()))
 }

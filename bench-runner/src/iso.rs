@@ -29,6 +29,17 @@ fn find(candidates: &[&str], package: &str) -> Result<PathBuf> {
         })
 }
 
+/// Checks that xorriso and the ISOLINUX files are installed.
+pub fn check_tools() -> Result<()> {
+    find(ISOLINUX_BIN, "isolinux")?;
+    find(LDLINUX_C32, "syslinux-common")?;
+    find(ISOHDPFX, "isolinux")?;
+    Argv(vec!["xorriso".into(), "-version".into()])
+        .run()
+        .context("the guest ISO needs xorriso: apt-get install xorriso")?;
+    Ok(())
+}
+
 /// `isolinux.cfg`: boot the one entry at once with `append` as the command line.
 pub fn isolinux_cfg(append: &str) -> String {
     format!(
@@ -92,6 +103,40 @@ pub fn build(kernel: &Path, initramfs: &[u8], append: &str, out: &Path) -> Resul
         .run()
         .context("xorriso (Debian package xorriso) failed to build the ISO")?;
     Ok(())
+}
+
+/// The guest ISO of one target of a plan (repetition 1), as `zvbench run` builds it:
+/// `zvbench image build`. The handshake follows the target's hypervisor.
+pub fn for_target(
+    plan: &crate::scenario::Plan,
+    target: &str,
+    kernel: &crate::kernel::GuestKernel,
+    agent: &Path,
+    out: &Path,
+) -> Result<()> {
+    use crate::guest::{build_initramfs, Handshake};
+    use crate::scenario::Hypervisor;
+    let Some(t) = plan.targets.iter().find(|t| t.name == target) else {
+        bail!(
+            "no target {target:?} in the scenario; its targets: {}",
+            plan.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let Some(g) = &t.guest else {
+        bail!("target {target:?} is the host baseline: it has no guest to boot");
+    };
+    let disk = PathBuf::from(crate::kernel::guest_disk(g.bus));
+    let passes = crate::run::passes_for(plan, &disk, 1, true);
+    let handshake = match g.hypervisor {
+        Hypervisor::Qemu => Handshake::Ack,
+        Hypervisor::Virtualbox => Handshake::Pause(crate::vbox::MARK_PAUSE),
+    };
+    let initramfs = build_initramfs(kernel, g.bus, agent, &passes, handshake)?;
+    build(&kernel.image, &initramfs, crate::qemu::APPEND, out)
 }
 
 #[cfg(test)]

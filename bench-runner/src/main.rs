@@ -114,6 +114,11 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The bootable guest ISO.
+    Image {
+        #[command(subcommand)]
+        action: ImageAction,
+    },
     /// Remove what an interrupted run left: loop devices, zvbench files, tagged datasets.
     Clean {
         /// Directories to search for zvbench-* files (default /var/tmp/zvbench).
@@ -122,6 +127,31 @@ enum Cmd {
     },
     /// Say what this host can run and what is missing.
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum ImageAction {
+    /// Build the ISO a target's guest boots (ISOLINUX, guest kernel, initramfs with the
+    /// agent and the target's job), as `zvbench run` does for VirtualBox and boot = "iso".
+    Build {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The guest target whose job the ISO carries.
+        #[arg(long)]
+        target: String,
+        /// The ISO to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The static guest agent (default: built by scripts/build-agent).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+        /// Guest kernel image (with --modules).
+        #[arg(long, requires = "modules")]
+        kernel: Option<PathBuf>,
+        /// The guest kernel's lib/modules/<release> directory.
+        #[arg(long, requires = "kernel")]
+        modules: Option<PathBuf>,
+    },
 }
 
 /// Where imported rows go and whose they are.
@@ -367,6 +397,23 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             Ok(i32::from(regressed))
         }
         Cmd::Import { tool } => import(tool),
+        Cmd::Image {
+            action:
+                ImageAction::Build {
+                    scenario,
+                    target,
+                    out,
+                    agent,
+                    kernel,
+                    modules,
+                },
+        } => {
+            let plan = zvbench::scenario::load(&scenario)?;
+            let kernel = zvbench::kernel::find(kernel.zip(modules), &cache_dir())?;
+            zvbench::iso::for_target(&plan, &target, &kernel, &find_agent(agent)?, &out)?;
+            println!("{}", out.display());
+            Ok(0)
+        }
         Cmd::History {
             dirs,
             metric,

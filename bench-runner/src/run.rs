@@ -179,7 +179,15 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
                 )
             })?;
         }
-        if t.guest.is_some() {
+        if let Some(g) = &t.guest {
+            let iso =
+                g.hypervisor == Hypervisor::Virtualbox || g.boot == crate::scenario::Boot::Iso;
+            if iso {
+                crate::iso::check_tools().with_context(|| format!("target {:?}", t.name))?;
+            }
+            if g.hypervisor == Hypervisor::Virtualbox {
+                crate::vbox::detect().with_context(|| format!("target {:?}", t.name))?;
+            }
             if opts.kernel.is_none() {
                 bail!("guest targets need a guest kernel");
             }

@@ -970,3 +970,68 @@ sync_every = 4
             .contains(&("keylocation".into(), format!("file://{}", key.display()))));
     }
 }
+
+#[cfg(test)]
+mod virtualbox_tests {
+    use super::*;
+
+    const VBOX: &str = r#"
+[guest]
+hypervisor = "virtualbox"
+
+[[target]]
+name = "vdi"
+storage = "image"
+dir = "/tmp"
+host_io_cache = true
+
+[[workload]]
+name = "w"
+kind = "seqwr"
+bs = "16K"
+size = "1M"
+"#;
+
+    fn err(text: &str) -> String {
+        parse("v.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn virtualbox_defaults_and_settings() {
+        let p = parse("v.toml", VBOX).unwrap();
+        let g = p.targets[0].guest.as_ref().unwrap();
+        assert_eq!(
+            g.bus,
+            Bus::Sata,
+            "VirtualBox's default controller, as in the story"
+        );
+        assert!(g.vbox.host_io_cache && g.vbox.ignored());
+        let p = parse(
+            "v.toml",
+            &VBOX.replace("host_io_cache = true", "ignore_flush_async = true"),
+        )
+        .unwrap();
+        assert!(p.targets[0].guest.as_ref().unwrap().vbox.ignored());
+    }
+
+    #[test]
+    fn settings_of_the_other_hypervisor_are_refused() {
+        let e = err(&VBOX.replace("host_io_cache = true", "cache = \"unsafe\""));
+        assert!(e.contains("cache is a QEMU setting"), "{e}");
+        let e = err(&VBOX.replace("host_io_cache = true", "bus = \"virtio\""));
+        assert!(e.contains("no virtio-blk"), "{e}");
+        let e = err(&VBOX.replace(
+            "storage = \"image\"",
+            "storage = \"image\"\nformat = \"qcow2\"",
+        ));
+        assert!(e.contains("vdi or vmdk"), "{e}");
+        let e = err(&VBOX.replace("hypervisor = \"virtualbox\"", "hypervisor = \"qemu\""));
+        assert!(e.contains("host_io_cache is a VirtualBox setting"), "{e}");
+        // VirtualBox's own 0|1 is written true|false here; the error points at the value.
+        let e = err(&VBOX.replace("host_io_cache = true", "ignore_flush = 1"));
+        assert!(
+            e.starts_with("v.toml:9:16:") && e.contains("expected a boolean"),
+            "{e}"
+        );
+    }
+}

@@ -554,6 +554,7 @@ impl VboxRun<'_> {
         let mut file: Option<std::fs::File> = None;
         let mut buf = vec![0u8; 64 << 10];
         let mut last_state_check = Instant::now();
+        let mut vm_off = false;
         loop {
             if stop.is_set() {
                 bail!("interrupted");
@@ -572,21 +573,22 @@ impl VboxRun<'_> {
                 None => 0,
             };
             if n == 0 {
+                if vm_off {
+                    bail!(fail(
+                        "the guest powered off before it sent all results".into()
+                    ));
+                }
                 if last_state_check.elapsed() > Duration::from_secs(2) {
                     last_state_check = Instant::now();
-                    let info = run(showvminfo(vm))?;
-                    if matches!(vm_state(&info), Some("poweroff" | "aborted")) {
-                        // Read what is left before declaring the guest gone.
-                        let rest = file.as_mut().map_or(Ok(0), |f| f.read(&mut buf))?;
-                        if rest == 0 {
-                            bail!(fail(
-                                "the guest powered off before it sent all results".into()
-                            ));
-                        }
-                        continue;
-                    }
+                    // Once the VM is off, one more read drains what it wrote last.
+                    vm_off = matches!(
+                        vm_state(&run(showvminfo(vm))?),
+                        Some("poweroff" | "aborted")
+                    );
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                if !vm_off {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 continue;
             }
             let step = session

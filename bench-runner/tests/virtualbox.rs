@@ -117,7 +117,10 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     );
     assert_eq!(run["storage"]["raw"]["virtualbox"]["raw_vmdk"], true);
     let summary = zvbench::report::write(&out).unwrap();
-    assert!(summary.contains("VirtualBox IgnoreFlush"), "{summary}");
+    assert!(
+        summary.contains("a raw-disk VMDK: VirtualBox does not flush"),
+        "{summary}"
+    );
     let calls = std::fs::read_to_string(dir.path().join("fake-vbox/calls.log")).unwrap();
     assert!(calls.contains("\"--uart-mode2\""), "7.x spelling");
     assert!(calls.contains("\"RawDrive="), "7.x raw disk");
@@ -150,6 +153,7 @@ fn fake_vboxmanage_rejects_bad_syntax() {
         Command::new(fake())
             .env("FAKE_VBOX_HOME", home.path())
             .env("FAKE_VBOX_VERSION", version)
+            .env_remove("FAKE_VBOX_FAIL")
             .args(args)
             .output()
             .unwrap()

@@ -72,6 +72,14 @@ fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
         ("qemu", "unsafe", "hypervisor" | "host device") => {
             "QEMU cache=unsafe ignores guest flushes: the results are not durable"
         }
+        ("virtualbox", cache, "host device" | "ZIL") if cache.contains("flushes=ignored") => {
+            "VirtualBox ignores the guest's flushes: the host I/O cache is on and IgnoreFlush is 1 (its default there), or IgnoreFlushAsync is 1: the results are not durable"
+        }
+        ("virtualbox", _, "host device" | "ZIL")
+            if matches!(r.storage.as_str(), "loop" | "zvol" | "blockdev") =>
+        {
+            "a raw-disk VMDK: VirtualBox does not flush the device behind it (its vmdkFlushImage skips device extents, inferred from the source): the results are not durable"
+        }
         ("virtualbox", _, "host device" | "ZIL") => {
             "VirtualBox IgnoreFlush (on when the host I/O cache is on) or a raw-disk VMDK drops guest flushes: the results are not durable"
         }
@@ -335,6 +343,20 @@ mod tests {
             0
         )]))
         .is_empty());
+    }
+
+    #[test]
+    fn virtualbox_drops_name_their_setting() {
+        let vbox = |storage: &str, cache: &str| {
+            let mut r = flushing(row("vm", storage, "seqwr", 50.0), 17, 17, 17, 0);
+            r.hypervisor = "virtualbox".into();
+            r.cache = cache.into();
+            flushes_dropped(&groups(&[r]))[0].message.clone()
+        };
+        let m = vbox("image", "hostiocache=on flushes=ignored");
+        assert!(m.contains("IgnoreFlush is 1"), "{m}");
+        let m = vbox("zvol", "hostiocache=off flushes=passed");
+        assert!(m.contains("raw-disk VMDK"), "{m}");
     }
 
     #[test]
