@@ -103,7 +103,7 @@ pub fn report(cache: &Path) -> i32 {
         iso.is_ok(),
         "guest ISO (VirtualBox, boot = \"iso\")",
         &iso.as_ref()
-            .map_or_else(|e| crate::chain(e), |_| "xorriso and ISOLINUX found".into()),
+            .map_or_else(crate::chain, |_| "xorriso and ISOLINUX found".into()),
     );
     i32::from(!(qemu.is_some() && img.is_some() && kernel.is_ok()))
 }

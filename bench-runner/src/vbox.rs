@@ -406,17 +406,38 @@ pub fn settings(major: Major, cfg: &GuestConfig, disk: &VboxDisk) -> Result<serd
     }))
 }
 
-/// Runs each argv pushed, in reverse order, when dropped: the VM's teardown. A step marked
-/// quiet may fail without a warning (powering off a VM that is off already).
+/// One teardown step.
+enum Undo {
+    /// Run a command; `quiet`: its failure is expected at times (powering off a VM that is
+    /// off already) and not worth a warning.
+    Run(Argv, bool),
+    /// Keep a file the next steps delete (VirtualBox's own log of the VM).
+    Keep(PathBuf, PathBuf),
+}
+
+/// Runs the steps pushed, in reverse order, when dropped: the VM's teardown.
 #[derive(Default)]
-struct Teardown(Vec<(Argv, bool)>);
+struct Teardown(Vec<Undo>);
+
+impl Teardown {
+    fn run(&mut self, a: Argv) {
+        self.0.push(Undo::Run(a, false));
+    }
+}
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        while let Some((a, quiet)) = self.0.pop() {
-            if let Err(e) = a.run() {
-                if !quiet {
-                    eprintln!("zvbench: teardown: {e}");
+        while let Some(step) = self.0.pop() {
+            match step {
+                Undo::Run(a, quiet) => {
+                    if let Err(e) = a.run() {
+                        if !quiet {
+                            eprintln!("zvbench: teardown: {e}");
+                        }
+                    }
+                }
+                Undo::Keep(from, to) => {
+                    let _ = std::fs::copy(from, to);
                 }
             }
         }
@@ -484,7 +505,11 @@ impl VboxRun<'_> {
             Ok(a.stdout()?)
         };
         run(createvm(vm, &work.join("vm")))?;
-        down.0.push((unregistervm(vm), false));
+        down.run(unregistervm(vm));
+        down.0.push(Undo::Keep(
+            work.join("vm").join(vm).join("Logs/VBox.log"),
+            work.join("VBox.log"),
+        ));
         run(modifyvm(
             self.major,
             vm,
@@ -500,7 +525,7 @@ impl VboxRun<'_> {
             run(storagectl(vm, &ctl, cache))?;
         }
         run(storageattach(vm, &DVD, Some((&iso, true))))?;
-        down.0.push((storageattach(vm, &DVD, None), false));
+        down.run(storageattach(vm, &DVD, None));
         let medium = match &self.disk {
             VboxDisk::Image {
                 path,
@@ -519,9 +544,9 @@ impl VboxRun<'_> {
         };
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
-        down.0.push((closemedium_delete(&medium), false));
+        down.run(closemedium_delete(&medium));
         run(storageattach(vm, &ctl, Some((&medium, false))))?;
-        down.0.push((storageattach(vm, &ctl, None), false));
+        down.run(storageattach(vm, &ctl, None));
         let f = &self.cfg.vbox;
         for (setting, v) in [
             ("IgnoreFlush", f.ignore_flush),
@@ -536,7 +561,7 @@ impl VboxRun<'_> {
             }
         }
         run(startvm(vm))?;
-        down.0.push((poweroff(vm), true));
+        down.0.push(Undo::Run(poweroff(vm), true));
         let fail = |what: String| {
             anyhow!(
                 "{what}; guest console (last lines):{}",

@@ -123,6 +123,10 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     );
     let calls = std::fs::read_to_string(dir.path().join("fake-vbox/calls.log")).unwrap();
     assert!(calls.contains("\"--uart-mode2\""), "7.x spelling");
+    assert!(
+        out.join("guests/raw-1/VBox.log").exists(),
+        "the VM's log is kept"
+    );
     assert!(calls.contains("\"RawDrive="), "7.x raw disk");
 
     // 6.1: the other spellings, on a raw disk.
