@@ -361,10 +361,11 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             }
             let rows = result?;
             eprintln!(
-                "zvbench: {} passes in {:.0} s; results in {}",
+                "zvbench: {} passes in {:.0} s; results in {}, report in {}",
                 rows.len(),
                 started.elapsed().as_secs_f64(),
-                out.display()
+                out.display(),
+                out.join("report.html").display()
             );
             Ok(0)
         }
