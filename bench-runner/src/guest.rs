@@ -168,13 +168,20 @@ pub struct Session<'a> {
     boot_ms: u64,
     received: usize,
     started: Instant,
+    deadline: Instant,
     log: std::fs::File,
 }
 
 impl<'a> Session<'a> {
-    /// A session logging every frame to `work/frames.log`.
-    pub fn new(work: &Path, passes: &'a [PassSpec], agent: &'a Path) -> Result<Session<'a>> {
+    /// A session logging every frame to `work/frames.log`, with `timeout` for the guest.
+    pub fn new(
+        work: &Path,
+        passes: &'a [PassSpec],
+        agent: &'a Path,
+        timeout: Duration,
+    ) -> Result<Session<'a>> {
         Ok(Session {
+            deadline: Instant::now() + timeout,
             passes,
             agent,
             reader: FrameReader::default(),
@@ -185,6 +192,22 @@ impl<'a> Session<'a> {
             started: Instant::now(),
             log: std::fs::File::create(work.join("frames.log"))?,
         })
+    }
+
+    /// Fails when the run is interrupted, or, through `fail` (which adds the guest's
+    /// console), when the guest runs past its time.
+    pub fn check(&self, stop: &Interrupt, fail: &dyn Fn(String) -> anyhow::Error) -> Result<()> {
+        if stop.is_set() {
+            bail!("interrupted");
+        }
+        if Instant::now() > self.deadline {
+            let limit = self.deadline.duration_since(self.started);
+            return Err(fail(format!(
+                "the guest did not finish within {} s (guest_timeout_s)",
+                limit.as_secs()
+            )));
+        }
+        Ok(())
     }
 
     /// Feeds bytes from the guest. At a mark, `snapshot` reads the counters and `ack`
@@ -342,20 +365,11 @@ impl GuestRun<'_> {
             &mut guard,
         )?)?;
         frames.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let deadline = Instant::now() + self.timeout;
-        let mut session = Session::new(&self.work, passes, self.agent)?;
+        let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?;
         let mut writer = frames.try_clone()?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
-            if stop.is_set() {
-                bail!("interrupted");
-            }
-            if Instant::now() > deadline {
-                bail!(fail(format!(
-                    "the guest did not finish within {} s (guest_timeout_s)",
-                    self.timeout.as_secs()
-                )));
-            }
+            session.check(stop, &fail)?;
             let n = match frames.read(&mut buf) {
                 Ok(0) => bail!(fail("the guest ended before it sent all results".into())),
                 Ok(n) => n,

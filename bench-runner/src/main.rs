@@ -55,15 +55,8 @@ enum Cmd {
         /// Output directory for results.csv, results.jsonl, run.json and the report.
         #[arg(long)]
         out: PathBuf,
-        /// The static guest agent (default: built by scripts/build-agent).
-        #[arg(long)]
-        agent: Option<PathBuf>,
-        /// Guest kernel image (with --modules); default: the host's, else Debian's package.
-        #[arg(long, requires = "modules")]
-        kernel: Option<PathBuf>,
-        /// The guest kernel's lib/modules/<release> directory.
-        #[arg(long, requires = "kernel")]
-        modules: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
         /// Accelerator.
         #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
         accel: AccelChoice,
@@ -142,16 +135,23 @@ enum ImageAction {
         /// The ISO to write.
         #[arg(long)]
         out: PathBuf,
-        /// The static guest agent (default: built by scripts/build-agent).
-        #[arg(long)]
-        agent: Option<PathBuf>,
-        /// Guest kernel image (with --modules).
-        #[arg(long, requires = "modules")]
-        kernel: Option<PathBuf>,
-        /// The guest kernel's lib/modules/<release> directory.
-        #[arg(long, requires = "kernel")]
-        modules: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
     },
+}
+
+/// What a guest boots: the agent and the kernel.
+#[derive(clap::Args)]
+struct GuestArgs {
+    /// The static guest agent (default: built by scripts/build-agent).
+    #[arg(long)]
+    agent: Option<PathBuf>,
+    /// Guest kernel image (with --modules); default: the host's, else Debian's package.
+    #[arg(long, requires = "modules")]
+    kernel: Option<PathBuf>,
+    /// The guest kernel's lib/modules/<release> directory.
+    #[arg(long, requires = "kernel")]
+    modules: Option<PathBuf>,
 }
 
 /// Where imported rows go and whose they are.
@@ -325,9 +325,7 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
         Cmd::Run {
             scenario,
             out,
-            agent,
-            kernel,
-            modules,
+            guest,
             accel,
             allow_destroy,
         } => {
@@ -335,8 +333,8 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
             let cache = cache_dir();
             let (kernel, agent) = if has_guest {
-                let k = zvbench::kernel::find(kernel.zip(modules), &cache)?;
-                (Some(k), find_agent(agent)?)
+                let k = zvbench::kernel::find(guest.kernel.zip(guest.modules), &cache)?;
+                (Some(k), find_agent(guest.agent)?)
             } else {
                 (None, PathBuf::new())
             };
@@ -404,14 +402,12 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
                     scenario,
                     target,
                     out,
-                    agent,
-                    kernel,
-                    modules,
+                    guest,
                 },
         } => {
             let plan = zvbench::scenario::load(&scenario)?;
-            let kernel = zvbench::kernel::find(kernel.zip(modules), &cache_dir())?;
-            zvbench::iso::for_target(&plan, &target, &kernel, &find_agent(agent)?, &out)?;
+            let kernel = zvbench::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
+            zvbench::iso::for_target(&plan, &target, &kernel, &find_agent(guest.agent)?, &out)?;
             println!("{}", out.display());
             Ok(0)
         }

@@ -574,22 +574,13 @@ impl VboxRun<'_> {
                 .ok()
                 .and_then(|o| parse_statistics(&o, ctl.stats))
         };
-        let mut session = Session::new(&work, passes, self.agent)?;
-        let deadline = Instant::now() + self.timeout;
+        let mut session = Session::new(&work, passes, self.agent, self.timeout)?;
         let mut file: Option<std::fs::File> = None;
         let mut buf = vec![0u8; 64 << 10];
         let mut last_state_check = Instant::now();
         let mut vm_off = false;
         loop {
-            if stop.is_set() {
-                bail!("interrupted");
-            }
-            if Instant::now() > deadline {
-                bail!(fail(format!(
-                    "the guest did not finish within {} s (guest_timeout_s)",
-                    self.timeout.as_secs()
-                )));
-            }
+            session.check(stop, &fail)?;
             if file.is_none() {
                 file = std::fs::File::open(&frames_path).ok();
             }

@@ -164,21 +164,8 @@ fn fake_vboxmanage_rejects_bad_syntax() {
     };
     let base = home.path().join("vms");
     let base = base.to_str().unwrap();
-    assert!(run(
-        "7.0.20",
-        &[
-            "createvm",
-            "--name",
-            "a",
-            "--basefolder",
-            base,
-            "--register"
-        ]
-    )
-    .status
-    .success());
-    assert!(
-        !run(
+    let createvm = || {
+        run(
             "7.0.20",
             &[
                 "createvm",
@@ -186,96 +173,24 @@ fn fake_vboxmanage_rejects_bad_syntax() {
                 "a",
                 "--basefolder",
                 base,
-                "--register"
-            ]
+                "--register",
+            ],
         )
-        .status
-        .success(),
-        "a name twice"
-    );
-    for (version, args) in [
-        (
-            "7.0.20",
-            vec![
-                "modifyvm",
-                "a",
-                "--uart1",
-                "0x3F8",
-                "4",
-                "--uartmode1",
-                "file",
-                "/tmp/x",
-            ],
-        ),
-        (
-            "6.1.50",
-            vec![
-                "modifyvm",
-                "a",
-                "--uart1",
-                "0x3F8",
-                "4",
-                "--uart-mode1",
-                "file",
-                "/tmp/x",
-            ],
-        ),
-        (
-            "7.0.20",
-            vec![
-                "modifyvm",
-                "a",
-                "--uart1",
-                "0x3F8",
-                "4",
-                "--uart-mode1",
-                "file",
-                "rel/x",
-            ],
-        ),
-        ("7.0.20", vec!["modifyvm", "a", "--memroy", "256"]),
-        (
-            "7.0.20",
-            vec![
-                "storagectl",
-                "a",
-                "--name",
-                "S",
-                "--add",
-                "sata",
-                "--controller",
-                "NVMe",
-            ],
-        ),
-        (
-            "7.0.20",
-            vec![
-                "internalcommands",
-                "createrawvmdk",
-                "-filename",
-                "/tmp/r.vmdk",
-                "-rawdisk",
-                "/dev/null",
-            ],
-        ),
-        (
-            "6.1.50",
-            vec![
-                "createmedium",
-                "disk",
-                "--filename",
-                "/tmp/r.vmdk",
-                "--format",
-                "VMDK",
-                "--variant",
-                "RawDisk",
-                "--property",
-                "RawDrive=/dev/null",
-            ],
-        ),
-        ("7.0.20", vec!["startvm", "a", "--type", "invisible"]),
-        ("7.0.20", vec!["controlvm", "a", "poweroff"]),
+    };
+    assert!(createvm().status.success());
+    assert!(!createvm().status.success(), "a name twice");
+    for (version, line) in [
+        ("7.0.20", "modifyvm a --uart1 0x3F8 4 --uartmode1 file /tmp/x"),
+        ("6.1.50", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file /tmp/x"),
+        ("7.0.20", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file rel/x"),
+        ("7.0.20", "modifyvm a --memroy 256"),
+        ("7.0.20", "storagectl a --name S --add sata --controller NVMe"),
+        ("7.0.20", "internalcommands createrawvmdk -filename /tmp/r.vmdk -rawdisk /dev/null"),
+        ("6.1.50", "createmedium disk --filename /tmp/r.vmdk --format VMDK --variant RawDisk --property RawDrive=/dev/null"),
+        ("7.0.20", "startvm a --type invisible"),
+        ("7.0.20", "controlvm a poweroff"),
     ] {
+        let args: Vec<&str> = line.split(' ').collect();
         let out = run(version, &args);
         assert!(!out.status.success(), "{version} accepted {args:?}");
         assert!(

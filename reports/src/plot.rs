@@ -181,22 +181,9 @@ where
                 .x_label_area_size(40)
                 .y_label_area_size(70)
                 .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .light_line_style(LIGHT)
-                .y_desc(&fig.y_label)
-                .y_label_formatter(&|v| short(*v))
-                .label_style(font(13))
-                .axis_desc_style(font(14))
-                .x_label_formatter(&|x| match x {
-                    SegmentValue::CenterOf(i) => bars
-                        .get(*i as usize)
-                        .map(|b| b.label.clone())
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                })
-                .draw()?;
+            mesh(&mut chart, &fig.y_label, &|i| {
+                bars.get(i).map(|b| b.label.clone())
+            })?;
             for (i, b) in bars.iter().enumerate() {
                 let i = i as i32;
                 let c = colour(i as usize);
@@ -281,6 +268,34 @@ where
     Ok(())
 }
 
+/// Axes and grid of a chart over categories, `label` naming each category.
+fn mesh<'a, DB, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
+    y_label: &str,
+    label: &dyn Fn(usize) -> Option<String>,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let font = |size: u32| (FAMILY, size).into_font();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(LIGHT)
+        .y_desc(y_label)
+        .y_label_formatter(&|v| short(*v))
+        .label_style(font(13))
+        .axis_desc_style(font(14))
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => label(*i as usize).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .draw()?;
+    Ok(())
+}
+
 /// Draws `series` over categories on a chart with either y scale; points at or below
 /// `floor` (zero on a log axis) are left out rather than drawn off the chart.
 fn lines<'a, DB, Y>(
@@ -297,19 +312,7 @@ where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let font = |size: u32| (FAMILY, size).into_font();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .light_line_style(LIGHT)
-        .y_desc(&fig.y_label)
-        .y_label_formatter(&|v| short(*v))
-        .label_style(font(13))
-        .axis_desc_style(font(14))
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => categories.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .draw()?;
+    mesh(chart, &fig.y_label, &|i| categories.get(i).cloned())?;
     let shown = |v: f64| if floor > 0.0 { v >= floor } else { v >= 0.0 };
     for (si, s) in series.iter().enumerate() {
         let c = colour(si);
