@@ -33,6 +33,14 @@ dir = "@DIR@"
 host_io_cache = true
 
 [[target]]
+name = "vdi-hostcache-flush"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+host_io_cache = true
+ignore_flush = false
+
+[[target]]
 name = "raw"
 storage = "loop"
 dir = "@DIR@"
@@ -79,7 +87,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let rows = run_with("7.0.20r163906", dir.path(), SCENARIO);
-    for t in ["vdi-nocache", "vdi-hostcache", "raw"] {
+    for t in ["vdi-nocache", "vdi-hostcache", "vdi-hostcache-flush", "raw"] {
         let r = row(&rows, t, "fsync");
         assert_eq!(r.hypervisor, "virtualbox");
         assert_eq!(
@@ -101,6 +109,12 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     );
     let cached = row(&rows, "vdi-hostcache", "fsync");
     assert_eq!(cached.cache, "hostiocache=on flushes=ignored");
+    let flushed = row(&rows, "vdi-hostcache-flush", "fsync");
+    assert_eq!(flushed.cache, "hostiocache=on flushes=passed");
+    assert!(
+        flushed.host_dev_flushes.is_some_and(|n| n >= 4),
+        "IgnoreFlush 0: {flushed:?}"
+    );
     let raw = row(&rows, "raw", "fsync");
     assert_eq!(
         raw.host_dev_flushes,
@@ -128,16 +142,26 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         "the VM's log is kept"
     );
     assert!(calls.contains("\"RawDrive="), "7.x raw disk");
+    assert!(
+        calls.contains("\"VBoxInternal/Devices/ahci/0/LUN#1/Config/IgnoreFlush\", \"0\""),
+        "IgnoreFlush set through setextradata: {calls}"
+    );
 
     // 6.1: the other spellings, on a raw disk.
     let dir6 = tempfile::tempdir_in("/var/tmp").unwrap();
-    let only_raw = SCENARIO.replace(
-        &SCENARIO[SCENARIO.find("[[target]]").unwrap()
-            ..SCENARIO.find("[[target]]\nname = \"raw\"").unwrap()],
-        "",
+    let raw_and_nvme = SCENARIO.replace(
+        &SCENARIO[SCENARIO.find("[[target]]").unwrap()..SCENARIO.find("[[target]]\nname = \"raw\"").unwrap()],
+        "[[target]]\nname = \"nvme\"\nstorage = \"image\"\nformat = \"vdi\"\ndir = \"@DIR@\"\nbus = \"nvme\"\n\n",
     );
-    let rows = run_with("6.1.50r161033", dir6.path(), &only_raw);
+    let rows = run_with("6.1.50r161033", dir6.path(), &raw_and_nvme);
     assert_eq!(row(&rows, "raw", "fsync").guest_dev_flushes, Some(5));
+    let nvme = row(&rows, "nvme", "fsync");
+    assert_eq!(
+        (nvme.bus.as_str(), nvme.guest_dev_flushes),
+        ("nvme", Some(5)),
+        "{nvme:?}"
+    );
+    assert!(nvme.host_dev_flushes.is_some_and(|n| n >= 4), "{nvme:?}");
     let calls = std::fs::read_to_string(dir6.path().join("fake-vbox/calls.log")).unwrap();
     assert!(
         calls.contains("\"--uartmode1\"") && calls.contains("\"createrawvmdk\""),

@@ -173,7 +173,8 @@ where
                 .map(|b| b.max.max(b.median))
                 .chain(reference.iter().map(|r| r.1))
                 .fold(0.0_f64, f64::max);
-            let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+            // Headroom above the tallest whisker for its label and the legend.
+            let top = if top > 0.0 { top * 1.3 } else { 1.0 };
             let n = bars.len().max(1) as i32;
             let mut chart = ChartBuilder::on(root)
                 .caption(&fig.title, font(20))
@@ -219,12 +220,7 @@ where
                     ))?
                     .label(format!("{label} {}", short(v)))
                     .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK));
-                chart
-                    .configure_series_labels()
-                    .label_font(font(13))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .draw()?;
+                legend(&mut chart)?;
             }
         }
         Chart::Lines {
@@ -284,6 +280,7 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .light_line_style(LIGHT)
+        .y_labels(8)
         .y_desc(y_label)
         .y_label_formatter(&|v| short(*v))
         .label_style(font(13))
@@ -350,9 +347,21 @@ where
             }))?;
         }
     }
+    legend(chart)
+}
+
+/// The legend, in the upper right where every chart leaves room for it.
+fn legend<'a, DB, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
     chart
         .configure_series_labels()
-        .label_font(font(13))
+        .label_font((FAMILY, 13).into_font())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
