@@ -61,9 +61,11 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
                 reference: host.map(|h| ("host".to_string(), h)),
             },
         });
-        let io: [Column; 3] = [
+        let io: [Column; 5] = [
             ("p50", |r| Some(r.lat_p50_us)),
+            ("p90", |r| r.lat_p90_us),
             ("p99", |r| Some(r.lat_p99_us)),
+            ("p99.9", |r| r.lat_p999_us),
             ("max", |r| Some(r.lat_max_us)),
         ];
         out.push(Figure {

@@ -121,6 +121,12 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
         };
         let synced = &job["sync"];
         let flushes = synced["total_ios"].as_u64().unwrap_or(0);
+        // A sync percentile, when the job synced at all.
+        let sync_pct = |p: &str| {
+            (flushes > 0)
+                .then(|| pct_us(&synced["lat_ns"], p))
+                .flatten()
+        };
         for (dir, kind) in [("write", "seqwr"), ("read", "seqrd")] {
             let d = &job[dir];
             let bytes = d["io_bytes"].as_u64().unwrap_or(0);
@@ -152,13 +158,16 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
                     / 1048576.0,
                 iops: d["iops"].as_f64().unwrap_or(f64::NAN),
                 lat_p50_us: pct_us(clat, "50.000000").unwrap_or(f64::NAN),
+                lat_p90_us: pct_us(clat, "90.000000"),
                 lat_p99_us: pct_us(clat, "99.000000").unwrap_or(f64::NAN),
+                lat_p999_us: pct_us(clat, "99.900000"),
                 lat_max_us: clat["max"].as_f64().map_or(f64::NAN, |ns| ns / 1000.0),
-                flush_p50_us: (flushes > 0)
-                    .then(|| pct_us(&synced["lat_ns"], "50.000000"))
-                    .flatten(),
-                flush_p99_us: (flushes > 0)
-                    .then(|| pct_us(&synced["lat_ns"], "99.000000"))
+                flush_p50_us: sync_pct("50.000000"),
+                flush_p90_us: sync_pct("90.000000"),
+                flush_p99_us: sync_pct("99.000000"),
+                flush_p999_us: sync_pct("99.900000"),
+                flush_max_us: (flushes > 0)
+                    .then(|| synced["lat_ns"]["max"].as_f64().map(|ns| ns / 1000.0))
                     .flatten(),
                 agent_flushes: if dir == "write" { flushes } else { 0 },
                 cpu_user_s: job["usr_cpu"].as_f64().unwrap_or(0.0) / 100.0 * seconds,

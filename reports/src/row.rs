@@ -44,14 +44,29 @@ pub struct ResultRow {
     pub iops: f64,
     /// Median request latency.
     pub lat_p50_us: f64,
+    /// 90th percentile request latency (absent in results of zvbench before it).
+    #[serde(default)]
+    pub lat_p90_us: Option<f64>,
     /// 99th percentile request latency.
     pub lat_p99_us: f64,
+    /// 99.9th percentile request latency.
+    #[serde(default)]
+    pub lat_p999_us: Option<f64>,
     /// Largest request latency.
     pub lat_max_us: f64,
     /// Median flush latency.
     pub flush_p50_us: Option<f64>,
+    /// 90th percentile flush latency.
+    #[serde(default)]
+    pub flush_p90_us: Option<f64>,
     /// 99th percentile flush latency.
     pub flush_p99_us: Option<f64>,
+    /// 99.9th percentile flush latency.
+    #[serde(default)]
+    pub flush_p999_us: Option<f64>,
+    /// Largest flush latency.
+    #[serde(default)]
+    pub flush_max_us: Option<f64>,
     /// Flush calls the agent made.
     pub agent_flushes: u64,
     /// Flushes the guest's virtual disk completed (guest `/sys/block`).
@@ -96,10 +111,15 @@ impl ResultRow {
             mib_per_s: r.mib_per_s,
             iops: r.iops,
             lat_p50_us: r.lat_p50_us,
+            lat_p90_us: Some(r.lat.p90_us),
             lat_p99_us: r.lat_p99_us,
+            lat_p999_us: Some(r.lat.p999_us),
             lat_max_us: r.lat_max_us,
             flush_p50_us: r.flush_p50_us,
+            flush_p90_us: r.flush.as_ref().map(|f| f.p90_us),
             flush_p99_us: r.flush_p99_us,
+            flush_p999_us: r.flush.as_ref().map(|f| f.p999_us),
+            flush_max_us: r.flush.as_ref().map(|f| f.max_us),
             agent_flushes: r.agent_flushes,
             guest_dev_flushes: r.guest_dev_flushes,
             dev_write_cache: r.device_write_cache.clone(),
@@ -175,5 +195,43 @@ mod tests {
         }
         assert!(text.lines().nth(1).unwrap().contains(",17,"), "{text}");
         assert_eq!(read_results(&p).unwrap(), vec![row]);
+    }
+
+    /// A results.csv written before the p90/p99.9/max flush columns existed still reads.
+    #[test]
+    fn older_results_without_the_new_percentiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.csv");
+        let mut w = csv::Writer::from_path(&p).unwrap();
+        w.serialize(ResultRow {
+            target: "t".into(),
+            lat_p90_us: Some(1.0),
+            ..Default::default()
+        })
+        .unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let drop_cols = [
+            "lat_p90_us",
+            "lat_p999_us",
+            "flush_p90_us",
+            "flush_p999_us",
+            "flush_max_us",
+        ];
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let keep: Vec<usize> = (0..header.len())
+            .filter(|&i| !drop_cols.contains(&header[i]))
+            .collect();
+        let old: String = text
+            .lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                keep.iter().map(|&i| cells[i]).collect::<Vec<_>>().join(",") + "\n"
+            })
+            .collect();
+        std::fs::write(&p, old).unwrap();
+        let rows = read_results(&p).unwrap();
+        assert_eq!((rows[0].target.as_str(), rows[0].lat_p90_us), ("t", None));
     }
 }

@@ -53,6 +53,12 @@ fn fio_json_of_two_jobs() {
     let (p50, p99) = (w.flush_p50_us.unwrap(), w.flush_p99_us.unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{p50} {p99}");
     assert!(w.mib_per_s > 0.0 && w.lat_p99_us >= w.lat_p50_us && w.lat_max_us >= w.lat_p99_us);
+    let (p90, p999) = (w.lat_p90_us.unwrap(), w.lat_p999_us.unwrap());
+    assert!(
+        w.lat_p50_us <= p90 && p90 <= w.lat_p99_us && w.lat_p99_us <= p999,
+        "{w:?}"
+    );
+    assert!(w.flush_max_us.unwrap() >= p99, "{w:?}");
     let r = &rows[1];
     assert_eq!(
         (r.kind.as_str(), r.bs_bytes, r.agent_flushes),
