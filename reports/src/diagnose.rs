@@ -268,6 +268,35 @@ pub fn volblocksize_mismatch(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
     out
 }
 
+/// The host device counted flushes in passes whose agent issued none: other programs (a
+/// filesystem journal, another process) share that device's counters, so its column
+/// carries noise on every workload of the target.
+pub fn shared_host_counter(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        let tr = trace(rows);
+        let agent = tr.first().map_or(0.0, |l| l.1);
+        if agent > 0.0 {
+            continue;
+        }
+        if let Some(&(layer, n)) = tr
+            .iter()
+            .find(|&&(l, v)| v > 0.0 && matches!(l, "host device" | "ZIL"))
+        {
+            out.push(Finding {
+                rule: "shared-host-counter",
+                target: t.clone(),
+                workload: w.clone(),
+                message: format!(
+                    "the {layer} counted {n:.0} flushes in a pass that issued none: other activity shares its counters, so the target's host-device numbers carry noise; give it a `dir` on a device of its own"
+                ),
+                evidence: fmt_trace(&tr),
+            });
+        }
+    }
+    out
+}
+
 /// Every rule, in report order.
 pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     let g = groups(rows);
@@ -276,6 +305,7 @@ pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     f.extend(guest_faster_than_host(&g));
     f.extend(reads_from_cache(&g));
     f.extend(volblocksize_mismatch(&g, ctx));
+    f.extend(shared_host_counter(&g));
     f.extend(software_emulation(rows));
     f
 }
@@ -357,6 +387,18 @@ mod tests {
         assert!(m.contains("IgnoreFlush is 1"), "{m}");
         let m = vbox("zvol", "hostiocache=off flushes=passed");
         assert!(m.contains("raw-disk VMDK"), "{m}");
+    }
+
+    #[test]
+    fn shared_counter_only_when_the_agent_issued_nothing() {
+        let quiet = flushing(row("vdi", "image", "seqrd", 500.0), 0, 0, 0, 8);
+        let f = shared_host_counter(&groups(std::slice::from_ref(&quiet)));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].evidence.ends_with("host device 8"), "{f:?}");
+        let clean = flushing(row("vdi", "image", "seqrd", 500.0), 0, 0, 0, 0);
+        assert!(shared_host_counter(&groups(&[clean])).is_empty());
+        let busy = flushing(row("vdi", "image", "seqwr", 50.0), 17, 17, 17, 20);
+        assert!(shared_host_counter(&groups(&[busy])).is_empty());
     }
 
     #[test]

@@ -79,7 +79,13 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
                 labels: false,
             },
         });
-        let flush: [Column; 2] = [("p50", |r| r.flush_p50_us), ("p99", |r| r.flush_p99_us)];
+        let flush: [Column; 5] = [
+            ("p50", |r| r.flush_p50_us),
+            ("p90", |r| r.flush_p90_us),
+            ("p99", |r| r.flush_p99_us),
+            ("p99.9", |r| r.flush_p999_us),
+            ("max", |r| r.flush_max_us),
+        ];
         let flush_series = percentiles(&per_target, &flush);
         if !flush_series.is_empty() {
             out.push(Figure {
@@ -181,6 +187,17 @@ mod tests {
             (bars[1].median, bars[1].min, bars[1].max),
             (60.0, 50.0, 70.0)
         );
+        for i in [3, 4] {
+            let Chart::Lines { categories, .. } = &f[i].chart else {
+                panic!()
+            };
+            assert_eq!(
+                categories,
+                &["p50", "p90", "p99", "p99.9", "max"],
+                "{}",
+                f[i].stem
+            );
+        }
         let Chart::Lines {
             categories, series, ..
         } = &f[5].chart
