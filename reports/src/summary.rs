@@ -62,9 +62,14 @@ pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
     for w in order(rows, |r| r.workload.as_str()) {
         let wrows: Vec<&ResultRow> = rows.iter().filter(|r| r.workload == w).collect();
         let f = wrows[0];
+        let every = if f.sync_every > 0 {
+            format!(" every {}", f.sync_every)
+        } else {
+            String::new()
+        };
         let heading = format!(
-            "{w} — {} bs {} B, {} B, direct={}, sync={} every {}",
-            f.kind, f.bs_bytes, f.size_bytes, f.direct, f.sync, f.sync_every
+            "{w} — {} bs {} B, {} B, direct={}, sync={}{every}",
+            f.kind, f.bs_bytes, f.size_bytes, f.direct, f.sync
         );
         let host_mib = Spread::of(
             wrows
