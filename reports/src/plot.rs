@@ -313,6 +313,10 @@ where
     let shown = |v: f64| if floor > 0.0 { v >= floor } else { v >= 0.0 };
     for (si, s) in series.iter().enumerate() {
         let c = colour(si);
+        // Earlier series are drawn wider and with larger points, so a series that a later
+        // one covers (equal counts on every layer) still shows as a border around it.
+        let behind = (series.len() - 1 - si).min(3) as u32;
+        let (width, radius) = (3 + 2 * behind, 5 + 2 * behind as i32);
         let points: Vec<(i32, f64)> = s
             .values
             .iter()
@@ -325,14 +329,14 @@ where
                 pair.iter()
                     .map(|&(i, v)| (SegmentValue::CenterOf(i), v))
                     .collect::<Vec<_>>(),
-                c.stroke_width(3),
+                c.stroke_width(width),
             )))?;
         }
         chart
             .draw_series(
                 points
                     .iter()
-                    .map(|&(i, v)| Circle::new((SegmentValue::CenterOf(i), v), 5, c.filled())),
+                    .map(|&(i, v)| Circle::new((SegmentValue::CenterOf(i), v), radius, c.filled())),
             )?
             .label(s.name.clone())
             .legend(move |(x, y)| Circle::new((x + 9, y), 5, c.filled()));
@@ -341,7 +345,7 @@ where
                 EmptyElement::at((SegmentValue::CenterOf(i), v))
                     + Text::new(
                         short(v),
-                        (7, -4),
+                        (7 + 2 * radius, -4 - 15 * si as i32),
                         font(13).color(&c).pos(Pos::new(HPos::Left, VPos::Bottom)),
                     )
             }))?;
