@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::process::Command;
 
 const TRACE: &str = r#"
 [run]
@@ -269,4 +270,65 @@ fn guest_iso_boots_under_qemu() {
     let iso = std::fs::read(out.join("guests/iso-sata-1/zvbench-guest.iso")).unwrap();
     // ISO 9660 primary volume descriptor at sector 16.
     assert_eq!(&iso[0x8001..0x8006], b"CD001");
+}
+
+/// `zvbench image build`'s library half: the ISO carries the target's job, with the
+/// handshake of its hypervisor (an ack under QEMU, a pause under VirtualBox).
+#[test]
+fn image_build_carries_the_targets_job() {
+    if !is_root() || !have("xorriso") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let text = ISO.replace("@DIR@", &dir.path().display().to_string())
+        + "\n[[target]]\nname = \"vb\"\nstorage = \"image\"\ndir = \"/tmp\"\nhypervisor = \"virtualbox\"\n";
+    let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
+    let job_in = |target: &str| -> serde_json::Value {
+        let iso = dir.path().join(format!("{target}.iso"));
+        zvbench::iso::for_target(&plan, target, &kernel(), &agent(), &iso).unwrap();
+        let initrd = dir.path().join(format!("{target}.gz"));
+        let out = Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(&iso)
+            .args(["-extract", "/boot/initrd.gz"])
+            .arg(&initrd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mut cpio = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&initrd).unwrap()),
+            &mut cpio,
+        )
+        .unwrap();
+        let text = String::from_utf8_lossy(&cpio);
+        let start = text
+            .find("{\n  \"schema_version\"")
+            .expect("job.json in the initramfs");
+        let mut de = serde_json::Deserializer::from_str(&text[start..]).into_iter();
+        de.next().unwrap().unwrap()
+    };
+    let qemu = job_in("iso-sata");
+    assert_eq!(
+        (
+            qemu["ack_timeout_ms"].as_u64(),
+            qemu["mark_pause_ms"].as_u64()
+        ),
+        (Some(120_000), Some(0))
+    );
+    assert_eq!(qemu["disk"], "/dev/sda");
+    let vb = job_in("vb");
+    assert_eq!(
+        (vb["ack_timeout_ms"].as_u64(), vb["mark_pause_ms"].as_u64()),
+        (Some(0), Some(1500))
+    );
+    let e = zvbench::iso::for_target(
+        &plan,
+        "nope",
+        &kernel(),
+        &agent(),
+        &dir.path().join("x.iso"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("its targets: iso-sata, vb"), "{e}");
 }
