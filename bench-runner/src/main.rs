@@ -112,7 +112,8 @@ enum Cmd {
         #[command(subcommand)]
         action: ImageAction,
     },
-    /// Remove what an interrupted run left: loop devices, zvbench files, tagged datasets.
+    /// Remove what an interrupted run left: VirtualBox VMs, loop devices, zvbench files,
+    /// tagged datasets.
     Clean {
         /// Directories to search for zvbench-* files (default /var/tmp/zvbench).
         #[arg(long = "dir")]
@@ -423,7 +424,9 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             } else {
                 dirs
             };
-            let done = zvbench::storage::clean(&dirs);
+            // VMs first: they hold the images and loop devices removed next.
+            let mut done = zvbench::vbox::clean();
+            done.extend(zvbench::storage::clean(&dirs));
             if done.is_empty() {
                 println!("nothing to clean");
             }

@@ -318,6 +318,50 @@ pub fn unregistervm(vm: &str) -> Argv {
     cmd(argv(&["unregistervm", vm, "--delete"]))
 }
 
+/// Whether a VM name is one zvbench gives: `zvbench-<YYYYMMDD>T<HHMMSS>-<pid>-<target>-<rep>`.
+pub fn is_ours(vm: &str) -> bool {
+    let Some(rest) = vm.strip_prefix("zvbench-") else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    b.len() > 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'-'
+        && rest
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// VM names from `list vms` output (`"name" {uuid}` per line).
+pub fn parse_vm_list(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix('"')?.split_once("\" {").map(|(n, _)| n))
+        .collect()
+}
+
+/// `zvbench clean` for VirtualBox: powers off and unregisters (deleting their files and
+/// the media attached, which zvbench created) the VMs an interrupted run left. Nothing
+/// when VBoxManage is absent.
+pub fn clean() -> Vec<String> {
+    if detect().is_err() {
+        return Vec::new();
+    }
+    let Ok(list) = cmd(argv(&["list", "vms"])).stdout() else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for vm in parse_vm_list(&list).into_iter().filter(|v| is_ours(v)) {
+        let _ = poweroff(vm).run();
+        match unregistervm(vm).run() {
+            Ok(_) => done.push(format!("unregistered and deleted VirtualBox VM {vm}")),
+            Err(e) => done.push(format!("could not remove VirtualBox VM {vm}: {e}")),
+        }
+    }
+    done
+}
+
 /// `VMState` from `showvminfo --machinereadable`.
 pub fn vm_state(info: &str) -> Option<&str> {
     info.lines()
@@ -723,6 +767,22 @@ mod tests {
             vm_state("name=\"x\"\nVMState=\"poweroff\"\n"),
             Some("poweroff")
         );
+    }
+
+    #[test]
+    fn leftover_vms_are_recognised_by_name() {
+        let list = "\"zvbench-20261127T031539-8201-vdi-1\" {0b6e...}\n\"my-desktop\" {1c2d...}\n\"zvbench-notes\" {9}\n";
+        let names = parse_vm_list(list);
+        assert_eq!(
+            names,
+            [
+                "zvbench-20261127T031539-8201-vdi-1",
+                "my-desktop",
+                "zvbench-notes"
+            ]
+        );
+        let ours: Vec<&str> = names.into_iter().filter(|n| is_ours(n)).collect();
+        assert_eq!(ours, ["zvbench-20261127T031539-8201-vdi-1"]);
     }
 
     #[test]

@@ -167,6 +167,124 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         calls.contains("\"--uartmode1\"") && calls.contains("\"createrawvmdk\""),
         "{calls}"
     );
+
+    // The rest runs in this test, not in tests of their own: the fake is chosen by
+    // process-wide environment variables.
+
+    // Teardown on failure: startvm fails after the VM, its media and attachments exist.
+    let dir_f = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = dir_f.path().join("fake-vbox");
+    std::env::set_var("FAKE_VBOX_HOME", &home);
+    std::env::set_var("FAKE_VBOX_VERSION", "7.0.20r163906");
+    std::env::set_var("FAKE_VBOX_FAIL", "startvm");
+    let e = run_text(dir_f.path(), &dir_f.path().join("out"), SCENARIO).unwrap_err();
+    std::env::remove_var("FAKE_VBOX_FAIL");
+    assert!(zvbench::chain(&e).contains("targets failed"), "{e:#}");
+    assert_eq!(
+        vbox(&home, &["list", "vms"]),
+        "",
+        "VMs left after a failure"
+    );
+    assert_eq!(
+        vbox(&home, &["list", "hdds"]),
+        "",
+        "media left after a failure"
+    );
+    let calls = std::fs::read_to_string(home.join("calls.log")).unwrap();
+    for step in ["\"startvm\"", "\"closemedium\"", "\"unregistervm\""] {
+        assert!(calls.contains(step), "{step} not called: {calls}");
+    }
+    assert_nothing_left(dir_f.path());
+
+    // Teardown on Ctrl-C while the guest runs.
+    let dir_i = tempfile::tempdir_in("/var/tmp").unwrap();
+    let home = dir_i.path().join("fake-vbox");
+    std::env::set_var("FAKE_VBOX_HOME", &home);
+    let text = SCENARIO.replace("@DIR@", &dir_i.path().display().to_string());
+    let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
+    let opts = options(&dir_i.path().join("out"), &text);
+    let stop = zvbench::Interrupt::default();
+    let (s2, h2) = (stop.clone(), home.clone());
+    let watcher = std::thread::spawn(move || {
+        for _ in 0..1200 {
+            if !vbox(&h2, &["list", "runningvms"]).is_empty() {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                s2.set();
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    });
+    let r = zvbench::run::run(&plan, &opts, &stop);
+    assert!(watcher.join().unwrap(), "the VM never ran");
+    let e = r.expect_err("an interrupted run fails");
+    assert!(zvbench::chain(&e).contains("interrupted"), "{e:#}");
+    assert_eq!(vbox(&home, &["list", "vms"]), "", "VMs left after Ctrl-C");
+    assert_eq!(
+        vbox(&home, &["list", "hdds"]),
+        "",
+        "media left after Ctrl-C"
+    );
+    let calls = std::fs::read_to_string(home.join("calls.log")).unwrap();
+    assert!(
+        calls.contains("[\"controlvm\""),
+        "the running VM was powered off: {calls}"
+    );
+    assert_nothing_left(dir_i.path());
+
+    // `zvbench clean` removes a VM a killed run left, with its image, and nothing else.
+    let base = dir_i.path().join("vms");
+    let base = base.to_str().unwrap();
+    let img = dir_i.path().join("left.vdi");
+    let img_s = img.to_str().unwrap();
+    for (name, disk) in [("zvbench-20260101T000000-42-vdi-1", true), ("my-vm", false)] {
+        vbox(
+            &home,
+            &[
+                "createvm",
+                "--name",
+                name,
+                "--basefolder",
+                base,
+                "--register",
+            ],
+        );
+        vbox(
+            &home,
+            &["storagectl", name, "--name", "SATA", "--add", "sata"],
+        );
+        if disk {
+            vbox(
+                &home,
+                &["createmedium", "disk", "--filename", img_s, "--size", "4"],
+            );
+            vbox(
+                &home,
+                &[
+                    "storageattach",
+                    name,
+                    "--storagectl",
+                    "SATA",
+                    "--port",
+                    "0",
+                    "--type",
+                    "hdd",
+                    "--medium",
+                    img_s,
+                ],
+            );
+        }
+    }
+    assert!(img.exists());
+    let done = zvbench::vbox::clean();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(
+        vbox(&home, &["list", "vms"]).starts_with("\"my-vm\""),
+        "a user's VM stays"
+    );
+    assert!(!img.exists(), "the leftover VM's image is deleted with it");
+    vbox(&home, &["unregistervm", "my-vm", "--delete"]);
 }
 
 /// The fake refuses what the real VBoxManage refuses: each version's other spelling,
