@@ -338,7 +338,7 @@ fn run_target(
                             major,
                             kernel,
                             agent: &opts.agent,
-                            vm: format!("zvbench-{run_id}-{}-{rep}", t.name),
+                            vm: crate::vbox::vm_name(run_id, &t.name, rep),
                             disk: vdisk,
                             host_stat: p.host_stat.as_ref(),
                             zil: p.zil.as_ref(),

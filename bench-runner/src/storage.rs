@@ -25,6 +25,21 @@ pub enum Teardown {
     DetachLoop(PathBuf),
     /// Destroy a dataset zvbench created.
     DestroyDataset(String),
+    /// Run a command (a VirtualBox VM's undo steps); `quiet`: its failure is expected at
+    /// times (powering off a VM that is off already) and not worth a warning.
+    Command {
+        /// The command.
+        argv: Argv,
+        /// Fail silently.
+        quiet: bool,
+    },
+    /// Copy a file out before a later step deletes it (VirtualBox's log of a VM); best effort.
+    Keep {
+        /// The file.
+        from: PathBuf,
+        /// Its copy.
+        to: PathBuf,
+    },
 }
 
 impl Teardown {
@@ -47,6 +62,14 @@ impl Teardown {
                     .map(drop)
                     .map_err(|e| e.to_string())
             }),
+            Teardown::Command { argv, quiet } => match argv.run() {
+                Err(e) if !quiet => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Teardown::Keep { from, to } => {
+                let _ = std::fs::copy(from, to);
+                Ok(())
+            }
         };
         if let Err(e) = r {
             eprintln!("zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers");
@@ -80,12 +103,24 @@ pub struct Provisioned {
     pub zil: Option<ZilSource>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
-    steps: Vec<Teardown>,
+    steps: Undo,
 }
 
-impl Drop for Provisioned {
+/// Teardown steps, run in reverse order when dropped: on success, on error and on unwinding
+/// after Ctrl-C alike.
+#[derive(Debug, Default)]
+pub struct Undo(Vec<Teardown>);
+
+impl Undo {
+    /// Registers a step; call it the moment the thing to undo exists.
+    pub fn push(&mut self, step: Teardown) {
+        self.0.push(step);
+    }
+}
+
+impl Drop for Undo {
     fn drop(&mut self) {
-        while let Some(s) = self.steps.pop() {
+        while let Some(s) = self.0.pop() {
             s.run();
         }
     }

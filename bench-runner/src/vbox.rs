@@ -11,6 +11,7 @@ use crate::guest::{build_initramfs, console_tail, snapshot, GuestPass, Handshake
 use crate::kernel::GuestKernel;
 use crate::qemu::{BlockStats, APPEND};
 use crate::scenario::{Bus, GuestConfig, Variant, VboxFlush};
+use crate::storage::{Teardown, Undo};
 use crate::zfs::ZilSource;
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Context, Result};
@@ -318,7 +319,13 @@ pub fn unregistervm(vm: &str) -> Argv {
     cmd(argv(&["unregistervm", vm, "--delete"]))
 }
 
-/// Whether a VM name is one zvbench gives: `zvbench-<YYYYMMDD>T<HHMMSS>-<pid>-<target>-<rep>`.
+/// The name of the VM of one repetition of a target. Run ids and target names are
+/// validated, so the name is safe in VBoxManage argv and file names.
+pub fn vm_name(run_id: &str, target: &str, rep: u32) -> String {
+    format!("zvbench-{run_id}-{target}-{rep}")
+}
+
+/// Whether a VM name is one [`vm_name`] gives: `zvbench-<YYYYMMDD>T<HHMMSS>-<pid>-<target>-<rep>`.
 pub fn is_ours(vm: &str) -> bool {
     let Some(rest) = vm.strip_prefix("zvbench-") else {
         return false;
@@ -450,44 +457,6 @@ pub fn settings(major: Major, cfg: &GuestConfig, disk: &VboxDisk) -> Result<serd
     }))
 }
 
-/// One teardown step.
-enum Undo {
-    /// Run a command; `quiet`: its failure is expected at times (powering off a VM that is
-    /// off already) and not worth a warning.
-    Run(Argv, bool),
-    /// Keep a file the next steps delete (VirtualBox's own log of the VM).
-    Keep(PathBuf, PathBuf),
-}
-
-/// Runs the steps pushed, in reverse order, when dropped: the VM's teardown.
-#[derive(Default)]
-struct Teardown(Vec<Undo>);
-
-impl Teardown {
-    fn run(&mut self, a: Argv) {
-        self.0.push(Undo::Run(a, false));
-    }
-}
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        while let Some(step) = self.0.pop() {
-            match step {
-                Undo::Run(a, quiet) => {
-                    if let Err(e) = a.run() {
-                        if !quiet {
-                            eprintln!("zvbench: teardown: {e}");
-                        }
-                    }
-                }
-                Undo::Keep(from, to) => {
-                    let _ = std::fs::copy(from, to);
-                }
-            }
-        }
-    }
-}
-
 /// Everything a VirtualBox guest boot needs.
 pub struct VboxRun<'a> {
     /// Settings.
@@ -537,7 +506,8 @@ impl VboxRun<'_> {
         let frames_path = work.join("serial-frames.log");
         let ctl = controller(self.cfg.bus)?;
         let vm = self.vm.as_str();
-        let mut down = Teardown::default();
+        let mut down = Undo::default();
+        let undo = |argv| Teardown::Command { argv, quiet: false };
         let log = work.join("vboxmanage.log");
         let run = |a: Argv| -> Result<String> {
             use std::io::Write;
@@ -549,11 +519,11 @@ impl VboxRun<'_> {
             Ok(a.stdout()?)
         };
         run(createvm(vm, &work.join("vm")))?;
-        down.run(unregistervm(vm));
-        down.0.push(Undo::Keep(
-            work.join("vm").join(vm).join("Logs/VBox.log"),
-            work.join("VBox.log"),
-        ));
+        down.push(undo(unregistervm(vm)));
+        down.push(Teardown::Keep {
+            from: work.join("vm").join(vm).join("Logs/VBox.log"),
+            to: work.join("VBox.log"),
+        });
         run(modifyvm(
             self.major,
             vm,
@@ -569,7 +539,7 @@ impl VboxRun<'_> {
             run(storagectl(vm, &ctl, cache))?;
         }
         run(storageattach(vm, &DVD, Some((&iso, true))))?;
-        down.run(storageattach(vm, &DVD, None));
+        down.push(undo(storageattach(vm, &DVD, None)));
         let medium = match &self.disk {
             VboxDisk::Image {
                 path,
@@ -588,9 +558,9 @@ impl VboxRun<'_> {
         };
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
-        down.run(closemedium_delete(&medium));
+        down.push(undo(closemedium_delete(&medium)));
         run(storageattach(vm, &ctl, Some((&medium, false))))?;
-        down.run(storageattach(vm, &ctl, None));
+        down.push(undo(storageattach(vm, &ctl, None)));
         let f = &self.cfg.vbox;
         for (setting, v) in [
             ("IgnoreFlush", f.ignore_flush),
@@ -605,7 +575,10 @@ impl VboxRun<'_> {
             }
         }
         run(startvm(vm))?;
-        down.0.push(Undo::Run(poweroff(vm), true));
+        down.push(Teardown::Command {
+            argv: poweroff(vm),
+            quiet: true,
+        });
         let fail = |what: String| {
             anyhow!(
                 "{what}; guest console (last lines):{}",
@@ -772,6 +745,7 @@ mod tests {
     #[test]
     fn leftover_vms_are_recognised_by_name() {
         let list = "\"zvbench-20261127T031539-8201-vdi-1\" {0b6e...}\n\"my-desktop\" {1c2d...}\n\"zvbench-notes\" {9}\n";
+        assert!(is_ours(&vm_name("20261127T031539-8201", "vdi", 1)));
         let names = parse_vm_list(list);
         assert_eq!(
             names,

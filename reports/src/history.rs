@@ -206,8 +206,7 @@ pub fn figure(t: &Trend) -> Figure {
 
 /// The distinct workloads of the runs, first-seen order (for messages).
 pub fn workloads(runs: &[Run]) -> Vec<String> {
-    let rows: Vec<ResultRow> = runs.iter().flat_map(|r| r.rows.iter().cloned()).collect();
-    order(&rows, |r| r.workload.as_str())
+    order(runs.iter().flat_map(|r| &r.rows), |r| r.workload.as_str())
         .into_iter()
         .map(str::to_string)
         .collect()

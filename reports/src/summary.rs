@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 /// The distinct keys of `rows` in first-seen order.
 pub(crate) fn order<'a>(
-    rows: &'a [ResultRow],
+    rows: impl IntoIterator<Item = &'a ResultRow>,
     key: impl Fn(&'a ResultRow) -> &'a str,
 ) -> Vec<&'a str> {
     let mut v: Vec<&str> = Vec::new();
@@ -78,13 +78,7 @@ pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
                 .map(|r| r.mib_per_s),
         );
         let mut cells = Vec::new();
-        let mut targets: Vec<&str> = Vec::new();
-        for r in &wrows {
-            if !targets.contains(&r.target.as_str()) {
-                targets.push(&r.target);
-            }
-        }
-        for t in targets {
+        for t in order(wrows.iter().copied(), |r| r.target.as_str()) {
             let trows: Vec<&ResultRow> = wrows.iter().copied().filter(|r| r.target == t).collect();
             let mib = Spread::of(trows.iter().map(|r| r.mib_per_s));
             let rel = match (mib, host_mib) {
