@@ -4,6 +4,7 @@
 
 use crate::provenance;
 use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
 use std::path::Path;
 use zvbench_reports::ResultRow;
 
@@ -12,28 +13,32 @@ use zvbench_reports::ResultRow;
 pub fn append(dir: &Path, mut rows: Vec<ResultRow>, tool: &str, source: &Path) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let csv_path = dir.join("results.csv");
-    let existing = if csv_path.exists() {
-        let expected = csv_header()?;
-        let found = std::fs::read_to_string(&csv_path)?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        if found != expected {
+    let existed = csv_path.exists();
+    // One read of the file: its header checked, its rows counted.
+    let existing: Vec<ResultRow> = if existed {
+        let mut r = csv::Reader::from_path(&csv_path)
+            .with_context(|| format!("read {}", csv_path.display()))?;
+        if r.headers()? != &csv_header()? {
             bail!(
                 "{} has other columns than this zvbench writes; import into a new --out directory",
                 csv_path.display()
             );
         }
-        zvbench_reports::read_results(&csv_path)?
+        r.deserialize()
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("read {}", csv_path.display()))?
     } else {
         Vec::new()
     };
-    for i in 0..rows.len() {
-        let same = |r: &ResultRow| r.target == rows[i].target && r.workload == rows[i].workload;
-        let before = existing.iter().filter(|r| same(r)).count()
-            + rows[..i].iter().filter(|r| same(r)).count();
-        rows[i].repetition = before as u32 + 1;
+    let key = |r: &ResultRow| (r.target.clone(), r.workload.clone());
+    let mut reps: HashMap<(String, String), u32> = HashMap::new();
+    for r in &existing {
+        *reps.entry(key(r)).or_default() += 1;
+    }
+    for r in &mut rows {
+        let n = reps.entry(key(r)).or_default();
+        *n += 1;
+        r.repetition = *n;
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -41,7 +46,7 @@ pub fn append(dir: &Path, mut rows: Vec<ResultRow>, tool: &str, source: &Path) -
         .open(&csv_path)
         .with_context(|| format!("open {}", csv_path.display()))?;
     let mut w = csv::WriterBuilder::new()
-        .has_headers(existing.is_empty() && std::fs::metadata(&csv_path)?.len() == 0)
+        .has_headers(!existed)
         .from_writer(file);
     for r in &rows {
         w.serialize(r)?;
@@ -73,12 +78,14 @@ pub fn append(dir: &Path, mut rows: Vec<ResultRow>, tool: &str, source: &Path) -
     Ok(rows.len())
 }
 
-/// The header line `results.csv` has.
-fn csv_header() -> Result<String> {
+/// The header `results.csv` has.
+fn csv_header() -> Result<csv::StringRecord> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.serialize(ResultRow::default())?;
-    let text = String::from_utf8(w.into_inner()?)?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
+    let bytes = w.into_inner()?;
+    Ok(csv::Reader::from_reader(bytes.as_slice())
+        .headers()?
+        .clone())
 }
 
 #[cfg(test)]

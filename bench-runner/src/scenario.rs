@@ -652,13 +652,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 boot: t.boot.or(g.boot).unwrap_or_default(),
                 vbox,
             };
-            let given = |a: bool, b: bool| a || b;
             match hypervisor {
                 Hypervisor::Virtualbox => {
                     for (key, set) in [
-                        ("cache", given(t.cache.is_some(), g.cache.is_some())),
-                        ("aio", given(t.aio.is_some(), g.aio.is_some())),
-                        ("boot", given(t.boot.is_some(), g.boot.is_some())),
+                        ("cache", t.cache.is_some() || g.cache.is_some()),
+                        ("aio", t.aio.is_some() || g.aio.is_some()),
+                        ("boot", t.boot.is_some() || g.boot.is_some()),
                     ] {
                         if set {
                             return Err(at(format!("{key} is a QEMU setting; VirtualBox boots the guest ISO and takes host_io_cache, ignore_flush and ignore_flush_async")));
@@ -677,18 +676,15 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                     for (key, set) in [
                         (
                             "host_io_cache",
-                            given(t.host_io_cache.is_some(), g.host_io_cache.is_some()),
+                            t.host_io_cache.is_some() || g.host_io_cache.is_some(),
                         ),
                         (
                             "ignore_flush",
-                            given(t.ignore_flush.is_some(), g.ignore_flush.is_some()),
+                            t.ignore_flush.is_some() || g.ignore_flush.is_some(),
                         ),
                         (
                             "ignore_flush_async",
-                            given(
-                                t.ignore_flush_async.is_some(),
-                                g.ignore_flush_async.is_some(),
-                            ),
+                            t.ignore_flush_async.is_some() || g.ignore_flush_async.is_some(),
                         ),
                     ] {
                         if set {

@@ -448,7 +448,11 @@ pub fn settings(major: Major, cfg: &GuestConfig, disk: &VboxDisk) -> Result<serd
         "controller": c.chipset,
         "hostiocache": f.host_io_cache,
         "extradata": extradata,
-        "flushes": if f.ignored() { "ignored (IgnoreFlush on the synchronous path)" } else { "passed" },
+        "flushes": match (f.ignored(), f.host_io_cache) {
+            (false, _) => "passed",
+            (true, true) => "ignored (IgnoreFlush, the host I/O cache's synchronous path)",
+            (true, false) => "ignored (IgnoreFlushAsync, the asynchronous path)",
+        },
         "mtype": "writethrough",
         "raw_vmdk": matches!(disk, VboxDisk::Raw { .. }),
         "raw_vmdk_note": if matches!(disk, VboxDisk::Raw { .. }) {
@@ -508,14 +512,10 @@ impl VboxRun<'_> {
         let vm = self.vm.as_str();
         let mut down = Undo::default();
         let undo = |argv| Teardown::Command { argv, quiet: false };
-        let log = work.join("vboxmanage.log");
+        let log = std::fs::File::create(work.join("vboxmanage.log"))?;
         let run = |a: Argv| -> Result<String> {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)?;
-            writeln!(f, "{}", a.display())?;
+            writeln!(&log, "{}", a.display())?;
             Ok(a.stdout()?)
         };
         run(createvm(vm, &work.join("vm")))?;

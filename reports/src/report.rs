@@ -85,7 +85,8 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let title = format!("zvbench run {}", run["run_id"].as_str().unwrap_or(""));
     let title = title.trim();
     let findings = diagnose(&rows, &context(&run));
-    let summary = summary::render(title, &rows, &findings);
+    let tables = summary::tables(&rows);
+    let summary = summary::render(title, &tables, &findings);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 
@@ -107,7 +108,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         files.push(png);
         inline.push((format!("plots/{0}.png, plots/{0}.svg", fig.stem), svg));
     }
-    let page = html::render(title, &summary::tables(&rows), &findings, &inline, &run);
+    let page = html::render(title, &tables, &findings, &inline, &run);
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })
 }

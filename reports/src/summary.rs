@@ -133,11 +133,11 @@ pub fn place(f: &Finding) -> String {
 pub const NO_FINDINGS: &str =
     "No rule fired: no flush dropped or amplified between layers, no guest faster than its host, no cache measured.";
 
-/// Renders the summary. `title` heads the page.
-pub fn render(title: &str, rows: &[ResultRow], findings: &[Finding]) -> String {
+/// Renders the summary of `tables` (see [`tables`]). `title` heads the page.
+pub fn render(title: &str, tables: &[Table], findings: &[Finding]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# {title}\n");
-    for t in tables(rows) {
+    for t in tables {
         let _ = writeln!(md, "## {}\n", t.heading);
         let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
         let _ = writeln!(md, "| {} |", names.join(" | "));
@@ -233,7 +233,7 @@ mod tests {
         let rows = rows();
         let md = render(
             "zvbench quick",
-            &rows,
+            &tables(&rows),
             &diagnose(&rows, &Context::default()),
         );
         let want = "# zvbench quick
