@@ -450,23 +450,20 @@ pub fn parse_statistics(out: &str, prefix: &str) -> Option<BlockStats> {
 /// complete without any flush on the host (`PDMAsyncCompletionFileNormal.cpp`:
 /// "AIOMgr: Flush failed with …, disabling async flushes" when a host flush fails,
 /// "AIOMgr: Preparing flush failed with …, disabling async flushes" or "AIOMgr: Async
-/// flushes not supported" when one cannot be issued). At most 64 Ki lines of 4 KiB are
-/// read; the line returned is at most 200 characters.
+/// flushes not supported" when one cannot be issued). Only VirtualBox's own lines count
+/// (a timestamp, then `AIOMgr:`), not a guest's relayed "Guest Log:" text. At most 64 Ki
+/// lines of 4 KiB are read; the text returned is at most 200 characters.
 pub fn async_flushes_disabled(log: &str) -> Option<String> {
     log.lines()
         .take(65_536)
         .filter(|l| l.len() <= 4096)
-        .find(|l| {
-            l.contains("AIOMgr:")
-                && (l.contains("disabling async flushes")
-                    || l.contains("Async flushes not supported"))
+        .filter_map(|l| {
+            l.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == '.')
+                .strip_prefix(' ')?
+                .strip_prefix("AIOMgr: ")
         })
-        .map(|l| {
-            l[l.find("AIOMgr:").unwrap_or(0)..]
-                .chars()
-                .take(200)
-                .collect()
-        })
+        .find(|m| m.ends_with("disabling async flushes") || *m == "Async flushes not supported")
+        .map(|m| format!("AIOMgr: {}", m.chars().take(190).collect::<String>()))
 }
 
 /// [`async_flushes_disabled`] of a kept `VBox.log` (its first 16 MiB); `None` when the
@@ -869,6 +866,13 @@ mod tests {
             Some("AIOMgr: Flush failed with VERR_INVALID_PARAMETER, disabling async flushes")
         );
         assert!(async_flushes_disabled("00:00:01 AIOMgr: Async flushes not supported").is_some());
+        // A guest can write to the log; its lines are not VirtualBox's.
+        assert_eq!(
+            async_flushes_disabled(
+                "00:00:09.5 Guest Log: AIOMgr: Flush failed with X, disabling async flushes"
+            ),
+            None
+        );
         // Both "will be" lines are printed every time; neither is a finding.
         assert_eq!(async_flushes_disabled(&log[..100]), None);
     }
