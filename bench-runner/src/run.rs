@@ -333,6 +333,7 @@ fn run_target(
                         };
                         prov["storage"][&t.name]["virtualbox"] =
                             crate::vbox::settings(major, cfg, &vdisk)?;
+                        let log = work.join("VBox.log");
                         VboxRun {
                             cfg,
                             major,
@@ -345,7 +346,12 @@ fn run_target(
                             work,
                             timeout,
                         }
-                        .run(&passes, stop, &mut on_pass)?
+                        .run(&passes, stop, &mut on_pass)?;
+                        // Flushes VirtualBox stopped passing while the VM ran.
+                        if let Some(line) = crate::vbox::async_flushes_disabled_in(&log) {
+                            prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] =
+                                line.into();
+                        }
                     }
                 }
             }

@@ -81,12 +81,48 @@ pub struct Controller {
     pub add: &'static str,
     /// `storagectl --controller`.
     pub chipset: &'static str,
-    /// The device name in `VBoxInternal/Devices/<device>/0/LUN#<port>/Config/...`.
+    /// VirtualBox's device name: `VBoxInternal/Devices/<device>/0/...` and, in capitals,
+    /// the statistics prefix.
     pub device: &'static str,
-    /// The disk's port.
+    /// The disk's port (its LUN).
     pub port: u32,
-    /// Prefix of the disk's counters in `debugvm statistics`.
-    pub stats: &'static str,
+    /// Whether VirtualBox puts its SCSI driver (DrvSCSI) between the device and the disk
+    /// driver (DrvVD), as for virtio-scsi: the disk's settings then sit one level down,
+    /// under `LUN#<port>/AttachedDriver`.
+    pub scsi_driver: bool,
+}
+
+impl Controller {
+    /// The CFGM path of the disk driver's `Config` node, under `VBoxInternal/Devices`.
+    /// DrvSCSI accepts no config keys, so a key at `LUN#<port>/Config` of a SCSI-style
+    /// controller stops the VM from starting (`ConsoleImpl2.cpp`, attaching DrvSCSI).
+    pub fn disk_config(&self) -> String {
+        let below = if self.scsi_driver {
+            "AttachedDriver/"
+        } else {
+            ""
+        };
+        format!("{}/0/LUN#{}/{below}Config", self.device, self.port)
+    }
+
+    /// Prefix of the disk's counters in `debugvm statistics`: DrvVD registers them as
+    /// `/Public/Storage/<DEVICE IN CAPITALS><instance>/Port<LUN>/` (`drvvdStatsRegister`).
+    pub fn stats(&self) -> String {
+        format!(
+            "/Public/Storage/{}0/Port{}/",
+            self.device.to_ascii_uppercase(),
+            self.port
+        )
+    }
+
+    /// Whether the guest sees a volatile write cache on this controller's disk, and so
+    /// sends flushes at all. VirtualBox's NVMe controller reports none
+    /// (`nvmeR3IdentifyCtrl` in `DevNVMe.cpp`, read in trunk: the 6.1-7.1 controller is
+    /// in the Extension Pack), and a Linux guest then sends no flushes to it
+    /// (`nvme_set_queue_limits` → `blk_queue_write_cache(q, vwc, vwc)`).
+    pub fn guest_flushes(&self) -> bool {
+        self.device != "nvme"
+    }
 }
 
 /// The SATA controller that holds the guest ISO's DVD drive (port 0); a SATA disk goes on
@@ -97,24 +133,20 @@ pub const DVD: Controller = Controller {
     chipset: "IntelAhci",
     device: "ahci",
     port: 0,
-    stats: "/Public/Storage/AHCI0/Port0/",
+    scsi_driver: false,
 };
 
 /// The benchmark disk's controller for a bus.
 pub fn controller(bus: Bus) -> Result<Controller> {
     Ok(match bus {
-        Bus::Sata => Controller {
-            port: 1,
-            stats: "/Public/Storage/AHCI0/Port1/",
-            ..DVD
-        },
+        Bus::Sata => Controller { port: 1, ..DVD },
         Bus::Nvme => Controller {
             name: "NVMe",
             add: "pcie",
             chipset: "NVMe",
             device: "nvme",
             port: 0,
-            stats: "/Public/Storage/NVMe0/Port0/",
+            scsi_driver: false,
         },
         Bus::Scsi => Controller {
             name: "VirtioSCSI",
@@ -122,7 +154,7 @@ pub fn controller(bus: Bus) -> Result<Controller> {
             chipset: "VirtIO",
             device: "virtio-scsi",
             port: 0,
-            stats: "/Public/Storage/VIRTIOSCSI0/Port0/",
+            scsi_driver: true,
         },
         Bus::Virtio => bail!("VirtualBox has no virtio-blk controller"),
     })
@@ -267,12 +299,9 @@ pub fn raw_vmdk(major: Major, file: &Path, device: &Path) -> Argv {
     }
 }
 
-/// The extradata key of a flush setting of the disk.
+/// The extradata key of a flush setting of the disk's driver (DrvVD).
 pub fn flush_key(c: &Controller, setting: &str) -> String {
-    format!(
-        "VBoxInternal/Devices/{}/0/LUN#{}/Config/{setting}",
-        c.device, c.port
-    )
+    format!("VBoxInternal/Devices/{}/{setting}", c.disk_config())
 }
 
 /// `setextradata VM KEY VALUE`.
@@ -379,6 +408,11 @@ pub fn vm_state(info: &str) -> Option<&str> {
 /// The disk's counters from `debugvm statistics` output: each element or line naming a
 /// counter under `prefix` (`name="/Public/Storage/AHCI0/Port1/ReqsFlush"`) with its value
 /// (`c="…"` or `val="…"`). Unknown lines are skipped; at most 64 KiB lines are read.
+///
+/// VirtualBox leaves a counter registered as "used" out of the snapshot while it is zero
+/// (`stamR3SnapshotOne` in `STAM.cpp`); DrvVD registers `ReqsFlush` and the others that
+/// way, but `QueryBufAttempts` as always visible. So once any counter of the port is
+/// listed the port exists, and a missing one is 0; with none listed, `None`.
 pub fn parse_statistics(out: &str, prefix: &str) -> Option<BlockStats> {
     fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         let start = line.find(&format!(" {key}=\""))? + key.len() + 3;
@@ -397,6 +431,7 @@ pub fn parse_statistics(out: &str, prefix: &str) -> Option<BlockStats> {
         else {
             continue;
         };
+        seen = true;
         let field = match name {
             "ReqsFlush" => &mut s.flush_operations,
             "ReqsWrite" => &mut s.wr_operations,
@@ -406,9 +441,41 @@ pub fn parse_statistics(out: &str, prefix: &str) -> Option<BlockStats> {
             _ => continue,
         };
         *field = value;
-        seen = true;
     }
     seen.then_some(s)
+}
+
+/// The first line of a VM's `VBox.log` saying VirtualBox gave up on asynchronous flushes
+/// for an image: after it, guest flushes on the asynchronous path (host I/O cache off)
+/// complete without any flush on the host (`PDMAsyncCompletionFileNormal.cpp`:
+/// "AIOMgr: Flush failed with …, disabling async flushes" when a host flush fails,
+/// "AIOMgr: Preparing flush failed with …, disabling async flushes" or "AIOMgr: Async
+/// flushes not supported" when one cannot be issued). Only VirtualBox's own lines count
+/// (a timestamp, then `AIOMgr:`), not a guest's relayed "Guest Log:" text. At most 64 Ki
+/// lines of 4 KiB are read; the text returned is at most 200 characters.
+pub fn async_flushes_disabled(log: &str) -> Option<String> {
+    log.lines()
+        .take(65_536)
+        .filter(|l| l.len() <= 4096)
+        .filter_map(|l| {
+            l.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':' || c == '.')
+                .strip_prefix(' ')?
+                .strip_prefix("AIOMgr: ")
+        })
+        .find(|m| m.ends_with("disabling async flushes") || *m == "Async flushes not supported")
+        .map(|m| format!("AIOMgr: {}", m.chars().take(190).collect::<String>()))
+}
+
+/// [`async_flushes_disabled`] of a kept `VBox.log` (its first 16 MiB); `None` when the
+/// file is absent or unreadable.
+pub fn async_flushes_disabled_in(log: &Path) -> Option<String> {
+    let mut text = String::new();
+    std::fs::File::open(log)
+        .ok()?
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    async_flushes_disabled(&text)
 }
 
 /// The benchmark disk of a VirtualBox guest.
@@ -443,22 +510,36 @@ pub fn settings(major: Major, cfg: &GuestConfig, disk: &VboxDisk) -> Result<serd
     if let Some(v) = f.ignore_flush_async {
         extradata.insert(flush_key(&c, "IgnoreFlushAsync"), u8::from(v).into());
     }
+    let raw = matches!(disk, VboxDisk::Raw { .. });
     Ok(serde_json::json!({
         "vboxmanage_syntax": major,
         "controller": c.chipset,
         "hostiocache": f.host_io_cache,
         "extradata": extradata,
-        "flushes": match (f.ignored(), f.host_io_cache) {
-            (false, _) => "passed",
-            (true, true) => "ignored (IgnoreFlush, the host I/O cache's synchronous path)",
-            (true, false) => "ignored (IgnoreFlushAsync, the asynchronous path)",
+        "flush_path": if f.host_io_cache {
+            "synchronous (host I/O cache on): IgnoreFlush decides, default 1"
+        } else {
+            "asynchronous (host I/O cache off, UseNewIo=1): IgnoreFlushAsync decides, default 0"
         },
+        "flushes": effective_flushes(&c, f, raw),
         "mtype": "writethrough",
-        "raw_vmdk": matches!(disk, VboxDisk::Raw { .. }),
-        "raw_vmdk_note": if matches!(disk, VboxDisk::Raw { .. }) {
-            "VirtualBox's vmdkFlushImage skips extents given by absolute device paths: guest flushes may never reach the device (inferred from its source; the host device counters decide)"
-        } else { "" },
+        "raw_vmdk": raw,
     }))
+}
+
+/// What happens to the guest's flushes, in words, first reason first.
+fn effective_flushes(c: &Controller, f: &VboxFlush, raw: bool) -> &'static str {
+    if !c.guest_flushes() {
+        "none sent: VirtualBox's NVMe controller reports no volatile write cache, so the guest issues no flushes (DevNVMe.cpp, trunk; confirm on a real host)"
+    } else if f.ignored() && f.host_io_cache {
+        "ignored (IgnoreFlush, the host I/O cache's synchronous path)"
+    } else if f.ignored() {
+        "ignored (IgnoreFlushAsync, the asynchronous path)"
+    } else if raw {
+        "not passed to the device: VirtualBox's vmdkFlushImage skips extents named by an absolute device path, so a raw-disk VMDK never flushes its device (VirtualBox source; not yet seen on a running host)"
+    } else {
+        "passed"
+    }
 }
 
 /// Everything a VirtualBox guest boot needs.
@@ -585,11 +666,12 @@ impl VboxRun<'_> {
                 console_tail(&console)
             )
         };
+        let prefix = ctl.stats();
         let stats = || {
             statistics(vm)
                 .stdout()
                 .ok()
-                .and_then(|o| parse_statistics(&o, ctl.stats))
+                .and_then(|o| parse_statistics(&o, &prefix))
         };
         let mut session = Session::new(&work, passes, self.agent, self.timeout)?;
         let mut file: Option<std::fs::File> = None;
@@ -735,11 +817,108 @@ mod tests {
             ),
             (33, 128, 524288, 0)
         );
-        assert!(parse_statistics(out, "/Public/Storage/NVMe0/Port0/").is_none());
+        assert!(parse_statistics(out, "/Public/Storage/NVME0/Port0/").is_none());
         assert_eq!(
             vm_state("name=\"x\"\nVMState=\"poweroff\"\n"),
             Some("poweroff")
         );
+    }
+
+    #[test]
+    fn counters_of_a_port_with_only_always_visible_ones_are_zero() {
+        // No I/O yet, or an NVMe disk that never gets a flush: the "used" counters are
+        // left out while zero, QueryBufAttempts is always listed.
+        let out = r#"<Counter c="0" unit="count" name="/Public/Storage/NVME0/Port0/QueryBufAttempts"/>
+<Counter c="12" unit="count" name="/Public/Storage/NVME0/Port0/ReqsWrite"/>"#;
+        let nvme = controller(Bus::Nvme).unwrap();
+        let st = parse_statistics(out, &nvme.stats()).unwrap();
+        assert_eq!((st.flush_operations, st.wr_operations), (0, 12));
+        let quiet =
+            r#"<Counter c="0" unit="count" name="/Public/Storage/NVME0/Port0/QueryBufAttempts"/>"#;
+        assert_eq!(
+            parse_statistics(quiet, &nvme.stats()),
+            Some(BlockStats::default())
+        );
+    }
+
+    #[test]
+    fn counter_and_setting_paths_follow_virtualbox() {
+        let [sata, nvme, scsi] = [Bus::Sata, Bus::Nvme, Bus::Scsi].map(|b| controller(b).unwrap());
+        assert_eq!(sata.stats(), "/Public/Storage/AHCI0/Port1/");
+        assert_eq!(nvme.stats(), "/Public/Storage/NVME0/Port0/");
+        assert_eq!(scsi.stats(), "/Public/Storage/VIRTIO-SCSI0/Port0/");
+        assert_eq!(
+            flush_key(&nvme, "IgnoreFlush"),
+            "VBoxInternal/Devices/nvme/0/LUN#0/Config/IgnoreFlush"
+        );
+        // DrvSCSI sits between virtio-scsi and DrvVD and takes no config keys.
+        assert_eq!(
+            flush_key(&scsi, "IgnoreFlushAsync"),
+            "VBoxInternal/Devices/virtio-scsi/0/LUN#0/AttachedDriver/Config/IgnoreFlushAsync"
+        );
+    }
+
+    #[test]
+    fn disabled_async_flushes_are_found_in_the_log() {
+        let log = "00:00:01.100 DrvVD: Flushes will be ignored\n00:00:01.101 DrvVD: Async flushes will be passed to the disk\n00:00:09.500 AIOMgr: Flush failed with VERR_INVALID_PARAMETER, disabling async flushes\n";
+        assert_eq!(
+            async_flushes_disabled(log).as_deref(),
+            Some("AIOMgr: Flush failed with VERR_INVALID_PARAMETER, disabling async flushes")
+        );
+        assert!(async_flushes_disabled("00:00:01 AIOMgr: Async flushes not supported").is_some());
+        // A guest can write to the log; its lines are not VirtualBox's.
+        assert_eq!(
+            async_flushes_disabled(
+                "00:00:09.5 Guest Log: AIOMgr: Flush failed with X, disabling async flushes"
+            ),
+            None
+        );
+        // Both "will be" lines are printed every time; neither is a finding.
+        assert_eq!(async_flushes_disabled(&log[..100]), None);
+    }
+
+    #[test]
+    fn effective_flushes_name_the_reason() {
+        use crate::scenario::{Aio, CacheMode, Hypervisor};
+        use zvbench_agent::ByteSize;
+        let cfg = |bus, host_io_cache| GuestConfig {
+            hypervisor: Hypervisor::Virtualbox,
+            memory: ByteSize(256 << 20),
+            cpus: 1,
+            bus,
+            cache: CacheMode::None,
+            aio: Aio::Threads,
+            boot: Default::default(),
+            vbox: VboxFlush {
+                host_io_cache,
+                ..Default::default()
+            },
+        };
+        let image = VboxDisk::Image {
+            path: "/d.vdi".into(),
+            format: "VDI",
+            variant: Variant::Dynamic,
+            size: 1 << 20,
+        };
+        let raw = VboxDisk::Raw {
+            device: "/dev/zd0".into(),
+        };
+        let flushes = |bus, cache, disk: &VboxDisk| {
+            settings(Major::V7, &cfg(bus, cache), disk).unwrap()["flushes"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(flushes(Bus::Sata, false, &image), "passed");
+        assert!(flushes(Bus::Sata, true, &image).starts_with("ignored (IgnoreFlush,"));
+        assert!(flushes(Bus::Nvme, false, &image).contains("no volatile write cache"));
+        let r = flushes(Bus::Scsi, false, &raw);
+        assert!(
+            r.contains("vmdkFlushImage") && !r.contains("inferred"),
+            "{r}"
+        );
+        let s = settings(Major::V7, &cfg(Bus::Scsi, true), &image).unwrap();
+        assert!(s["flush_path"].as_str().unwrap().starts_with("synchronous"));
     }
 
     #[test]

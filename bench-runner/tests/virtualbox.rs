@@ -9,7 +9,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SCENARIO: &str = r#"
+const HEAD: &str = r#"
 [run]
 repetitions = 1
 disk_size = "16M"
@@ -18,7 +18,11 @@ guest_timeout_s = 300
 [guest]
 hypervisor = "virtualbox"
 memory = "256M"
+"#;
 
+/// The story's targets: a VDI with the host I/O cache off (VirtualBox's SATA default),
+/// on, on with IgnoreFlush 0, and a raw-disk VMDK over a real loop device.
+const STORY: &str = r#"
 [[target]]
 name = "vdi-nocache"
 storage = "image"
@@ -44,7 +48,42 @@ ignore_flush = false
 name = "raw"
 storage = "loop"
 dir = "@DIR@"
+"#;
 
+/// virtio-scsi with IgnoreFlush 0 on the synchronous path, beside a VDI on the
+/// asynchronous one.
+const SCSI_AND_ASYNC: &str = r#"
+[[target]]
+name = "scsi-flush"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+bus = "scsi"
+host_io_cache = true
+ignore_flush = false
+
+[[target]]
+name = "vdi-nocache"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+"#;
+
+const NVME_AND_RAW: &str = r#"
+[[target]]
+name = "nvme"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+bus = "nvme"
+
+[[target]]
+name = "raw"
+storage = "loop"
+dir = "@DIR@"
+"#;
+
+const WORKLOAD: &str = r#"
 [[workload]]
 name = "fsync"
 kind = "seqwr"
@@ -53,6 +92,14 @@ size = "64K"
 sync = "fsync"
 sync_every = 4
 "#;
+
+fn scenario(targets: &str) -> String {
+    format!("{HEAD}{targets}{WORKLOAD}")
+}
+
+fn run_json(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+}
 
 fn fake() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/fake-VBoxManage")
@@ -86,7 +133,8 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let rows = run_with("7.0.20r163906", dir.path(), SCENARIO);
+    let story = scenario(STORY);
+    let rows = run_with("7.0.20r163906", dir.path(), &story);
     for t in ["vdi-nocache", "vdi-hostcache", "vdi-hostcache-flush", "raw"] {
         let r = row(&rows, t, "fsync");
         assert_eq!(r.hypervisor, "virtualbox");
@@ -123,8 +171,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     );
 
     let out = dir.path().join("out");
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run_json(&out);
     assert_eq!(
         run["storage"]["vdi-hostcache"]["virtualbox"]["hostiocache"],
         true
@@ -147,25 +194,91 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         "IgnoreFlush set through setextradata: {calls}"
     );
 
-    // 6.1: the other spellings, on a raw disk.
-    let dir6 = tempfile::tempdir_in("/var/tmp").unwrap();
-    let raw_and_nvme = SCENARIO.replace(
-        &SCENARIO[SCENARIO.find("[[target]]").unwrap()..SCENARIO.find("[[target]]\nname = \"raw\"").unwrap()],
-        "[[target]]\nname = \"nvme\"\nstorage = \"image\"\nformat = \"vdi\"\ndir = \"@DIR@\"\nbus = \"nvme\"\n\n",
+    // virtio-scsi: IgnoreFlush under LUN#0/AttachedDriver (the fake, like VirtualBox,
+    // refuses to start a VM with it at LUN#0/Config), counters under VIRTIO-SCSI0; and
+    // async flushes that VirtualBox disabled after a failed host flush.
+    let dir_a = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::env::set_var("FAKE_VBOX_ASYNC_FLUSH", "fail");
+    let rows = run_with("7.1.6r167084", dir_a.path(), &scenario(SCSI_AND_ASYNC));
+    std::env::remove_var("FAKE_VBOX_ASYNC_FLUSH");
+    let scsi = row(&rows, "scsi-flush", "fsync");
+    assert_eq!(scsi.bus, "scsi");
+    assert!(
+        scsi.hv_flushes.is_some_and(|n| (4..=5).contains(&n)),
+        "counters read from VIRTIO-SCSI0: {scsi:?}"
     );
-    let rows = run_with("6.1.50r161033", dir6.path(), &raw_and_nvme);
+    assert!(
+        scsi.host_dev_flushes.is_some_and(|n| n >= 4),
+        "the synchronous path is not the one that failed: {scsi:?}"
+    );
+    let calls = std::fs::read_to_string(dir_a.path().join("fake-vbox/calls.log")).unwrap();
+    assert!(
+        calls.contains(
+            "\"VBoxInternal/Devices/virtio-scsi/0/LUN#0/AttachedDriver/Config/IgnoreFlush\", \"0\""
+        ),
+        "{calls}"
+    );
+    let failed = row(&rows, "vdi-nocache", "fsync");
+    assert_eq!(failed.host_dev_flushes, Some(0), "{failed:?}");
+    let out_a = dir_a.path().join("out");
+    assert!(
+        run_json(&out_a)["storage"]["vdi-nocache"]["async_flushes_disabled"]["1"]
+            .as_str()
+            .is_some_and(|l| l.contains("disabling async flushes")),
+        "the VBox.log line is in run.json"
+    );
+    assert!(run_json(&out_a)["storage"]["scsi-flush"]["async_flushes_disabled"].is_null());
+    let summary = zvbench::report::write(&out_a).unwrap();
+    assert!(
+        summary.contains("VirtualBox disabled asynchronous flushes"),
+        "{summary}"
+    );
+
+    // 6.1: the other spellings, on a raw disk; NVMe counters under NVME0.
+    let dir6 = tempfile::tempdir_in("/var/tmp").unwrap();
+    let rows = run_with("6.1.50r161033", dir6.path(), &scenario(NVME_AND_RAW));
     assert_eq!(row(&rows, "raw", "fsync").guest_dev_flushes, Some(5));
     let nvme = row(&rows, "nvme", "fsync");
-    assert_eq!(
-        (nvme.bus.as_str(), nvme.guest_dev_flushes),
-        ("nvme", Some(5)),
-        "{nvme:?}"
+    assert_eq!(nvme.bus, "nvme");
+    assert!(
+        nvme.hv_flushes.is_some(),
+        "counters read from NVME0: {nvme:?}"
     );
-    assert!(nvme.host_dev_flushes.is_some_and(|n| n >= 4), "{nvme:?}");
+    assert!(nvme.dev_write_cache.is_some(), "{nvme:?}");
     let calls = std::fs::read_to_string(dir6.path().join("fake-vbox/calls.log")).unwrap();
     assert!(
         calls.contains("\"--uartmode1\"") && calls.contains("\"createrawvmdk\""),
         "{calls}"
+    );
+    let out6 = dir6.path().join("out");
+    let flushes = run_json(&out6)["storage"]["nvme"]["virtualbox"]["flushes"].clone();
+    assert!(
+        flushes
+            .as_str()
+            .is_some_and(|f| f.starts_with("none sent") && f.contains("no volatile write cache")),
+        "{flushes}"
+    );
+    // VirtualBox's NVMe controller reports no volatile write cache, so on a real host the
+    // guest's disk is "write through" and no layer sees a flush. QEMU's nvme, under the
+    // fake, always reports one (the fake says so), so that part of this row is what a real
+    // host would give, not what the fake gave; the diagnosis must name the cause.
+    let real = zvbench_reports::ResultRow {
+        guest_dev_flushes: Some(0),
+        dev_write_cache: Some("write through".into()),
+        hv_flushes: Some(0),
+        host_dev_flushes: Some(0),
+        ..nvme.clone()
+    };
+    let findings = zvbench_reports::diagnose::diagnose(
+        &[real],
+        &zvbench_reports::report::context(&run_json(&out6)),
+    );
+    assert!(
+        findings.iter().any(|f| f.rule == "flushes-dropped"
+            && f.message.contains("between agent and guest device")
+            && f.message
+                .contains("NVMe controller reports no volatile write cache")),
+        "{findings:?}"
     );
 
     // The rest runs in this test, not in tests of their own: the fake is chosen by
@@ -177,7 +290,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     std::env::set_var("FAKE_VBOX_HOME", &home);
     std::env::set_var("FAKE_VBOX_VERSION", "7.0.20r163906");
     std::env::set_var("FAKE_VBOX_FAIL", "startvm");
-    let e = run_text(dir_f.path(), &dir_f.path().join("out"), SCENARIO).unwrap_err();
+    let e = run_text(dir_f.path(), &dir_f.path().join("out"), &story).unwrap_err();
     std::env::remove_var("FAKE_VBOX_FAIL");
     assert!(zvbench::chain(&e).contains("targets failed"), "{e:#}");
     assert_eq!(
@@ -200,7 +313,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     let dir_i = tempfile::tempdir_in("/var/tmp").unwrap();
     let home = dir_i.path().join("fake-vbox");
     std::env::set_var("FAKE_VBOX_HOME", &home);
-    let text = SCENARIO.replace("@DIR@", &dir_i.path().display().to_string());
+    let text = story.replace("@DIR@", &dir_i.path().display().to_string());
     let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
     let opts = options(&dir_i.path().join("out"), &text);
     let stop = zvbench::Interrupt::default();
@@ -322,12 +435,10 @@ fn fake_vboxmanage_rejects_bad_syntax() {
     assert!(createvm().status.success());
     assert!(!createvm().status.success(), "a name twice");
     for (version, line) in [
-        ("7.0.20", "modifyvm a --uart1 0x3F8 4 --uartmode1 file /tmp/x"),
         ("6.1.50", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file /tmp/x"),
         ("7.0.20", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file rel/x"),
         ("7.0.20", "modifyvm a --memroy 256"),
         ("7.0.20", "storagectl a --name S --add sata --controller NVMe"),
-        ("7.0.20", "internalcommands createrawvmdk -filename /tmp/r.vmdk -rawdisk /dev/null"),
         ("6.1.50", "createmedium disk --filename /tmp/r.vmdk --format VMDK --variant RawDisk --property RawDrive=/dev/null"),
         ("7.0.20", "startvm a --type invisible"),
         ("7.0.20", "controlvm a poweroff"),
@@ -340,21 +451,67 @@ fn fake_vboxmanage_rejects_bad_syntax() {
             "{out:?}"
         );
     }
-    assert!(run(
-        "7.0.20",
-        &[
-            "modifyvm",
-            "a",
-            "--uart1",
-            "0x3F8",
-            "4",
-            "--uart-mode1",
-            "file",
-            "/tmp/x"
-        ]
-    )
-    .status
-    .success());
+    // 7.x takes both spellings of the uart mode (the old one as an alias), and still
+    // `internalcommands createrawvmdk`.
+    for version in ["7.0.20", "7.1.6"] {
+        for mode in ["--uart-mode1", "--uartmode1"] {
+            let line = format!("modifyvm a --uart1 0x3F8 4 {mode} file /tmp/x");
+            let out = run(version, &line.split(' ').collect::<Vec<_>>());
+            assert!(out.status.success(), "{version} {mode}: {out:?}");
+        }
+        let device = home.path().join(format!("device-{version}"));
+        std::fs::write(&device, vec![0u8; 1 << 20]).unwrap();
+        let vmdk = home.path().join(format!("raw-{version}.vmdk"));
+        let out = run(
+            version,
+            &[
+                "internalcommands",
+                "createrawvmdk",
+                "-filename",
+                vmdk.to_str().unwrap(),
+                "-rawdisk",
+                device.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{version} createrawvmdk: {out:?}");
+        assert!(std::fs::read_to_string(&vmdk)
+            .unwrap()
+            .contains(device.to_str().unwrap()));
+    }
+    // virtio-scsi: DrvSCSI at LUN#0 takes no config values, so a disk setting there stops
+    // the VM from starting; under LUN#0/AttachedDriver it reaches DrvVD.
+    let ok = |args: &[&str]| assert!(run("7.0.20", args).status.success(), "{args:?}");
+    ok(&[
+        "storagectl",
+        "a",
+        "--name",
+        "V",
+        "--add",
+        "virtio",
+        "--controller",
+        "VirtIO",
+    ]);
+    let wrong = "VBoxInternal/Devices/virtio-scsi/0/LUN#0/Config/IgnoreFlush";
+    ok(&["setextradata", "a", wrong, "0"]);
+    let out = run("7.0.20", &["startvm", "a", "--type", "headless"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("SCSI") && err.contains("IgnoreFlush"),
+        "{out:?}"
+    );
+    ok(&["setextradata", "a", wrong]);
+    ok(&[
+        "setextradata",
+        "a",
+        "VBoxInternal/Devices/virtio-scsi/0/LUN#0/AttachedDriver/Config/IgnoreFlush",
+        "0",
+    ]);
+    let out = run("7.0.20", &["startvm", "a", "--type", "headless"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("IgnoreFlush") && err.contains("DVD"),
+        "only the missing DVD stops this one: {out:?}"
+    );
     assert!(run("7.0.20", &["unregistervm", "a", "--delete"])
         .status
         .success());

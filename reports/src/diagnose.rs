@@ -25,6 +25,8 @@ pub struct Finding {
 pub struct Context {
     /// volblocksize of zvol targets, in bytes, by target.
     pub volblocksize: BTreeMap<String, u64>,
+    /// VirtualBox targets whose `VBox.log` says async flushes were disabled: the line.
+    pub async_flushes_disabled: BTreeMap<String, String>,
 }
 
 /// Rows of one (target, workload), in file order.
@@ -68,7 +70,14 @@ pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
 }
 
 fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
+    let no_write_cache = r.dev_write_cache.as_deref() == Some("write through");
     match (r.hypervisor.as_str(), r.cache.as_str(), lower) {
+        ("virtualbox", _, "guest device") if r.bus == "nvme" => {
+            "the NVMe controller reports no volatile write cache, so the guest issues no flushes; with the host cache off writes go O_DIRECT to the image and are never fsynced: the results are not durable"
+        }
+        (_, _, "guest device") if no_write_cache => {
+            "the guest's disk reports no write cache (\"write through\"), so the guest kernel issues no flushes: writes are durable only if every layer below writes through"
+        }
         ("qemu", "unsafe", "hypervisor" | "host device") => {
             "QEMU cache=unsafe ignores guest flushes: the results are not durable"
         }
@@ -78,10 +87,10 @@ fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
         ("virtualbox", _, "host device" | "ZIL")
             if matches!(r.storage.as_str(), "loop" | "zvol" | "blockdev") =>
         {
-            "a raw-disk VMDK: VirtualBox does not flush the device behind it (its vmdkFlushImage skips device extents, inferred from the source): the results are not durable"
+            "a raw-disk VMDK: VirtualBox does not flush the device behind it (its vmdkFlushImage skips extents named by a device path): the results are not durable"
         }
         ("virtualbox", _, "host device" | "ZIL") => {
-            "VirtualBox IgnoreFlush (on when the host I/O cache is on) or a raw-disk VMDK drops guest flushes: the results are not durable"
+            "VirtualBox's settings pass the flushes, yet none reached the host: look in the target's VBox.log for \"disabling async flushes\": the results are not durable"
         }
         _ => "flushes stop here: writes acknowledged as durable are not",
     }
@@ -297,6 +306,22 @@ pub fn shared_host_counter(g: &Groups<'_>) -> Vec<Finding> {
     out
 }
 
+/// VirtualBox logged that it disabled asynchronous flushes for a target's disk: from then
+/// on, guest flushes on the asynchronous path (host I/O cache off) complete without a
+/// flush on the host (`PDMAsyncCompletionFileNormal.cpp`), whatever `IgnoreFlushAsync` says.
+pub fn async_flushes_disabled(ctx: &Context) -> Vec<Finding> {
+    ctx.async_flushes_disabled
+        .iter()
+        .map(|(t, line)| Finding {
+            rule: "vbox-async-flushes-disabled",
+            target: t.clone(),
+            workload: String::new(),
+            message: "VirtualBox disabled asynchronous flushes after a host flush failed: later guest flushes complete without reaching the host, so the results are not durable; use a host filesystem whose asynchronous fsync works, or the host I/O cache with ignore_flush = false (the synchronous path)".into(),
+            evidence: format!("VBox.log: {line}"),
+        })
+        .collect()
+}
+
 /// Every rule, in report order.
 pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     let g = groups(rows);
@@ -306,6 +331,7 @@ pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     f.extend(reads_from_cache(&g));
     f.extend(volblocksize_mismatch(&g, ctx));
     f.extend(shared_host_counter(&g));
+    f.extend(async_flushes_disabled(ctx));
     f.extend(software_emulation(rows));
     f
 }
@@ -386,7 +412,59 @@ mod tests {
         let m = vbox("image", "hostiocache=on flushes=ignored");
         assert!(m.contains("IgnoreFlush is 1"), "{m}");
         let m = vbox("zvol", "hostiocache=off flushes=passed");
-        assert!(m.contains("raw-disk VMDK"), "{m}");
+        assert!(
+            m.contains("raw-disk VMDK") && !m.contains("inferred"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn virtualbox_nvme_sends_no_flushes() {
+        let nvme = |bus: &str, write_cache: &str| {
+            let mut r = flushing(row("vm", "image", "seqwr", 50.0), 17, 0, 0, 0);
+            r.hypervisor = "virtualbox".into();
+            r.cache = "hostiocache=off flushes=passed".into();
+            r.bus = bus.into();
+            r.dev_write_cache = Some(write_cache.into());
+            flushes_dropped(&groups(&[r]))
+        };
+        let f = nvme("nvme", "write through");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].message.starts_with("flushes dropped between agent and guest device: the NVMe controller reports no volatile write cache"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(
+            f[0].evidence,
+            "agent 17 → guest device 0 → hypervisor 0 → host device 0"
+        );
+        let m = &nvme("sata", "write through")[0].message;
+        assert!(m.contains("reports no write cache"), "{m}");
+        // The guest device saw the flushes: not this rule's case.
+        let mut passed = flushing(row("vm", "image", "seqwr", 50.0), 17, 17, 17, 17);
+        passed.hypervisor = "virtualbox".into();
+        passed.bus = "nvme".into();
+        assert!(flushes_dropped(&groups(&[passed])).is_empty());
+    }
+
+    #[test]
+    fn disabled_async_flushes_are_a_finding_of_their_own() {
+        let mut ctx = Context::default();
+        assert!(async_flushes_disabled(&ctx).is_empty());
+        ctx.async_flushes_disabled.insert(
+            "vdi".into(),
+            "AIOMgr: Flush failed with VERR_INVALID_PARAMETER, disabling async flushes".into(),
+        );
+        let f = async_flushes_disabled(&ctx);
+        assert_eq!((f.len(), f[0].target.as_str()), (1, "vdi"));
+        assert!(f[0].evidence.contains("disabling async flushes"));
+        // The drop it causes names the log, not IgnoreFlush.
+        let mut r = flushing(row("vdi", "image", "seqwr", 50.0), 17, 17, 17, 0);
+        r.hypervisor = "virtualbox".into();
+        r.cache = "hostiocache=off flushes=passed".into();
+        let m = &flushes_dropped(&groups(&[r]))[0].message;
+        assert!(m.contains("VBox.log"), "{m}");
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub struct Written {
     pub files: Vec<PathBuf>,
 }
 
-/// The diagnosis context from `run.json`: the volblocksize of each zvol target.
+/// The diagnosis context from `run.json`: the volblocksize of each zvol target, and the
+/// `VBox.log` line of VirtualBox targets whose async flushes were disabled.
 pub fn context(run: &serde_json::Value) -> Context {
     let mut ctx = Context::default();
     if let Some(storage) = run["storage"].as_object() {
@@ -56,6 +57,13 @@ pub fn context(run: &serde_json::Value) -> Context {
                 .and_then(|s| s.parse::<u64>().ok())
             {
                 ctx.volblocksize.insert(target.clone(), v);
+            }
+            if let Some(line) = props["async_flushes_disabled"]
+                .as_object()
+                .and_then(|reps| reps.values().find_map(|l| l.as_str()))
+            {
+                ctx.async_flushes_disabled
+                    .insert(target.clone(), line.to_string());
             }
         }
     }
