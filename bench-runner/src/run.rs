@@ -44,20 +44,35 @@ pub struct ResultsSink {
 }
 
 impl ResultsSink {
-    /// Creates `results.csv` and `results.jsonl` in `out`.
+    /// Creates `results.csv` and `results.jsonl` in `out`; either existing is an error (no
+    /// earlier result is overwritten, not even by a run started at the same moment).
     pub fn create(out: &Path) -> Result<ResultsSink> {
-        let csv_path = out.join("results.csv");
-        if csv_path.exists() {
-            bail!("{} already exists; choose a new --out directory so no earlier result is overwritten", csv_path.display());
-        }
+        let new = |name: &str| {
+            let path = out.join(name);
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .with_context(|| {
+                    format!("cannot create {}; choose a new --out directory so no earlier result is overwritten", path.display())
+                })
+        };
+        let csv = new("results.csv")?;
         Ok(ResultsSink {
-            csv: csv::Writer::from_path(&csv_path)?,
-            jsonl: File::create(out.join("results.jsonl"))?,
+            csv: csv::Writer::from_writer(csv),
+            jsonl: new("results.jsonl")?,
             rows: Vec::new(),
         })
     }
 
     fn add(&mut self, row: ResultRow, rec: &PassRecord) -> Result<()> {
+        // A row the reports would refuse (a guest's record is untrusted) is not written.
+        row.check().with_context(|| {
+            format!(
+                "pass {} of {} repetition {}",
+                row.workload, row.target, row.repetition
+            )
+        })?;
         self.csv.serialize(&row)?;
         self.csv.flush()?;
         let mut v = serde_json::to_value(rec)?;

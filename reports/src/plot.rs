@@ -141,10 +141,13 @@ fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// A compact number for labels: 3 significant digits, thousands as k/M.
+/// A compact number for labels: 3 significant digits, thousands as k/M, from a billion on
+/// in scientific notation (so a huge value is a short label, not 300 digits).
 pub fn short(v: f64) -> String {
     let a = v.abs();
-    if a >= 1e6 {
+    if !v.is_finite() || a >= 1e9 {
+        format!("{v:.2e}")
+    } else if a >= 1e6 {
         format!("{:.3}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.1}k", v / 1e3)
@@ -159,6 +162,55 @@ pub fn short(v: f64) -> String {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Largest axis end. Far below `f64::MAX`, so the plotting library's range arithmetic
+/// (key points, log decades) never overflows to infinity, where its loops never end.
+pub const AXIS_MAX: f64 = 1e300;
+/// Smallest bottom of a log axis.
+pub const AXIS_MIN_LOG: f64 = 1e-300;
+/// Most decades a log axis spans; smaller values fall below it and are not drawn (the
+/// tables still give them).
+pub const LOG_DECADES: i32 = 12;
+
+/// A value as drawn: finite, not negative, at most [`AXIS_MAX`]; `None` is not drawn.
+fn drawable(v: f64) -> Option<f64> {
+    (v.is_finite() && v >= 0.0).then(|| v.min(AXIS_MAX))
+}
+
+/// The top of a linear axis from zero over `values`, with room above the largest: finite,
+/// positive, at most [`AXIS_MAX`].
+pub fn linear_top(values: impl IntoIterator<Item = f64>, headroom: f64) -> f64 {
+    let top = values
+        .into_iter()
+        .filter_map(drawable)
+        .fold(0.0_f64, f64::max);
+    if top > 0.0 {
+        (top * headroom).min(AXIS_MAX)
+    } else {
+        1.0
+    }
+}
+
+/// The range of a log axis over `values`: finite, `0 < lo < hi <= AXIS_MAX`, at most
+/// [`LOG_DECADES`] decades.
+pub fn log_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .into_iter()
+        .filter_map(drawable)
+        .filter(|v| *v > 0.0)
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if hi == 0.0 {
+        return (1.0, 10.0);
+    }
+    let hi = (hi * 8.0).clamp(AXIS_MIN_LOG * 10.0, AXIS_MAX);
+    let lo = (lo / 2.0)
+        .max(hi / 10f64.powi(LOG_DECADES))
+        .max(AXIS_MIN_LOG)
+        .min(hi / 10.0);
+    (lo, hi)
+}
+
 fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -168,13 +220,13 @@ where
     let font = |size: u32| (FAMILY, size).into_font();
     match &fig.chart {
         Chart::Bars { bars, reference } => {
-            let top = bars
-                .iter()
-                .map(|b| b.max.max(b.median))
-                .chain(reference.iter().map(|r| r.1))
-                .fold(0.0_f64, f64::max);
             // Headroom above the tallest whisker for its label and the legend.
-            let top = if top > 0.0 { top * 1.3 } else { 1.0 };
+            let top = linear_top(
+                bars.iter()
+                    .flat_map(|b| [b.max, b.median])
+                    .chain(reference.iter().map(|r| r.1)),
+                1.3,
+            );
             let n = bars.len().max(1) as i32;
             let mut chart = ChartBuilder::on(root)
                 .caption(&fig.title, font(20))
@@ -188,29 +240,40 @@ where
             for (i, b) in bars.iter().enumerate() {
                 let i = i as i32;
                 let c = colour(i as usize);
+                // A bar without a drawable median keeps its label and draws nothing.
+                let Some(median) = drawable(b.median) else {
+                    continue;
+                };
+                let (min, max) = (
+                    drawable(b.min).unwrap_or(median),
+                    drawable(b.max).unwrap_or(median),
+                );
                 chart.draw_series(std::iter::once(Rectangle::new(
                     [
                         (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), b.median),
+                        (SegmentValue::Exact(i + 1), median),
                     ],
                     c.mix(0.75).filled(),
                 )))?;
                 chart.draw_series(std::iter::once(ErrorBar::new_vertical(
                     SegmentValue::CenterOf(i),
-                    b.min,
-                    b.median,
-                    b.max,
+                    min,
+                    median,
+                    max,
                     BLACK.stroke_width(2),
                     14,
                 )))?;
                 chart.draw_series(std::iter::once(Text::new(
-                    short(b.median),
-                    (SegmentValue::CenterOf(i), b.max.max(b.median) + top * 0.01),
+                    short(median),
+                    (
+                        SegmentValue::CenterOf(i),
+                        (max.max(median) + top * 0.01).min(top),
+                    ),
                     TextStyle::from(font(13)).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )))?;
             }
-            if let Some((label, v)) = reference {
-                let v = *v;
+            if let Some((label, v)) = reference.as_ref().filter(|r| drawable(r.1).is_some()) {
+                let v = v.min(AXIS_MAX);
                 chart
                     .draw_series(DashedLineSeries::new(
                         [(SegmentValue::Exact(0), v), (SegmentValue::Exact(n), v)],
@@ -234,7 +297,6 @@ where
                     .iter()
                     .flat_map(|s| s.values.iter().flatten().copied())
             };
-            let hi = values().fold(0.0_f64, f64::max);
             let n = categories.len().max(1) as i32;
             // The y ranges leave room above the data for the legend in the upper right.
             let mut builder = ChartBuilder::on(root);
@@ -244,17 +306,12 @@ where
                 .x_label_area_size(40)
                 .y_label_area_size(70);
             if *log_y {
-                let lo = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-                let (lo, hi) = if lo.is_finite() {
-                    (lo / 2.0, hi * 8.0)
-                } else {
-                    (1.0, 10.0)
-                };
+                let (lo, hi) = log_range(values());
                 let mut chart = builder
                     .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
                 lines(&mut chart, fig, categories, series, *labels, lo)?;
             } else {
-                let hi = if hi > 0.0 { hi * 1.35 } else { 1.0 };
+                let hi = linear_top(values(), 1.35);
                 let mut chart = builder.build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)?;
                 lines(&mut chart, fig, categories, series, *labels, 0.0)?;
             }
@@ -293,8 +350,9 @@ where
     Ok(())
 }
 
-/// Draws `series` over categories on a chart with either y scale; points at or below
-/// `floor` (zero on a log axis) are left out rather than drawn off the chart.
+/// Draws `series` over categories on a chart with either y scale; points below `floor`
+/// (the bottom of a log axis), negative or not finite are left out rather than drawn off
+/// the chart.
 fn lines<'a, DB, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
     fig: &Figure,
@@ -310,7 +368,7 @@ where
 {
     let font = |size: u32| (FAMILY, size).into_font();
     mesh(chart, &fig.y_label, &|i| categories.get(i).cloned())?;
-    let shown = |v: f64| if floor > 0.0 { v >= floor } else { v >= 0.0 };
+    let shown = |v: f64| drawable(v).filter(|v| *v >= floor);
     for (si, s) in series.iter().enumerate() {
         let c = colour(si);
         // Earlier series are drawn wider and with larger points, so a series that a later
@@ -321,7 +379,7 @@ where
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.filter(|v| shown(*v)).map(|v| (i as i32, v)))
+            .filter_map(|(i, v)| v.and_then(shown).map(|v| (i as i32, v)))
             .collect();
         // Consecutive present points are joined; a gap (a missing layer) breaks the line.
         for pair in points.windows(2).filter(|p| p[1].0 == p[0].0 + 1) {
