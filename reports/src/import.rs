@@ -396,37 +396,7 @@ mod tests {
     }
 
     /// The story's host run, in sysbench 1.0.20's layout.
-    const SEQWR: &str = "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)
-
-Extra file open flags: (none)
-128 files, 16MiB each
-2GiB total file size
-Block size 16KiB
-Periodic FSYNC enabled, calling fsync() each 100 requests.
-Calling fsync() at the end of test, Enabled.
-Using synchronous I/O mode
-Doing sequential write (creation) test
-
-File operations:
-    reads/s:                      0.00
-    writes/s:                     2319.76
-    fsyncs/s:                     23.30
-
-Throughput:
-    read, MiB/s:                  0.00
-    written, MiB/s:               36.25
-
-General statistics:
-    total time:                          10.0180s
-    total number of events:              23473
-
-Latency (ms):
-         min:                                    0.00
-         avg:                                    0.42
-         max:                                   36.45
-         95th percentile:                        0.80
-         sum:                                 9964.84
-";
+    const SEQWR: &str = include_str!("../tests/data/sysbench-1.0.20-seqwr.txt");
 
     #[test]
     fn sysbench_seqwr() {
