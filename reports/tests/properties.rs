@@ -5,6 +5,7 @@
 //!
 //! Cases per property: `PROPTEST_CASES` if set, else the small default below (CI). A longer
 //! pass: `PROPTEST_CASES=10000 cargo test --release -p zvbench-reports --test properties`.
+//! (The plot and report properties run 24 and 12 cases by default: each draws figures.)
 
 use proptest::prelude::*;
 use std::sync::mpsc;
@@ -329,6 +330,49 @@ proptest! {
             plot::svg(&history::figure(&t))
         });
         prop_assert!(svg.is_ok(), "{:?}", svg.err());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(12))]
+
+    /// A whole report (diagnosis, tables, every figure, the HTML page) from rows the reader
+    /// accepts, with any measured values (up to f64::MAX, NaN where it means "not
+    /// measured"): in bounded time, never a panic.
+    #[test]
+    fn report_any_readable_values(rows in proptest::collection::vec(readable_row(), 1..8)) {
+        let (n, html) = within(Duration::from_secs(60), "report", move || {
+            let ctx = zvbench_reports::diagnose::Context::default();
+            let findings = zvbench_reports::diagnose::diagnose(&rows, &ctx);
+            let tables = zvbench_reports::summary::tables(&rows);
+            let _ = zvbench_reports::summary::render("t", &tables, &findings);
+            let figures = zvbench_reports::figures::figures(&rows);
+            let inline: Vec<(String, String)> = figures
+                .iter()
+                .map(|f| (f.stem.clone(), plot::svg(f).unwrap()))
+                .collect();
+            let page = zvbench_reports::html::render("t", &tables, &findings, &inline, &serde_json::json!({}));
+            (figures.len(), page)
+        });
+        prop_assert!(n >= 2 && html.contains("</html>"));
+    }
+}
+
+prop_compose! {
+    /// A row the reader accepts, of a few targets and workloads, with any measured values.
+    fn readable_row()(r in valid_row(), t in "host|vdi|zvol", w in "[xy]", storage in "host|loop|image",
+                      nan in proptest::collection::vec(any::<bool>(), 4)) -> ResultRow {
+        let or_nan = |v: f64, n: bool| if n { f64::NAN } else { v };
+        ResultRow {
+            target: t,
+            workload: w,
+            storage,
+            iops: or_nan(r.iops, nan[0]),
+            lat_p50_us: or_nan(r.lat_p50_us, nan[1]),
+            lat_p99_us: or_nan(r.lat_p99_us, nan[2]),
+            lat_max_us: or_nan(r.lat_max_us, nan[3]),
+            ..r
+        }
     }
 }
 
