@@ -26,7 +26,7 @@ pub enum ImportError {
     #[error("not fio JSON output ({0}): run fio with --output-format=json")]
     Json(#[from] serde_json::Error),
     /// A number no real run of the tool can have produced.
-    #[error("{tool} {job}: {column} = {value} is impossible ({why}); is this the output of a finished run?")]
+    #[error("{tool} {job}: {column} = {} is impossible ({why}); is this the output of a finished run?", crate::stats::plain(*value))]
     Impossible {
         /// fio or sysbench.
         tool: &'static str,
@@ -497,7 +497,7 @@ mod tests {
             (
                 "\"iops\": 1280.0",
                 "\"iops\": 1e308",
-                "iops = 1000000000000000",
+                "iops = 1e308 is impossible (over a billion requests per second)",
             ),
             (
                 "\"max\": 90000.0",
@@ -527,7 +527,7 @@ mod tests {
             (
                 "writes/s:                     2319.76",
                 "writes/s: 1e308",
-                "iops = 1000000000000000",
+                "iops = 1e308 is impossible (over a billion requests per second)",
             ),
             (
                 "writes/s:                     2319.76",

@@ -134,7 +134,7 @@ impl ResultRow {
 
 /// A value a row cannot hold: infinite, negative, or NaN where NaN does not mean "not measured".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("column {column}: {value} {problem}")]
+#[error("column {column}: {} {problem}", crate::stats::plain(*value))]
 pub struct BadValue {
     /// The column.
     pub column: &'static str,

@@ -47,6 +47,15 @@ pub fn fixed(v: f64, digits: usize) -> String {
     }
 }
 
+/// `v` in its shortest exact form, in scientific notation from 1e15 on (for messages).
+pub fn plain(v: f64) -> String {
+    if v.abs() >= 1e15 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 /// A spread as a table cell: median (min–max), or "–" when there is no value.
 pub fn cell(s: Option<Spread>, digits: usize) -> String {
     match s {
@@ -81,5 +90,9 @@ mod tests {
         assert_eq!(cell(Spread::of([1.0, 2.0, 4.0]), 1), "2.0 (1.0–4.0)");
         assert_eq!(cell(Spread::of([f64::MAX]), 0), "1.798e308");
         assert_eq!(cell(None, 0), "–");
+        assert_eq!(
+            (plain(1e308), plain(-2.5), plain(f64::NEG_INFINITY)),
+            ("1e308".into(), "-2.5".into(), "-inf".into())
+        );
     }
 }
