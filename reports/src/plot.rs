@@ -228,12 +228,15 @@ where
                 1.3,
             );
             let n = bars.len().max(1) as i32;
+            // One bar on a range of one value has no width: it gets an empty segment on
+            // either side.
+            let x = if n == 1 { -1..1 } else { 0..n - 1 };
             let mut chart = ChartBuilder::on(root)
                 .caption(&fig.title, font(20))
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
-                .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)?;
+                .build_cartesian_2d(x.clone().into_segmented(), 0.0..top)?;
             mesh(&mut chart, &fig.y_label, &|i| {
                 bars.get(i).map(|b| b.label.clone())
             })?;
@@ -276,7 +279,10 @@ where
                 let v = v.min(AXIS_MAX);
                 chart
                     .draw_series(DashedLineSeries::new(
-                        [(SegmentValue::Exact(0), v), (SegmentValue::Exact(n), v)],
+                        [
+                            (SegmentValue::Exact(x.start), v),
+                            (SegmentValue::Exact(x.end + 1), v),
+                        ],
                         8,
                         5,
                         BLACK.stroke_width(1),
@@ -452,4 +458,77 @@ pub fn svg(fig: &Figure) -> Result<String, PlotError> {
 pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     draw(fig, &root).map_err(|e| draw_error(fig, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bars(values: &[f64]) -> Figure {
+        Figure {
+            stem: "t".into(),
+            title: "t".into(),
+            y_label: "MiB/s".into(),
+            chart: Chart::Bars {
+                bars: values
+                    .iter()
+                    .map(|&v| Bar {
+                        label: "b".into(),
+                        median: v,
+                        min: v,
+                        max: v,
+                    })
+                    .collect(),
+                reference: None,
+            },
+        }
+    }
+
+    /// The width of the first bar (the first palette colour) in the SVG.
+    fn first_bar_width(svg: &str) -> u32 {
+        let rect = svg
+            .split("<rect ")
+            .find(|r| r.contains("fill=\"#1F77B4\""))
+            .unwrap_or_else(|| panic!("no bar in {svg}"));
+        let w = rect.split("width=\"").nth(1).unwrap();
+        w[..w.find('"').unwrap()].parse().unwrap()
+    }
+
+    /// A chart of one bar drew it with no width (a range of one value).
+    #[test]
+    fn a_single_bar_is_drawn() {
+        assert!(first_bar_width(&svg(&bars(&[36.0])).unwrap()) > 100);
+        assert!(first_bar_width(&svg(&bars(&[36.0, 50.0])).unwrap()) > 100);
+    }
+
+    /// Issue 9 item 8: an infinite or f64::MAX-sized axis made plotters' key-point loops
+    /// run for ever.
+    #[test]
+    fn axis_ranges_are_finite_and_bounded() {
+        for v in [f64::INFINITY, f64::MAX, 1e300, f64::NAN, -1.0] {
+            let top = linear_top([1.0, v], 1.35);
+            assert!(
+                top.is_finite() && top > 0.0 && top <= AXIS_MAX,
+                "{v}: {top}"
+            );
+        }
+        for values in [
+            vec![5e-324, f64::MAX],
+            vec![f64::MIN_POSITIVE],
+            vec![f64::INFINITY, 0.0],
+            vec![1.0, 1e6],
+        ] {
+            let (lo, hi) = log_range(values.clone());
+            assert!(
+                lo > 0.0 && lo < hi && hi <= AXIS_MAX,
+                "{values:?}: {lo}..{hi}"
+            );
+            assert!(
+                (hi / lo).log10() <= f64::from(LOG_DECADES) + 1e-9,
+                "{values:?}: {lo}..{hi}"
+            );
+        }
+        assert_eq!(log_range([1.0, 1e3]), (0.5, 8e3));
+        assert_eq!(short(f64::MAX), "1.80e308");
+    }
 }
