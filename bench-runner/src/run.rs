@@ -58,9 +58,13 @@ impl ResultsSink {
                 })
         };
         let csv = new("results.csv")?;
+        let jsonl = new("results.jsonl").inspect_err(|_| {
+            // The empty results.csv just created is ours: not left behind.
+            let _ = std::fs::remove_file(out.join("results.csv"));
+        })?;
         Ok(ResultsSink {
             csv: csv::Writer::from_writer(csv),
-            jsonl: new("results.jsonl")?,
+            jsonl,
             rows: Vec::new(),
         })
     }
@@ -372,4 +376,33 @@ fn run_target(
         progress.done += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results.jsonl was truncated by File::create when only results.csv was checked.
+    #[test]
+    fn the_sink_never_overwrites_earlier_results() {
+        for (existing, other) in [
+            ("results.csv", "results.jsonl"),
+            ("results.jsonl", "results.csv"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(existing), "earlier").unwrap();
+            let e = ResultsSink::create(dir.path()).err().unwrap();
+            assert!(
+                crate::chain(&e).contains("choose a new --out directory"),
+                "{e:#}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(existing)).unwrap(),
+                "earlier"
+            );
+            assert!(!dir.path().join(other).exists(), "{other} left behind");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ResultsSink::create(dir.path()).is_ok());
+    }
 }
