@@ -1,91 +1,144 @@
-//! `zvbench import fio|sysbench FILE... --out DIR`: appends the imported rows to
+//! `zvbench import fio|sysbench FILE... --out DIR`: adds the imported rows to
 //! `DIR/results.csv` (created if absent, its header checked if present) and records each
 //! import in `DIR/run.json`, so `zvbench report DIR` shows them beside zvbench's results.
+//!
+//! Everything is checked before anything is written: every input file, every row's
+//! numbers and names, the existing `results.csv` (its header and every value) and
+//! `run.json`. Both files are then replaced atomically, so a refused or interrupted import
+//! leaves the directory as it was, and a retry adds its rows once.
 
-use crate::provenance;
+use crate::{names, provenance};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::path::Path;
-use zvbench_reports::ResultRow;
+use std::path::{Path, PathBuf};
+use zvbench_reports::{atomic, row, run_json, ResultRow};
 
-/// Appends `rows` imported from `source` (tool and file) to the run directory `dir`;
-/// repetitions continue after the rows already there for the same target and workload.
-pub fn append(dir: &Path, mut rows: Vec<ResultRow>, tool: &str, source: &Path) -> Result<usize> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let csv_path = dir.join("results.csv");
-    let existed = csv_path.exists();
-    // One read of the file: its header checked, its rows counted.
-    let existing: Vec<ResultRow> = if existed {
-        let mut r = csv::Reader::from_path(&csv_path)
-            .with_context(|| format!("read {}", csv_path.display()))?;
-        if r.headers()? != &csv_header()? {
-            bail!(
-                "{} has other columns than this zvbench writes; import into a new --out directory",
-                csv_path.display()
-            );
+/// One input file's rows, as parsed by `zvbench_reports::import`.
+pub struct Imported {
+    /// fio or sysbench.
+    pub tool: &'static str,
+    /// The input file.
+    pub file: PathBuf,
+    /// Its rows.
+    pub rows: Vec<ResultRow>,
+}
+
+/// Checks what the parsers cannot: target and workload names follow the scenario rules
+/// (`names::check_name`), so imported rows can be compared with a scenario's.
+fn check_names(i: &Imported) -> Result<()> {
+    for r in &i.rows {
+        names::check_name(&r.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+        names::check_name(&r.workload).map_err(|e| {
+            let fix = match i.tool {
+                "fio" => "rename the job (fio --name=...)",
+                _ => "choose another with --workload",
+            };
+            anyhow::anyhow!("{}: workload {e}; {fix}", i.file.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// Adds `imports` to the run directory `dir`; repetitions continue after the rows already
+/// there for the same target and workload (and are set in `imports`).
+pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
+    for i in imports.iter() {
+        check_names(i)?;
+        for r in &i.rows {
+            r.check()
+                .with_context(|| format!("cannot import {}", i.file.display()))?;
         }
-        r.deserialize()
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("read {}", csv_path.display()))?
-    } else {
-        Vec::new()
+    }
+    let csv_path = dir.join("results.csv");
+    let csv_name = csv_path.display().to_string();
+    // The existing file, byte for byte, and its rows (every value checked).
+    let old: Option<Vec<u8>> = match std::fs::symlink_metadata(&csv_path) {
+        Ok(_) => Some(row::read_bytes(&csv_path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("read {csv_name}")),
     };
-    let key = |r: &ResultRow| (r.target.clone(), r.workload.clone());
-    let mut reps: HashMap<(String, String), u32> = HashMap::new();
-    for r in &existing {
-        *reps.entry(key(r)).or_default() += 1;
+    let old_bytes = old.as_deref().unwrap_or_default();
+    if !old_bytes.is_empty() && !old_bytes.starts_with(&csv_header()?) {
+        bail!("{csv_name} has other columns than this zvbench writes; import into a new --out directory");
     }
-    for r in &mut rows {
-        let n = reps.entry(key(r)).or_default();
-        *n += 1;
-        r.repetition = *n;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&csv_path)
-        .with_context(|| format!("open {}", csv_path.display()))?;
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(!existed)
-        .from_writer(file);
-    for r in &rows {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-
-    let run_path = dir.join("run.json");
-    let mut run: serde_json::Value = match std::fs::read(&run_path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .with_context(|| format!("{} is not JSON; fix or move it", run_path.display()))?,
-        Err(_) => serde_json::json!({
+    let existing = row::parse(old_bytes, &csv_name)?;
+    let mut run = match run_json::read(dir)? {
+        Some(v) => v,
+        None => serde_json::json!({
             "run_id": format!("import-{}", provenance::run_id()),
             "date": provenance::rfc3339(provenance::now()),
             "zvbench_version": env!("CARGO_PKG_VERSION"),
         }),
     };
-    let entry = serde_json::json!({
-        "tool": tool,
-        "file": source.display().to_string(),
-        "target": rows.first().map(|r| r.target.clone()),
-        "rows": rows.len(),
-        "date": provenance::rfc3339(provenance::now()),
-    });
-    match run["imported"].as_array_mut() {
-        Some(a) => a.push(entry),
-        None => run["imported"] = serde_json::json!([entry]),
+    if !(run["imported"].is_null() || run["imported"].is_array()) {
+        bail!(
+            "{}: \"imported\" is not a list as zvbench writes it; fix or move the file",
+            dir.join("run.json").display()
+        );
     }
-    provenance::write(dir, &run)?;
-    Ok(rows.len())
+
+    let key = |r: &ResultRow| (r.target.clone(), r.workload.clone());
+    let mut reps: HashMap<(String, String), u32> = HashMap::new();
+    for r in &existing {
+        *reps.entry(key(r)).or_default() += 1;
+    }
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(old_bytes.is_empty())
+        .from_writer(old_bytes.to_vec());
+    if !old_bytes.is_empty() && !old_bytes.ends_with(b"\n") {
+        w.write_record(None::<&[u8]>)?;
+    }
+    let now = provenance::rfc3339(provenance::now());
+    let mut entries = Vec::new();
+    for i in imports.iter_mut() {
+        for r in &mut i.rows {
+            let n = reps.entry(key(r)).or_default();
+            *n += 1;
+            r.repetition = *n;
+            w.serialize(&*r)?;
+        }
+        entries.push(serde_json::json!({
+            "tool": i.tool,
+            "file": i.file.display().to_string(),
+            "target": i.rows.first().map(|r| r.target.clone()),
+            "rows": i.rows.len(),
+            "date": now,
+        }));
+    }
+    let new_csv = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    match run["imported"].as_array_mut() {
+        Some(a) => a.extend(entries),
+        None => run["imported"] = entries.into(),
+    }
+
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    atomic::write(&csv_path, &new_csv).with_context(|| format!("write {csv_name}"))?;
+    if let Err(e) = provenance::write(dir, &run) {
+        // Put results.csv back, so the directory is as it was and a retry adds the rows once.
+        let undo = match &old {
+            Some(b) => atomic::write(&csv_path, b),
+            None => std::fs::remove_file(&csv_path),
+        };
+        return Err(match undo {
+            Ok(()) => e.context("nothing imported"),
+            Err(u) => e.context(format!(
+                "and {csv_name} could not be restored ({u}): it holds the new rows"
+            )),
+        });
+    }
+    Ok(())
 }
 
-/// The header `results.csv` has.
-fn csv_header() -> Result<csv::StringRecord> {
+/// The header line `results.csv` has, with its newline.
+fn csv_header() -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.serialize(ResultRow::default())?;
-    let bytes = w.into_inner()?;
-    Ok(csv::Reader::from_reader(bytes.as_slice())
-        .headers()?
-        .clone())
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(bytes
+        .split_inclusive(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .to_vec())
 }
 
 #[cfg(test)]
@@ -96,23 +149,30 @@ mod tests {
         ResultRow {
             target: "host".into(),
             workload: workload.into(),
+            seconds: 1.0,
             mib_per_s: 36.0,
             ..Default::default()
         }
     }
 
+    fn import(rows: Vec<ResultRow>) -> Vec<Imported> {
+        vec![Imported {
+            tool: "sysbench",
+            file: "host.txt".into(),
+            rows,
+        }]
+    }
+
+    fn files(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+        let read = |n| std::fs::read(dir.join(n)).unwrap_or_default();
+        (read("results.csv"), read("run.json"))
+    }
+
     #[test]
     fn appends_with_continuing_repetitions_and_records_the_import() {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new("host.txt");
-        append(dir.path(), vec![row("a")], "sysbench", src).unwrap();
-        append(
-            dir.path(),
-            vec![row("a"), row("b"), row("a")],
-            "sysbench",
-            src,
-        )
-        .unwrap();
+        append(dir.path(), &mut import(vec![row("a")])).unwrap();
+        append(dir.path(), &mut import(vec![row("a"), row("b"), row("a")])).unwrap();
         let rows = zvbench_reports::read_results(&dir.path().join("results.csv")).unwrap();
         let reps: Vec<(&str, u32)> = rows
             .iter()
@@ -123,6 +183,13 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.path().join("run.json")).unwrap()).unwrap();
         assert_eq!(run["imported"].as_array().unwrap().len(), 2);
         assert!(run["date"].as_str().unwrap().ends_with('Z'));
+        // No temporary file is left beside them.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["results.csv", "run.json"]);
     }
 
     #[test]
@@ -130,8 +197,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("results.csv");
         std::fs::write(&p, "a,b\n1,2\n").unwrap();
-        let e = append(dir.path(), vec![row("a")], "fio", Path::new("x.json")).unwrap_err();
+        let e = append(dir.path(), &mut import(vec![row("a")])).unwrap_err();
         assert!(e.to_string().contains("other columns"), "{e}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a,b\n1,2\n");
+    }
+
+    /// Issue 9 item 4: an invalid run.json failed the import after the rows were appended,
+    /// one more row on every retry.
+    #[test]
+    fn a_refused_run_json_changes_nothing() {
+        for (bad, says) in [
+            ("{broken", "not valid JSON"),
+            ("[1, 2]", "not an object"),
+            ("{\"imported\": 5}", "\"imported\" is not a list"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            append(dir.path(), &mut import(vec![row("a")])).unwrap();
+            std::fs::write(dir.path().join("run.json"), bad).unwrap();
+            let before = files(dir.path());
+            for _ in 0..3 {
+                let e = append(dir.path(), &mut import(vec![row("a")])).unwrap_err();
+                assert!(crate::chain(&e).contains(says), "{bad}: {e:#}");
+                assert_eq!(files(dir.path()), before, "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_bad_existing_rows_names_and_values_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &mut import(vec![row("a")])).unwrap();
+        let before = files(dir.path());
+        let inf = ResultRow {
+            iops: f64::INFINITY,
+            ..row("a")
+        };
+        for (rows, says) in [
+            (vec![row("a"), row("a b")], "workload name \"a b\" must be"),
+            (vec![row("-x")], "choose another with --workload"),
+            (vec![inf], "column iops: inf is not a finite number"),
+        ] {
+            let e = append(dir.path(), &mut import(rows)).unwrap_err();
+            assert!(crate::chain(&e).contains(says), "{e:#}");
+            assert_eq!(files(dir.path()), before);
+        }
+        // A corrupted existing row: named, nothing written.
+        let p = dir.path().join("results.csv");
+        let text = String::from_utf8(before.0.clone())
+            .unwrap()
+            .replace(",36.0,", ",-36.0,");
+        std::fs::write(&p, &text).unwrap();
+        let e = append(dir.path(), &mut import(vec![row("a")])).unwrap_err();
+        assert!(
+            crate::chain(&e).contains("row 1 (line 2), column mib_per_s: \"-36.0\" is negative"),
+            "{e:#}"
+        );
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+    }
+
+    #[test]
+    fn header_only_or_empty_results_take_rows_and_a_directory_is_refused() {
+        for existing in ["", "HEADER"] {
+            let dir = tempfile::tempdir().unwrap();
+            let header = String::from_utf8(csv_header().unwrap()).unwrap();
+            std::fs::write(
+                dir.path().join("results.csv"),
+                existing.replace("HEADER", &header),
+            )
+            .unwrap();
+            append(dir.path(), &mut import(vec![row("a")])).unwrap();
+            let rows = zvbench_reports::read_results(&dir.path().join("results.csv")).unwrap();
+            assert_eq!(rows.len(), 1, "{existing:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("results.csv")).unwrap();
+        let e = append(dir.path(), &mut import(vec![row("a")])).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e:#}");
+        assert!(!dir.path().join("run.json").exists());
     }
 }

@@ -199,6 +199,8 @@ fn import(tool: ImportTool) -> Result<i32> {
         baseline: args.baseline,
     };
     zvbench::names::check_name(&origin.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    // Every file parsed and checked before anything is written.
+    let mut imports = Vec::new();
     for file in &args.files {
         let text =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -211,10 +213,18 @@ fn import(tool: ImportTool) -> Result<i32> {
             }
         }
         .with_context(|| format!("cannot import {}", file.display()))?;
-        let n = zvbench::import::append(&args.out, rows, name, file)?;
+        imports.push(zvbench::import::Imported {
+            tool: name,
+            file: file.clone(),
+            rows,
+        });
+    }
+    zvbench::import::append(&args.out, &mut imports)?;
+    for i in &imports {
         println!(
-            "{}: {n} rows into {}",
-            file.display(),
+            "{}: {} rows into {}",
+            i.file.display(),
+            i.rows.len(),
             args.out.join("results.csv").display()
         );
     }
@@ -355,8 +365,15 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
             if out.join("results.csv").exists() {
-                let md = zvbench::report::write(&out)?;
-                println!("{md}");
+                match zvbench::report::write(&out) {
+                    Ok(md) => println!("{md}"),
+                    // The run's own error says more (a run that failed before its first
+                    // pass leaves a results.csv without rows).
+                    Err(e) if result.is_err() => {
+                        eprintln!("zvbench: no report: {}", zvbench::chain(&e))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let rows = result?;
             eprintln!(
@@ -383,15 +400,15 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             format,
         } => {
             let read = |d: &Path| zvbench_reports::read_results(&d.join("results.csv"));
-            let changes = zvbench_reports::compare::compare(&read(&base)?, &read(&cur)?, threshold);
+            let c = zvbench_reports::compare::compare(&read(&base)?, &read(&cur)?, threshold)?;
             match format {
-                CompareFormat::Md => println!(
-                    "{}",
-                    zvbench_reports::compare::markdown(&changes, threshold)
-                ),
-                CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&changes)?),
+                CompareFormat::Md => {
+                    println!("{}", zvbench_reports::compare::markdown(&c, threshold))
+                }
+                CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
             }
-            let regressed = changes
+            let regressed = c
+                .changes
                 .iter()
                 .any(|c| c.verdict == zvbench_reports::compare::Verdict::Regressed);
             Ok(i32::from(regressed))

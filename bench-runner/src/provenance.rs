@@ -4,7 +4,7 @@
 
 use crate::run::RunOptions;
 use crate::scenario::Plan;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,12 +86,11 @@ pub fn collect(run_id: &str, opts: &RunOptions, plan: &Plan) -> Value {
     })
 }
 
-/// Writes `run.json` (atomically: a temporary file renamed over it).
+/// Writes `run.json` atomically (`zvbench_reports::atomic`: synced, renamed over the old).
 pub fn write(out: &Path, v: &Value) -> Result<()> {
-    let tmp = out.join("run.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
-    std::fs::rename(tmp, out.join("run.json"))?;
-    Ok(())
+    let path = out.join("run.json");
+    zvbench_reports::atomic::write(&path, &serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

@@ -44,20 +44,39 @@ pub struct ResultsSink {
 }
 
 impl ResultsSink {
-    /// Creates `results.csv` and `results.jsonl` in `out`.
+    /// Creates `results.csv` and `results.jsonl` in `out`; either existing is an error (no
+    /// earlier result is overwritten, not even by a run started at the same moment).
     pub fn create(out: &Path) -> Result<ResultsSink> {
-        let csv_path = out.join("results.csv");
-        if csv_path.exists() {
-            bail!("{} already exists; choose a new --out directory so no earlier result is overwritten", csv_path.display());
-        }
+        let new = |name: &str| {
+            let path = out.join(name);
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .with_context(|| {
+                    format!("cannot create {}; choose a new --out directory so no earlier result is overwritten", path.display())
+                })
+        };
+        let csv = new("results.csv")?;
+        let jsonl = new("results.jsonl").inspect_err(|_| {
+            // The empty results.csv just created is ours: not left behind.
+            let _ = std::fs::remove_file(out.join("results.csv"));
+        })?;
         Ok(ResultsSink {
-            csv: csv::Writer::from_path(&csv_path)?,
-            jsonl: File::create(out.join("results.jsonl"))?,
+            csv: csv::Writer::from_writer(csv),
+            jsonl,
             rows: Vec::new(),
         })
     }
 
     fn add(&mut self, row: ResultRow, rec: &PassRecord) -> Result<()> {
+        // A row the reports would refuse (a guest's record is untrusted) is not written.
+        row.check().with_context(|| {
+            format!(
+                "pass {} of {} repetition {}",
+                row.workload, row.target, row.repetition
+            )
+        })?;
         self.csv.serialize(&row)?;
         self.csv.flush()?;
         let mut v = serde_json::to_value(rec)?;
@@ -363,4 +382,33 @@ fn run_target(
         progress.done += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// results.jsonl was truncated by File::create when only results.csv was checked.
+    #[test]
+    fn the_sink_never_overwrites_earlier_results() {
+        for (existing, other) in [
+            ("results.csv", "results.jsonl"),
+            ("results.jsonl", "results.csv"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(existing), "earlier").unwrap();
+            let e = ResultsSink::create(dir.path()).err().unwrap();
+            assert!(
+                crate::chain(&e).contains("choose a new --out directory"),
+                "{e:#}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(existing)).unwrap(),
+                "earlier"
+            );
+            assert!(!dir.path().join(other).exists(), "{other} left behind");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ResultsSink::create(dir.path()).is_ok());
+    }
 }

@@ -2,14 +2,52 @@
 //! imported and diagnosed, history across runs, and exit status 2 with a clear message on
 //! bad input.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use zvbench_reports::ResultRow;
 
+/// Longest any report-side command may take here (debug build, 2 cores); a hang is killed
+/// at this deadline and fails the test instead of hanging CI.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs the real `zvbench` binary with a kill deadline (SIGKILL: a hang at 100% CPU may
+/// not answer SIGTERM).
 fn zvbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zvbench"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zvbench"))
         .args(args)
-        .output()
-        .unwrap()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("zvbench {args:?} did not finish within {DEADLINE:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// A sysbench 1.0.20 `fileio run` text with the given throughput (MiB/s, reads or writes).
@@ -203,4 +241,336 @@ fn bad_input_exits_2_and_names_the_problem() {
         !out.join("results.csv").exists(),
         "nothing written from bad input"
     );
+}
+
+/// A run directory with these rows in results.csv and a run.json dated `date`.
+fn run_dir(parent: &Path, name: &str, rows: &[ResultRow], date: &str) -> String {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = csv::Writer::from_path(dir.join("results.csv")).unwrap();
+    for r in rows {
+        w.serialize(r).unwrap();
+    }
+    w.flush().unwrap();
+    std::fs::write(
+        dir.join("run.json"),
+        format!(r#"{{"run_id": "{name}", "date": "{date}"}}"#),
+    )
+    .unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+fn row(target: &str, workload: &str, mib: f64) -> ResultRow {
+    ResultRow {
+        target: target.into(),
+        storage: "loop".into(),
+        workload: workload.into(),
+        kind: "seqwr".into(),
+        seconds: 1.0,
+        mib_per_s: mib,
+        iops: mib * 64.0,
+        lat_p50_us: 10.0,
+        lat_p99_us: 100.0,
+        lat_max_us: 1000.0,
+        ..Default::default()
+    }
+}
+
+/// Replaces the text of one cell (by column name) in every data row of a results.csv.
+fn set_cell(dir: &str, column: &str, value: &str) {
+    let p = Path::new(dir).join("results.csv");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let i = lines[0].split(',').position(|h| h == column).unwrap();
+    for l in &mut lines[1..] {
+        let mut cells: Vec<&str> = l.split(',').collect();
+        cells[i] = value;
+        *l = cells.join(",");
+    }
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Issue 9 item 4: `import` appended its rows and only then failed on a broken run.json,
+/// one more row on every retry.
+#[test]
+fn import_after_a_refused_run_json_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sb.txt");
+    std::fs::write(&f, sysbench_text("seqwr", 36.0)).unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "import",
+        "sysbench",
+        f.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert!(zvbench(&args).status.success());
+    std::fs::write(out.join("run.json"), "{broken").unwrap();
+    let before = std::fs::read(out.join("results.csv")).unwrap();
+    for _ in 0..3 {
+        let o = zvbench(&args);
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        assert!(
+            stderr(&o).contains("run.json is not valid JSON"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read(out.join("results.csv")).unwrap(), before);
+    }
+    // Two files, the second refused: the first is not imported either.
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(
+        &bad,
+        sysbench_text("seqwr", 36.0).replace("10.0012s", "0.0000s"),
+    )
+    .unwrap();
+    std::fs::remove_file(out.join("run.json")).unwrap();
+    let o = zvbench(&[
+        "import",
+        "sysbench",
+        f.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("bad.txt"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("results.csv")).unwrap(), before);
+    assert!(!out.join("run.json").exists());
+}
+
+/// Issue 9 item 8: `report`, `history --out` and `compare` spun forever at 100% CPU on
+/// `inf` or values near f64::MAX. Now inf (and negatives) are refused naming file, row and
+/// column, nothing written; f64::MAX is drawn in bounded time.
+#[test]
+fn inf_is_refused_and_huge_values_do_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = run_dir(
+        dir.path(),
+        "base",
+        &[row("vdi", "w", 100.0), row("vdi", "w", 102.0)],
+        "2026-11-01T00:00:00Z",
+    );
+    for (value, says) in [
+        ("inf", "\"inf\" is not a finite number"),
+        ("-5", "\"-5\" is negative"),
+        ("1e999", "is not a finite number"),
+    ] {
+        let bad = run_dir(
+            dir.path(),
+            "bad",
+            &[row("vdi", "w", 1.0), row("vdi", "w", 1.0)],
+            "2026-11-02T00:00:00Z",
+        );
+        set_cell(&bad, "mib_per_s", value);
+        let hist = dir.path().join("hist-bad");
+        for args in [
+            vec!["report", bad.as_str()],
+            vec![
+                "history",
+                base.as_str(),
+                bad.as_str(),
+                "--out",
+                hist.to_str().unwrap(),
+            ],
+            vec!["compare", base.as_str(), bad.as_str()],
+        ] {
+            let o = zvbench(&args);
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+            assert!(
+                e.contains("bad/results.csv: row 1 (line 2), column mib_per_s") && e.contains(says),
+                "{args:?}: {e}"
+            );
+        }
+        assert!(!Path::new(&bad).join("summary.md").exists() && !hist.exists());
+    }
+    let huge = run_dir(
+        dir.path(),
+        "huge",
+        &[row("vdi", "w", 1.0), row("vdi", "w", 1.0)],
+        "2026-11-03T00:00:00Z",
+    );
+    for column in ["mib_per_s", "iops", "lat_p99_us", "lat_max_us"] {
+        set_cell(&huge, column, "1.7976931348623157e308");
+    }
+    let o = zvbench(&["report", &huge]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(Path::new(&huge).join("plots/latency-w.png").exists());
+    let hist = dir.path().join("hist");
+    let o = zvbench(&["history", &base, &huge, "--out", hist.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(hist.join("history.png").exists());
+    // 101 → f64::MAX: finite changes with short numbers; the latency regressed (exit 1).
+    let o = zvbench(&["compare", &base, &huge]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        md.contains("| vdi | w | mib_per_s | 101.0 | 1.798e308 | +1.780e308% |"),
+        "{md}"
+    );
+}
+
+/// Issue 9 item 10: `compare` said "no change" (exit 0) when the runs shared nothing,
+/// when one was empty, or when the values were NaN.
+#[test]
+fn compare_with_nothing_comparable_exits_2_and_lists_unmatched_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = "2026-11-01T00:00:00Z";
+    let a = run_dir(dir.path(), "a", &[row("vdi", "w", 100.0)], d);
+    let other = run_dir(dir.path(), "other", &[row("zvol", "x", 100.0)], d);
+    let empty = run_dir(dir.path(), "empty", &[], d);
+    let nan_row = |mib| ResultRow {
+        iops: f64::NAN,
+        lat_p99_us: f64::NAN,
+        ..row("vdi", "w", mib)
+    };
+    let nan_base = run_dir(dir.path(), "nanbase", &[nan_row(0.0)], d);
+    let nan_cur = run_dir(dir.path(), "nancur", &[nan_row(5.0)], d);
+    for (base, cur, says) in [
+        (&a, &other, "nothing to compare: the runs share no target and workload (baseline: vdi / w; current: zvol / x)"),
+        (&a, &empty, "empty/results.csv has no rows"),
+        (&empty, &a, "empty/results.csv has no rows"),
+        (&nan_base, &nan_cur, "no metric has a finite, non-zero value in both runs"),
+    ] {
+        for format in ["md", "json"] {
+            let o = zvbench(&["compare", base, cur, "--format", format]);
+            assert_eq!(o.status.code(), Some(2), "{base} {cur}: {o:?}");
+            assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        }
+    }
+    let mut rows = vec![row("vdi", "w", 100.0), row("old", "w", 1.0)];
+    let base = run_dir(dir.path(), "base", &rows, d);
+    rows[1] = row("new", "w", 1.0);
+    let cur = run_dir(dir.path(), "cur", &rows, d);
+    let o = zvbench(&["compare", &base, &cur]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("Only in the baseline (not compared):\n\n- old / w"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Only in the current run (not compared):\n\n- new / w"),
+        "{md}"
+    );
+    let o = zvbench(&["compare", &base, &cur, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["only_in_base"], serde_json::json!([["old", "w"]]));
+    assert_eq!(v["changes"][0]["verdict"], "no_change");
+}
+
+/// Issue 9 item 11: `report` on an empty or header-only results.csv, or a directory in its
+/// place, wrote an empty report and exited 0.
+#[test]
+fn report_without_rows_exits_2_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, setup, says) in [
+        ("empty", "", "has no rows"),
+        ("header", "HEADER", "has no rows"),
+        ("directory", "DIR", "is not a regular file"),
+    ] {
+        let run = dir.path().join(name);
+        std::fs::create_dir(&run).unwrap();
+        let csv = run.join("results.csv");
+        match setup {
+            "DIR" => std::fs::create_dir(&csv).unwrap(),
+            "HEADER" => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.serialize(row("t", "w", 1.0)).unwrap();
+                let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+                std::fs::write(&csv, text.lines().next().unwrap().to_string() + "\n").unwrap();
+            }
+            text => std::fs::write(&csv, text).unwrap(),
+        }
+        let o = zvbench(&["report", run.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {o:?}");
+        assert!(stderr(&o).contains(says), "{name}: {}", stderr(&o));
+        let mut left: Vec<_> = std::fs::read_dir(&run)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["results.csv"], "{name}: nothing written");
+    }
+}
+
+/// Issue 9 item 14: importers took negative bandwidth, a zero run time, 1e308 IOPS and a
+/// `--workload` name `--target` refuses.
+#[test]
+fn import_refuses_impossible_numbers_and_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let text = sysbench_text("seqwr", 36.0);
+    for (from, to, extra, says) in [
+        (
+            "written, MiB/s:               36.00",
+            "written, MiB/s: -36",
+            "",
+            "mib_per_s = -36 is impossible (is negative)",
+        ),
+        (
+            "10.0012s",
+            "0s",
+            "",
+            "seconds = 0 is impossible (no run time",
+        ),
+        (
+            "writes/s:                     2304.00",
+            "writes/s: 1e308",
+            "",
+            "iops = 1e308 is impossible (over a billion requests per second)",
+        ),
+        ("", "", "a b", "workload name \"a b\" must be 1-32 letters"),
+        ("", "", "=-rf", "workload name \"-rf\""),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let f = dir.path().join("in.txt");
+        std::fs::write(&f, text.replacen(from, to, 1)).unwrap();
+        let mut args = vec![
+            "import",
+            "sysbench",
+            f.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let flag = format!(
+            "--workload{}{extra}",
+            if extra.starts_with('=') { "" } else { "=" }
+        );
+        if !extra.is_empty() {
+            args.push(&flag);
+        }
+        let o = zvbench(&args);
+        assert_eq!(o.status.code(), Some(2), "{to}{extra}: {o:?}");
+        assert!(stderr(&o).contains(says), "{to}{extra}: {}", stderr(&o));
+        assert!(!out.exists(), "nothing created from bad input");
+    }
+    let fio = dir.path().join("fio.json");
+    std::fs::write(
+        &fio,
+        r#"{"jobs": [{"jobname": "w", "job options": {"rw": "write"},
+        "write": {"io_bytes": 4096, "runtime": 10, "bw_bytes": -409600, "iops": 100},
+        "read": {"io_bytes": 0}, "sync": {"total_ios": 0}}]}"#,
+    )
+    .unwrap();
+    let o = zvbench(&[
+        "import",
+        "fio",
+        fio.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("fio job w, write: mib_per_s = -0.390625 is impossible"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
 }

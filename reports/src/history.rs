@@ -4,7 +4,8 @@
 use crate::compare::{Metric, METRICS};
 use crate::plot::{Chart, Figure, Series};
 use crate::row::ReadError;
-use crate::stats::Spread;
+use crate::run_json;
+use crate::stats::{self, Spread};
 use crate::summary::order;
 use crate::{read_results, ResultRow};
 use std::fmt::Write;
@@ -16,7 +17,10 @@ pub enum HistoryError {
     /// A run's `results.csv` is missing or malformed.
     #[error(transparent)]
     Results(#[from] ReadError),
-    /// A run's `run.json` is missing, not JSON, or has no `date`.
+    /// A run's `run.json` cannot be read or is not a JSON object.
+    #[error(transparent)]
+    RunJsonFile(#[from] run_json::RunJsonError),
+    /// A run's `run.json` is missing or has no `date`.
     #[error("{path}: {problem}; history orders runs by the date in run.json (written by `zvbench run` and `zvbench import`)")]
     RunJson {
         /// The file.
@@ -65,9 +69,7 @@ pub fn load(dir: &Path) -> Result<Run, HistoryError> {
         path: path.clone(),
         problem,
     };
-    let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
-    let run: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let run = run_json::read(dir)?.ok_or_else(|| bad("no such file".into()))?;
     let date = run["date"]
         .as_str()
         .ok_or_else(|| bad("no \"date\"".into()))?
@@ -164,12 +166,7 @@ pub fn markdown(t: &Trend) -> String {
     for (i, (date, id)) in t.runs.iter().enumerate() {
         let _ = write!(md, "| {date} | {id} |");
         for (_, values) in &t.lines {
-            let cell = match values[i] {
-                Some(s) if s.n > 1 => format!("{:.1} ({:.1}–{:.1})", s.median, s.min, s.max),
-                Some(s) => format!("{:.1}", s.median),
-                None => "–".into(),
-            };
-            let _ = write!(md, " {cell} |");
+            let _ = write!(md, " {} |", stats::cell(values[i], 1));
         }
         md.push('\n');
     }

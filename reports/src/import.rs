@@ -25,6 +25,20 @@ pub enum ImportError {
     /// Not JSON.
     #[error("not fio JSON output ({0}): run fio with --output-format=json")]
     Json(#[from] serde_json::Error),
+    /// A number no real run of the tool can have produced.
+    #[error("{tool} {job}: {column} = {} is impossible ({why}); is this the output of a finished run?", crate::stats::plain(*value))]
+    Impossible {
+        /// fio or sysbench.
+        tool: &'static str,
+        /// Which job or text.
+        job: String,
+        /// The results.csv column it would fill.
+        column: &'static str,
+        /// The value.
+        value: f64,
+        /// Why it cannot be.
+        why: &'static str,
+    },
     /// A field or line the format always has is missing or malformed.
     #[error("{tool} output without {what}: {hint}")]
     Missing {
@@ -56,6 +70,81 @@ impl Origin {
             ..Default::default()
         }
     }
+}
+
+/// Upper bounds far beyond any storage today, so only nonsense is refused: 100 TiB/s,
+/// a billion requests per second, a run of 100 days, a latency of 100 days.
+const MAX_MIB_PER_S: f64 = 1e8;
+const MAX_IOPS: f64 = 1e9;
+const MAX_SECONDS: f64 = 1e7;
+const MAX_LATENCY_US: f64 = 1e13;
+
+/// Refuses a row no real run can have produced: what [`ResultRow::check`] refuses (infinite,
+/// negative), no run time, no throughput, or beyond the bounds above.
+fn plausible(row: ResultRow, tool: &'static str, job: &str) -> Result<ResultRow, ImportError> {
+    let bad = |column, value, why| ImportError::Impossible {
+        tool,
+        job: job.to_string(),
+        column,
+        value,
+        why,
+    };
+    row.check().map_err(|b| bad(b.column, b.value, b.problem))?;
+    let latencies = [
+        ("lat_p50_us", Some(row.lat_p50_us)),
+        ("lat_p90_us", row.lat_p90_us),
+        ("lat_p99_us", Some(row.lat_p99_us)),
+        ("lat_p999_us", row.lat_p999_us),
+        ("lat_max_us", Some(row.lat_max_us)),
+        ("flush_p50_us", row.flush_p50_us),
+        ("flush_p90_us", row.flush_p90_us),
+        ("flush_p99_us", row.flush_p99_us),
+        ("flush_p999_us", row.flush_p999_us),
+        ("flush_max_us", row.flush_max_us),
+    ];
+    let checks = [
+        (
+            "seconds",
+            row.seconds,
+            row.seconds > 0.0,
+            "no run time: the tool measured nothing",
+        ),
+        (
+            "seconds",
+            row.seconds,
+            row.seconds <= MAX_SECONDS,
+            "a run of over 100 days",
+        ),
+        (
+            "mib_per_s",
+            row.mib_per_s,
+            row.mib_per_s > 0.0,
+            "no throughput although data moved",
+        ),
+        (
+            "mib_per_s",
+            row.mib_per_s,
+            row.mib_per_s <= MAX_MIB_PER_S,
+            "over 100 TiB/s",
+        ),
+        (
+            "iops",
+            row.iops,
+            row.iops.is_nan() || row.iops <= MAX_IOPS,
+            "over a billion requests per second",
+        ),
+    ];
+    for (column, value, ok, why) in checks {
+        if !ok {
+            return Err(bad(column, value, why));
+        }
+    }
+    for (column, value) in latencies {
+        if let Some(v) = value.filter(|v| *v > MAX_LATENCY_US) {
+            return Err(bad(column, v, "a latency of over 100 days"));
+        }
+    }
+    Ok(row)
 }
 
 fn check_size(input: &str) -> Result<(), ImportError> {
@@ -139,7 +228,7 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
                 / 1000.0;
             let clat = &d["clat_ns"];
             let random = rw.starts_with("rand");
-            out.push(ResultRow {
+            let row = ResultRow {
                 workload: name.to_string(),
                 kind: if random {
                     format!("rand{}", &kind[3..])
@@ -173,7 +262,8 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
                 cpu_user_s: job["usr_cpu"].as_f64().unwrap_or(0.0) / 100.0 * seconds,
                 cpu_sys_s: job["sys_cpu"].as_f64().unwrap_or(0.0) / 100.0 * seconds,
                 ..origin.row()
-            });
+            };
+            out.push(plausible(row, "fio", &format!("job {name}, {dir}"))?);
         }
     }
     if out.is_empty() {
@@ -203,7 +293,6 @@ fn after<'a>(text: &'a str, label: &str) -> Option<&'a str> {
 fn number(text: &str, label: &str) -> Result<f64, ImportError> {
     after(text, label)
         .and_then(|v| v.trim_end_matches('s').parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
         .ok_or_else(|| sysbench_missing(label))
 }
 
@@ -256,7 +345,17 @@ pub fn sysbench(
             number(input, "written, MiB/s:")?,
         )
     };
-    let fsyncs = (number(input, "fsyncs/s:")? * seconds).round() as u64;
+    let fsync_rate = number(input, "fsyncs/s:")?;
+    if !(0.0..=MAX_IOPS).contains(&fsync_rate) {
+        return Err(ImportError::Impossible {
+            tool: "sysbench",
+            job: "output".into(),
+            column: "agent_flushes",
+            value: fsync_rate,
+            why: "the fsync rate must be from 0 to a billion per second",
+        });
+    }
+    let fsyncs = (fsync_rate * seconds).round() as u64;
     // "95th percentile:" unless --percentile=N changed it.
     let p99 = input.lines().map(str::trim).find_map(|l| {
         let (label, v) = l.split_once("th percentile:")?;
@@ -265,7 +364,7 @@ pub fn sysbench(
             .flatten()
     });
     let name = workload.map_or_else(|| format!("{kind}-{}", ByteSize(bs)), str::to_string);
-    Ok(ResultRow {
+    let row = ResultRow {
         workload: name,
         kind: kind.into(),
         bs_bytes: bs,
@@ -281,7 +380,8 @@ pub fn sysbench(
         lat_max_us: number(input, "max:")? * 1000.0,
         agent_flushes: fsyncs,
         ..origin.row()
-    })
+    };
+    plausible(row, "sysbench", "output")
 }
 
 #[cfg(test)]
@@ -296,37 +396,7 @@ mod tests {
     }
 
     /// The story's host run, in sysbench 1.0.20's layout.
-    const SEQWR: &str = "sysbench 1.0.20 (using system LuaJIT 2.1.0-beta3)
-
-Extra file open flags: (none)
-128 files, 16MiB each
-2GiB total file size
-Block size 16KiB
-Periodic FSYNC enabled, calling fsync() each 100 requests.
-Calling fsync() at the end of test, Enabled.
-Using synchronous I/O mode
-Doing sequential write (creation) test
-
-File operations:
-    reads/s:                      0.00
-    writes/s:                     2319.76
-    fsyncs/s:                     23.30
-
-Throughput:
-    read, MiB/s:                  0.00
-    written, MiB/s:               36.25
-
-General statistics:
-    total time:                          10.0180s
-    total number of events:              23473
-
-Latency (ms):
-         min:                                    0.00
-         avg:                                    0.42
-         max:                                   36.45
-         95th percentile:                        0.80
-         sum:                                 9964.84
-";
+    const SEQWR: &str = include_str!("../tests/data/sysbench-1.0.20-seqwr.txt");
 
     #[test]
     fn sysbench_seqwr() {
@@ -396,5 +466,85 @@ Latency (ms):
             fio(&big, &origin()),
             Err(ImportError::TooLarge(_))
         ));
+    }
+
+    /// A fio JSON of one write job with the given write section.
+    fn fio_json(write: &str) -> String {
+        format!(
+            r#"{{"global options": {{"bs": "16k"}}, "jobs": [{{"jobname": "w", "job options": {{"rw": "write"}},
+            "write": {write}, "read": {{"io_bytes": 0}}, "sync": {{"total_ios": 0}}}}]}}"#
+        )
+    }
+
+    const GOOD_WRITE: &str = r#"{"io_bytes": 2097152, "runtime": 100, "bw_bytes": 20971520, "iops": 1280.0,
+        "clat_ns": {"max": 90000.0, "percentile": {"50.000000": 1000, "99.000000": 5000}}}"#;
+
+    /// Issue 9 item 14: these were imported as rows.
+    #[test]
+    fn impossible_numbers_are_refused() {
+        assert_eq!(fio(&fio_json(GOOD_WRITE), &origin()).unwrap().len(), 1);
+        for (from, to, says) in [
+            (
+                "\"bw_bytes\": 20971520",
+                "\"bw_bytes\": -20971520",
+                "mib_per_s = -20 is impossible (is negative)",
+            ),
+            (
+                "\"runtime\": 100",
+                "\"runtime\": 0",
+                "seconds = 0 is impossible (no run time",
+            ),
+            (
+                "\"iops\": 1280.0",
+                "\"iops\": 1e308",
+                "iops = 1e308 is impossible (over a billion requests per second)",
+            ),
+            (
+                "\"max\": 90000.0",
+                "\"max\": -1",
+                "lat_max_us = -0.001 is impossible",
+            ),
+            ("\"bw_bytes\": 20971520", "\"bw_bytes\": 0", "no throughput"),
+        ] {
+            let json = fio_json(&GOOD_WRITE.replace(from, to));
+            let e = fio(&json, &origin()).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("fio job w, write"),
+                "{to}: {e}"
+            );
+        }
+        for (from, to, says) in [
+            (
+                "written, MiB/s:               36.25",
+                "written, MiB/s: -36.25",
+                "mib_per_s = -36.25 is impossible (is negative)",
+            ),
+            (
+                "total time:                          10.0180s",
+                "total time: 0.0000s",
+                "seconds = 0 is impossible",
+            ),
+            (
+                "writes/s:                     2319.76",
+                "writes/s: 1e308",
+                "iops = 1e308 is impossible (over a billion requests per second)",
+            ),
+            (
+                "writes/s:                     2319.76",
+                "writes/s: inf",
+                "iops = inf is impossible (is not a finite number)",
+            ),
+            (
+                "fsyncs/s:                     23.30",
+                "fsyncs/s: -1",
+                "agent_flushes = -1 is impossible",
+            ),
+        ] {
+            assert!(SEQWR.contains(from), "{from}");
+            let e = sysbench(&SEQWR.replace(from, to), &origin(), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{to}: {e}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! the runner that writes it and the reports that read it), summaries and diagnosis.
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod compare;
 pub mod diagnose;
 pub mod figures;
@@ -11,7 +12,8 @@ pub mod import;
 pub mod plot;
 pub mod report;
 pub mod row;
+pub mod run_json;
 pub mod stats;
 pub mod summary;
 
-pub use row::{read_results, ResultRow};
+pub use row::{read_results, read_rows, ResultRow};

@@ -141,10 +141,13 @@ fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// A compact number for labels: 3 significant digits, thousands as k/M.
+/// A compact number for labels: 3 significant digits, thousands as k/M, from a billion on
+/// in scientific notation (so a huge value is a short label, not 300 digits).
 pub fn short(v: f64) -> String {
     let a = v.abs();
-    if a >= 1e6 {
+    if !v.is_finite() || a >= 1e9 {
+        format!("{v:.2e}")
+    } else if a >= 1e6 {
         format!("{:.3}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.1}k", v / 1e3)
@@ -159,6 +162,55 @@ pub fn short(v: f64) -> String {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Largest axis end. Far below `f64::MAX`, so the plotting library's range arithmetic
+/// (key points, log decades) never overflows to infinity, where its loops never end.
+pub const AXIS_MAX: f64 = 1e300;
+/// Smallest bottom of a log axis.
+pub const AXIS_MIN_LOG: f64 = 1e-300;
+/// Most decades a log axis spans; smaller values fall below it and are not drawn (the
+/// tables still give them).
+pub const LOG_DECADES: i32 = 12;
+
+/// A value as drawn: finite, not negative, at most [`AXIS_MAX`]; `None` is not drawn.
+fn drawable(v: f64) -> Option<f64> {
+    (v.is_finite() && v >= 0.0).then(|| v.min(AXIS_MAX))
+}
+
+/// The top of a linear axis from zero over `values`, with room above the largest: finite,
+/// positive, at most [`AXIS_MAX`].
+pub fn linear_top(values: impl IntoIterator<Item = f64>, headroom: f64) -> f64 {
+    let top = values
+        .into_iter()
+        .filter_map(drawable)
+        .fold(0.0_f64, f64::max);
+    if top > 0.0 {
+        (top * headroom).min(AXIS_MAX)
+    } else {
+        1.0
+    }
+}
+
+/// The range of a log axis over `values`: finite, `0 < lo < hi <= AXIS_MAX`, at most
+/// [`LOG_DECADES`] decades.
+pub fn log_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .into_iter()
+        .filter_map(drawable)
+        .filter(|v| *v > 0.0)
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if hi == 0.0 {
+        return (1.0, 10.0);
+    }
+    let hi = (hi * 8.0).clamp(AXIS_MIN_LOG * 10.0, AXIS_MAX);
+    let lo = (lo / 2.0)
+        .max(hi / 10f64.powi(LOG_DECADES))
+        .max(AXIS_MIN_LOG)
+        .min(hi / 10.0);
+    (lo, hi)
+}
+
 fn draw<DB: DrawingBackend>(fig: &Figure, root: &DrawingArea<DB, Shift>) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -168,52 +220,69 @@ where
     let font = |size: u32| (FAMILY, size).into_font();
     match &fig.chart {
         Chart::Bars { bars, reference } => {
-            let top = bars
-                .iter()
-                .map(|b| b.max.max(b.median))
-                .chain(reference.iter().map(|r| r.1))
-                .fold(0.0_f64, f64::max);
             // Headroom above the tallest whisker for its label and the legend.
-            let top = if top > 0.0 { top * 1.3 } else { 1.0 };
+            let top = linear_top(
+                bars.iter()
+                    .flat_map(|b| [b.max, b.median])
+                    .chain(reference.iter().map(|r| r.1)),
+                1.3,
+            );
             let n = bars.len().max(1) as i32;
+            // One bar on a range of one value has no width: it gets an empty segment on
+            // either side.
+            let x = if n == 1 { -1..1 } else { 0..n - 1 };
             let mut chart = ChartBuilder::on(root)
                 .caption(&fig.title, font(20))
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
-                .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..top)?;
+                .build_cartesian_2d(x.clone().into_segmented(), 0.0..top)?;
             mesh(&mut chart, &fig.y_label, &|i| {
                 bars.get(i).map(|b| b.label.clone())
             })?;
             for (i, b) in bars.iter().enumerate() {
                 let i = i as i32;
                 let c = colour(i as usize);
+                // A bar without a drawable median keeps its label and draws nothing.
+                let Some(median) = drawable(b.median) else {
+                    continue;
+                };
+                let (min, max) = (
+                    drawable(b.min).unwrap_or(median),
+                    drawable(b.max).unwrap_or(median),
+                );
                 chart.draw_series(std::iter::once(Rectangle::new(
                     [
                         (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), b.median),
+                        (SegmentValue::Exact(i + 1), median),
                     ],
                     c.mix(0.75).filled(),
                 )))?;
                 chart.draw_series(std::iter::once(ErrorBar::new_vertical(
                     SegmentValue::CenterOf(i),
-                    b.min,
-                    b.median,
-                    b.max,
+                    min,
+                    median,
+                    max,
                     BLACK.stroke_width(2),
                     14,
                 )))?;
                 chart.draw_series(std::iter::once(Text::new(
-                    short(b.median),
-                    (SegmentValue::CenterOf(i), b.max.max(b.median) + top * 0.01),
+                    short(median),
+                    (
+                        SegmentValue::CenterOf(i),
+                        (max.max(median) + top * 0.01).min(top),
+                    ),
                     TextStyle::from(font(13)).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )))?;
             }
-            if let Some((label, v)) = reference {
-                let v = *v;
+            if let Some((label, v)) = reference.as_ref().filter(|r| drawable(r.1).is_some()) {
+                let v = v.min(AXIS_MAX);
                 chart
                     .draw_series(DashedLineSeries::new(
-                        [(SegmentValue::Exact(0), v), (SegmentValue::Exact(n), v)],
+                        [
+                            (SegmentValue::Exact(x.start), v),
+                            (SegmentValue::Exact(x.end + 1), v),
+                        ],
                         8,
                         5,
                         BLACK.stroke_width(1),
@@ -234,7 +303,6 @@ where
                     .iter()
                     .flat_map(|s| s.values.iter().flatten().copied())
             };
-            let hi = values().fold(0.0_f64, f64::max);
             let n = categories.len().max(1) as i32;
             // The y ranges leave room above the data for the legend in the upper right.
             let mut builder = ChartBuilder::on(root);
@@ -244,17 +312,12 @@ where
                 .x_label_area_size(40)
                 .y_label_area_size(70);
             if *log_y {
-                let lo = values().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-                let (lo, hi) = if lo.is_finite() {
-                    (lo / 2.0, hi * 8.0)
-                } else {
-                    (1.0, 10.0)
-                };
+                let (lo, hi) = log_range(values());
                 let mut chart = builder
                     .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
                 lines(&mut chart, fig, categories, series, *labels, lo)?;
             } else {
-                let hi = if hi > 0.0 { hi * 1.35 } else { 1.0 };
+                let hi = linear_top(values(), 1.35);
                 let mut chart = builder.build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)?;
                 lines(&mut chart, fig, categories, series, *labels, 0.0)?;
             }
@@ -293,8 +356,9 @@ where
     Ok(())
 }
 
-/// Draws `series` over categories on a chart with either y scale; points at or below
-/// `floor` (zero on a log axis) are left out rather than drawn off the chart.
+/// Draws `series` over categories on a chart with either y scale; points below `floor`
+/// (the bottom of a log axis), negative or not finite are left out rather than drawn off
+/// the chart.
 fn lines<'a, DB, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
     fig: &Figure,
@@ -310,7 +374,7 @@ where
 {
     let font = |size: u32| (FAMILY, size).into_font();
     mesh(chart, &fig.y_label, &|i| categories.get(i).cloned())?;
-    let shown = |v: f64| if floor > 0.0 { v >= floor } else { v >= 0.0 };
+    let shown = |v: f64| drawable(v).filter(|v| *v >= floor);
     for (si, s) in series.iter().enumerate() {
         let c = colour(si);
         // Earlier series are drawn wider and with larger points, so a series that a later
@@ -321,7 +385,7 @@ where
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.filter(|v| shown(*v)).map(|v| (i as i32, v)))
+            .filter_map(|(i, v)| v.and_then(shown).map(|v| (i as i32, v)))
             .collect();
         // Consecutive present points are joined; a gap (a missing layer) breaks the line.
         for pair in points.windows(2).filter(|p| p[1].0 == p[0].0 + 1) {
@@ -394,4 +458,77 @@ pub fn svg(fig: &Figure) -> Result<String, PlotError> {
 pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     draw(fig, &root).map_err(|e| draw_error(fig, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bars(values: &[f64]) -> Figure {
+        Figure {
+            stem: "t".into(),
+            title: "t".into(),
+            y_label: "MiB/s".into(),
+            chart: Chart::Bars {
+                bars: values
+                    .iter()
+                    .map(|&v| Bar {
+                        label: "b".into(),
+                        median: v,
+                        min: v,
+                        max: v,
+                    })
+                    .collect(),
+                reference: None,
+            },
+        }
+    }
+
+    /// The width of the first bar (the first palette colour) in the SVG.
+    fn first_bar_width(svg: &str) -> u32 {
+        let rect = svg
+            .split("<rect ")
+            .find(|r| r.contains("fill=\"#1F77B4\""))
+            .unwrap_or_else(|| panic!("no bar in {svg}"));
+        let w = rect.split("width=\"").nth(1).unwrap();
+        w[..w.find('"').unwrap()].parse().unwrap()
+    }
+
+    /// A chart of one bar drew it with no width (a range of one value).
+    #[test]
+    fn a_single_bar_is_drawn() {
+        assert!(first_bar_width(&svg(&bars(&[36.0])).unwrap()) > 100);
+        assert!(first_bar_width(&svg(&bars(&[36.0, 50.0])).unwrap()) > 100);
+    }
+
+    /// Issue 9 item 8: an infinite or f64::MAX-sized axis made plotters' key-point loops
+    /// run for ever.
+    #[test]
+    fn axis_ranges_are_finite_and_bounded() {
+        for v in [f64::INFINITY, f64::MAX, 1e300, f64::NAN, -1.0] {
+            let top = linear_top([1.0, v], 1.35);
+            assert!(
+                top.is_finite() && top > 0.0 && top <= AXIS_MAX,
+                "{v}: {top}"
+            );
+        }
+        for values in [
+            vec![5e-324, f64::MAX],
+            vec![f64::MIN_POSITIVE],
+            vec![f64::INFINITY, 0.0],
+            vec![1.0, 1e6],
+        ] {
+            let (lo, hi) = log_range(values.clone());
+            assert!(
+                lo > 0.0 && lo < hi && hi <= AXIS_MAX,
+                "{values:?}: {lo}..{hi}"
+            );
+            assert!(
+                (hi / lo).log10() <= f64::from(LOG_DECADES) + 1e-9,
+                "{values:?}: {lo}..{hi}"
+            );
+        }
+        assert_eq!(log_range([1.0, 1e3]), (0.5, 8e3));
+        assert_eq!(short(f64::MAX), "1.80e308");
+    }
 }

@@ -5,6 +5,7 @@ use crate::diagnose::{diagnose, Context};
 use crate::figures::figures;
 use crate::plot::{self, PlotError};
 use crate::row::ReadError;
+use crate::run_json::{self, RunJsonError};
 use crate::{html, read_results, summary};
 use std::path::{Path, PathBuf};
 
@@ -14,15 +15,9 @@ pub enum ReportError {
     /// `results.csv` is missing or malformed.
     #[error(transparent)]
     Results(#[from] ReadError),
-    /// `run.json` exists but is not JSON.
-    #[error("{path} is not valid JSON (fix or remove it; the report then has no provenance)")]
-    RunJson {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// `run.json` exists but cannot be read or is not a JSON object.
+    #[error(transparent)]
+    RunJson(#[from] RunJsonError),
     /// A file could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -71,7 +66,7 @@ pub fn context(run: &serde_json::Value) -> Context {
 }
 
 fn write_file(path: PathBuf, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(), ReportError> {
-    std::fs::write(&path, bytes).map_err(|source| ReportError::Write {
+    crate::atomic::write(&path, bytes).map_err(|source| ReportError::Write {
         path: path.clone(),
         source,
     })?;
@@ -79,17 +74,11 @@ fn write_file(path: PathBuf, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(
     Ok(())
 }
 
-/// Reads `DIR/results.csv` and `DIR/run.json` (optional) and writes the report files.
+/// Reads `DIR/results.csv` (at least one row, every value checked) and `DIR/run.json`
+/// (optional) and writes the report files; nothing is written when either is refused.
 pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let rows = read_results(&dir.join("results.csv"))?;
-    let run_path = dir.join("run.json");
-    let run: serde_json::Value = match std::fs::read(&run_path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|source| ReportError::RunJson {
-            path: run_path.clone(),
-            source,
-        })?,
-        Err(_) => serde_json::Value::Null,
-    };
+    let run = run_json::read(dir)?.unwrap_or_default();
     let title = format!("zvbench run {}", run["run_id"].as_str().unwrap_or(""));
     let title = title.trim();
     let findings = diagnose(&rows, &context(&run));

@@ -132,10 +132,107 @@ impl ResultRow {
     }
 }
 
+/// A value a row cannot hold: infinite, negative, or NaN where NaN does not mean "not measured".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("column {column}: {} {problem}", crate::stats::plain(*value))]
+pub struct BadValue {
+    /// The column.
+    pub column: &'static str,
+    /// The value found.
+    pub value: f64,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+/// Whether NaN in a float column is allowed: it is zvbench's "not measured" in the four
+/// required columns an imported tool may not report (sysbench has no median latency).
+#[derive(Clone, Copy, PartialEq)]
+enum Nan {
+    NotMeasured,
+    Refused,
+}
+
+impl ResultRow {
+    /// Every float column: name, value (`None`: empty cell), and what NaN means there.
+    fn floats(&self) -> [(&'static str, Option<f64>, Nan); 16] {
+        use Nan::{NotMeasured, Refused};
+        [
+            ("seconds", Some(self.seconds), Refused),
+            ("mib_per_s", Some(self.mib_per_s), Refused),
+            ("iops", Some(self.iops), NotMeasured),
+            ("lat_p50_us", Some(self.lat_p50_us), NotMeasured),
+            ("lat_p90_us", self.lat_p90_us, Refused),
+            ("lat_p99_us", Some(self.lat_p99_us), NotMeasured),
+            ("lat_p999_us", self.lat_p999_us, Refused),
+            ("lat_max_us", Some(self.lat_max_us), NotMeasured),
+            ("flush_p50_us", self.flush_p50_us, Refused),
+            ("flush_p90_us", self.flush_p90_us, Refused),
+            ("flush_p99_us", self.flush_p99_us, Refused),
+            ("flush_p999_us", self.flush_p999_us, Refused),
+            ("flush_max_us", self.flush_max_us, Refused),
+            ("hv_flush_ms", self.hv_flush_ms, Refused),
+            ("cpu_user_s", Some(self.cpu_user_s), Refused),
+            ("cpu_sys_s", Some(self.cpu_sys_s), Refused),
+        ]
+    }
+
+    /// Checks that every float is a measurement: finite and not negative (NaN only where
+    /// it means "not measured"). Integer columns cannot hold such values.
+    pub fn check(&self) -> Result<(), BadValue> {
+        for (column, value, nan) in self.floats() {
+            let Some(value) = value else { continue };
+            let problem = if value.is_nan() {
+                (nan == Nan::Refused)
+                    .then_some("is not a number (leave the cell empty when there is no value)")
+            } else if value.is_infinite() {
+                Some("is not a finite number")
+            } else if value < 0.0 {
+                Some("is negative")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(BadValue {
+                    column,
+                    value,
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest `results.csv` read (a row is about 400 bytes: over half a million passes).
+pub const MAX_RESULTS_BYTES: u64 = 256 << 20;
+
 /// Why results could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// The CSV is missing or malformed.
+    /// The file cannot be opened or read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory (or device, socket...) where the file should be.
+    #[error("{path} is not a regular file; a run directory holds results.csv as a file written by `zvbench run` or `zvbench import`")]
+    NotAFile {
+        /// The path.
+        path: String,
+    },
+    /// Over [`MAX_RESULTS_BYTES`].
+    #[error("{path} is {bytes} bytes, over the {MAX_RESULTS_BYTES}-byte limit: is it really a results file?")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        bytes: u64,
+    },
+    /// The CSV is malformed (wrong columns, broken quoting).
     #[error("cannot read {path}")]
     Csv {
         /// The file.
@@ -144,18 +241,124 @@ pub enum ReadError {
         #[source]
         source: csv::Error,
     },
+    /// A cell cannot be read or holds an impossible value.
+    #[error("{path}: row {row} (line {line}), column {column}: {value:?} {problem}; fix or remove that row")]
+    Cell {
+        /// The file.
+        path: String,
+        /// 1-based data row.
+        row: u64,
+        /// 1-based line in the file.
+        line: u64,
+        /// The column.
+        column: String,
+        /// The cell's text.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Empty or header only.
+    #[error("{path} has no rows: nothing to read; run `zvbench run` or `zvbench import` into this directory first")]
+    Empty {
+        /// The file.
+        path: String,
+    },
 }
 
-/// Reads a `results.csv`.
+/// Reads a `results.csv` of at least one row, every value checked ([`ResultRow::check`]).
 pub fn read_results(path: &Path) -> Result<Vec<ResultRow>, ReadError> {
-    let err = |source| ReadError::Csv {
-        path: path.display().to_string(),
+    let rows = read_rows(path)?;
+    if rows.is_empty() {
+        return Err(ReadError::Empty {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads a `results.csv` that may be empty or header-only (zvbench writes the header with
+/// the first row), every value checked.
+pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>, ReadError> {
+    parse(&read_bytes(path)?, &path.display().to_string())
+}
+
+/// The bytes of a `results.csv`: a regular file of at most [`MAX_RESULTS_BYTES`].
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let name = || path.display().to_string();
+    let io = |source| ReadError::Io {
+        path: name(),
         source,
     };
-    let mut r = csv::Reader::from_path(path).map_err(err)?;
-    r.deserialize()
-        .collect::<Result<Vec<ResultRow>, _>>()
-        .map_err(err)
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile { path: name() });
+    }
+    if meta.len() > MAX_RESULTS_BYTES {
+        return Err(ReadError::TooLarge {
+            path: name(),
+            bytes: meta.len(),
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Parses the text of a `results.csv` (possibly empty), every value checked; `path` names
+/// the file in errors.
+pub fn parse(bytes: &[u8], path: &str) -> Result<Vec<ResultRow>, ReadError> {
+    let csv_error = |source| ReadError::Csv {
+        path: path.into(),
+        source,
+    };
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = csv::Reader::from_reader(bytes);
+    let headers = r.headers().map_err(csv_error)?.clone();
+    let mut rows = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(csv_error)? {
+        let row = rows.len() as u64 + 1;
+        let line = rec.position().map_or(0, csv::Position::line);
+        let cell = |column: &str, problem: String| {
+            let value = headers
+                .iter()
+                .position(|h| h == column)
+                .and_then(|i| rec.get(i))
+                .unwrap_or_default();
+            ReadError::Cell {
+                path: path.into(),
+                row,
+                line,
+                column: column.into(),
+                value: value.into(),
+                problem,
+            }
+        };
+        let parsed: ResultRow = rec.deserialize(Some(&headers)).map_err(|e| {
+            let column = match e.kind() {
+                csv::ErrorKind::Deserialize { err, .. } => err
+                    .field()
+                    .and_then(|i| headers.get(i as usize))
+                    .map(str::to_string),
+                _ => None,
+            };
+            match column {
+                Some(c) => {
+                    let why = match e.kind() {
+                        csv::ErrorKind::Deserialize { err, .. } => err.kind().to_string(),
+                        _ => e.to_string(),
+                    };
+                    cell(&c, format!("cannot be read ({why})"))
+                }
+                None => csv_error(e),
+            }
+        })?;
+        parsed
+            .check()
+            .map_err(|b| cell(b.column, b.problem.into()))?;
+        rows.push(parsed);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -233,5 +436,90 @@ mod tests {
         std::fs::write(&p, old).unwrap();
         let rows = read_results(&p).unwrap();
         assert_eq!((rows[0].target.as_str(), rows[0].lat_p90_us), ("t", None));
+    }
+
+    /// A results.csv of one good row with `column` set to the text `value`.
+    fn with_cell(column: &str, value: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.csv");
+        let mut w = csv::Writer::from_path(&p).unwrap();
+        w.serialize(ResultRow {
+            target: "t".into(),
+            seconds: 1.0,
+            mib_per_s: 2.0,
+            ..Default::default()
+        })
+        .unwrap();
+        w.serialize(ResultRow::default()).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let i = header.iter().position(|h| *h == column).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut cells: Vec<&str> = lines[2].split(',').collect();
+        cells[i] = value;
+        lines[2] = cells.join(",");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        (dir, p)
+    }
+
+    /// Issue 9 item 8: inf and f64::MAX overflows were read and hung the plots; negative
+    /// values were read as measurements.
+    #[test]
+    fn impossible_values_are_refused_with_file_row_and_column() {
+        for (column, value, says) in [
+            ("mib_per_s", "inf", "\"inf\" is not a finite number"),
+            ("iops", "-inf", "\"-inf\" is not a finite number"),
+            ("lat_p99_us", "1e400", "\"1e400\" is not a finite number"),
+            ("seconds", "-1", "\"-1\" is negative"),
+            ("flush_p99_us", "-0.5", "is negative"),
+            ("mib_per_s", "NaN", "is not a number (leave the cell empty"),
+            ("flush_max_us", "nan", "is not a number"),
+            (
+                "bs_bytes",
+                "-4096",
+                "\"-4096\" cannot be read (invalid digit",
+            ),
+            ("agent_flushes", "1e3", "\"1e3\" cannot be read"),
+            ("direct", "maybe", "\"maybe\" cannot be read"),
+        ] {
+            let (_d, p) = with_cell(column, value);
+            let e = read_results(&p).unwrap_err().to_string();
+            let place = format!("{}: row 2 (line 3), column {column}: ", p.display());
+            assert!(
+                e.contains(&place) && e.contains(says),
+                "{column}={value}: {e}"
+            );
+        }
+        // NaN is "not measured" in the four columns an imported tool may not report, and
+        // huge finite values are measurements the reports must survive.
+        for (column, value) in [
+            ("lat_p50_us", "NaN"),
+            ("iops", "NaN"),
+            ("mib_per_s", "1.7976931348623157e308"),
+        ] {
+            let (_d, p) = with_cell(column, value);
+            assert_eq!(read_results(&p).unwrap().len(), 2, "{column}={value}");
+        }
+    }
+
+    /// Issue 9 item 11: an empty or header-only file, or a directory, read as no rows.
+    #[test]
+    fn empty_header_only_and_directories_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.csv");
+        for text in ["", "target,storage\n"] {
+            std::fs::write(&p, text).unwrap();
+            let e = read_results(&p).unwrap_err();
+            assert!(matches!(e, ReadError::Empty { .. }), "{text:?}: {e}");
+            assert!(e.to_string().contains("has no rows"), "{e}");
+        }
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        let e = read_results(&p).unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        let e = read_results(&dir.path().join("missing.csv")).unwrap_err();
+        assert!(matches!(e, ReadError::Io { .. }), "{e}");
     }
 }

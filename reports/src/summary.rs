@@ -3,7 +3,7 @@
 //! diagnosis.
 
 use crate::diagnose::{trace, Finding, LAYERS};
-use crate::stats::Spread;
+use crate::stats::{cell, Spread};
 use crate::ResultRow;
 use std::fmt::Write;
 
@@ -20,14 +20,6 @@ pub(crate) fn order<'a>(
         }
     }
     v
-}
-
-fn spread_cell(s: Option<Spread>, digits: usize) -> String {
-    match s {
-        Some(s) if s.n > 1 => format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max, d = digits),
-        Some(s) => format!("{:.d$}", s.median, d = digits),
-        None => "–".into(),
-    }
 }
 
 /// One workload's table: its heading, column names and cells, shared by `summary.md` and
@@ -104,10 +96,10 @@ pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
                 } else {
                     trows[0].cache.clone()
                 },
-                spread_cell(mib, 1),
-                spread_cell(Spread::of(trows.iter().map(|r| r.iops)), 0),
-                spread_cell(Spread::of(trows.iter().map(|r| r.lat_p99_us)), 0),
-                spread_cell(Spread::of(trows.iter().filter_map(|r| r.flush_p99_us)), 0),
+                cell(mib, 1),
+                cell(Spread::of(trows.iter().map(|r| r.iops)), 0),
+                cell(Spread::of(trows.iter().map(|r| r.lat_p99_us)), 0),
+                cell(Spread::of(trows.iter().filter_map(|r| r.flush_p99_us)), 0),
                 rel,
                 trace_cell,
             ]);
