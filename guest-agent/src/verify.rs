@@ -78,7 +78,8 @@ pub fn fill_random(buf: &mut [u8], seed: u64) {
 pub const SECTOR: usize = 512;
 
 /// Whether `head` begins with the first sector of a block zvbench wrote at offset 0: the
-/// magic, then exactly the bytes [`fill_random`] or [`fill_block`] (index 0) put there.
+/// magic, then exactly the bytes [`fill_random`] or [`fill_block`] (index 0) put there
+/// (and a verified block's checksum, when `head` holds the whole block).
 /// Recomputed from the seed found in the sector itself, so a partition table, boot code or
 /// any other tool's write into the sector makes it foreign data again.
 pub fn is_block_start(head: &[u8]) -> bool {
@@ -96,13 +97,17 @@ pub fn is_block_start(head: &[u8]) -> bool {
     if expect == *sector {
         return true;
     }
-    // Verified block 0: header (index 0, seed, length), then the pattern of `seed`.
-    let len = word(24);
-    if word(8) != 0 || len < SECTOR as u64 || len > crate::pass::MAX_BS {
+    // Verified block 0: header (index 0, seed, length), then the pattern of `seed`, and
+    // the block's checksum when all of it is in `head`.
+    let (seed, len) = (word(16), word(24));
+    if word(8) != 0 || len > crate::pass::MAX_BS || len == 0 || len % SECTOR as u64 != 0 {
         return false;
     }
-    pattern(&mut expect[HEADER_LEN..], word(16));
+    pattern(&mut expect[HEADER_LEN..], seed);
     expect[HEADER_LEN..] == sector[HEADER_LEN..]
+        && head
+            .get(..len as usize)
+            .is_none_or(|block| check_block(&mut block.to_vec(), 0, seed) == BlockCheck::Ok)
 }
 
 /// Writes the magic at the start of the block.
