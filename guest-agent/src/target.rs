@@ -3,7 +3,7 @@
 
 use crate::blkid::Signature;
 use crate::devstat::StatSource;
-use crate::verify::is_block_start;
+use crate::verify::{self, is_block_start};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -354,7 +354,10 @@ pub fn probe_contents(path: &Path) -> io::Result<Contents> {
         buf.truncate(done);
         Ok(buf)
     };
-    let head = read_at(0, WINDOW.min(size))?;
+    let mut head = read_at(0, WINDOW.min(size))?;
+    if let Some(len) = verify::verified_len(&head).filter(|&l| l > head.len()) {
+        head = read_at(0, (len as u64).min(size))?; // a verified block is checked whole
+    }
     let tail_off = size.saturating_sub(WINDOW).max(WINDOW.min(size));
     let tail = read_at(tail_off, size - tail_off)?;
     Ok(classify(signatures, &head, &tail))

@@ -79,7 +79,7 @@ pub const SECTOR: usize = 512;
 
 /// Whether `head` begins with the first sector of a block zvbench wrote at offset 0: the
 /// magic, then exactly the bytes [`fill_random`] or [`fill_block`] (index 0) put there
-/// (and a verified block's checksum, when `head` holds the whole block).
+/// (for a verified block, the whole block with its checksum: see [`verified_len`]).
 /// Recomputed from the seed found in the sector itself, so a partition table, boot code or
 /// any other tool's write into the sector makes it foreign data again.
 pub fn is_block_start(head: &[u8]) -> bool {
@@ -98,16 +98,33 @@ pub fn is_block_start(head: &[u8]) -> bool {
         return true;
     }
     // Verified block 0: header (index 0, seed, length), then the pattern of `seed`, and
-    // the block's checksum when all of it is in `head`.
-    let (seed, len) = (word(16), word(24));
-    if word(8) != 0 || len > crate::pass::MAX_BS || len == 0 || len % SECTOR as u64 != 0 {
+    // the whole block's checksum.
+    let Some(len) = verified_len(head) else {
         return false;
-    }
+    };
+    let seed = word(16);
     pattern(&mut expect[HEADER_LEN..], seed);
     expect[HEADER_LEN..] == sector[HEADER_LEN..]
         && head
-            .get(..len as usize)
-            .is_none_or(|block| check_block(&mut block.to_vec(), 0, seed) == BlockCheck::Ok)
+            .get(..len)
+            .is_some_and(|block| check_block(&mut block.to_vec(), 0, seed) == BlockCheck::Ok)
+}
+
+/// The length a verified block 0 at the start of `head` claims (a multiple of a sector
+/// up to [`crate::pass::MAX_BS`]): how much a caller must read for [`is_block_start`] to
+/// check its checksum.
+pub fn verified_len(head: &[u8]) -> Option<usize> {
+    let word = |o: usize| {
+        head.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let len = word(24)?;
+    (head.starts_with(BLOCK_MAGIC)
+        && word(8)? == 0
+        && len > 0
+        && len <= crate::pass::MAX_BS
+        && len % SECTOR as u64 == 0)
+        .then_some(len as usize)
 }
 
 /// Writes the magic at the start of the block.
