@@ -11,6 +11,7 @@ use std::process::Command;
 use zvbench::storage::{check_blockdev, clean};
 use zvbench_agent::pass::{run_pass, PassSpec, Quiet, Workload};
 use zvbench_agent::target::{probe_contents, Contents};
+use zvbench_agent::ByteSize;
 
 fn mkfs_with_file(dev: &std::path::Path, mnt: &std::path::Path) {
     assert!(Command::new("mkfs.ext4")
@@ -161,18 +162,6 @@ fn need_root_and(tools: &[(&str, &str)]) {
     }
 }
 
-fn sfdisk(dev: &std::path::Path, script: &[u8]) {
-    let mut c = Command::new("sfdisk")
-        .arg("-q")
-        .arg(dev)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(c.stdin.as_mut().unwrap(), script).unwrap();
-    c.wait().unwrap();
-}
-
 /// Issue 9, item 1: a device zvbench used once and that was then partitioned kept
 /// zvbench's header in sector 0, and the runner wrote it again.
 #[test]
@@ -181,22 +170,25 @@ fn a_partition_table_after_a_zvbench_pass_is_refused() {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let l = LoopDev::new(dir.path(), "z.img", 64 << 20);
     let pass = PassSpec {
-        path: l.dev.clone(),
-        workload: Workload::Seqwr,
-        bs: zvbench_agent::ByteSize(1 << 20),
-        size: zvbench_agent::ByteSize(4 << 20),
         direct: true,
-        sync: Default::default(),
-        sync_every: None,
-        end_fsync: true,
-        verify: false,
-        seed: 1,
-        allow_destroy: false,
-        label: String::new(),
+        ..PassSpec::new(
+            l.dev.clone(),
+            Workload::Seqwr,
+            ByteSize(1 << 20),
+            ByteSize(4 << 20),
+        )
     };
     run_pass(&pass, &mut Quiet).expect("an empty device may be used");
     check_blockdev(&l.dev, &[]).expect("and used again");
-    sfdisk(&l.dev, b"label: dos\n,32M,83\n");
+    let script = dir.path().join("dos.sfdisk");
+    std::fs::write(&script, "label: dos\n,32M,83\n").unwrap();
+    let sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&l.dev)
+        .stdin(std::fs::File::open(&script).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(sfdisk.unwrap().success(), "sfdisk writes a dos table");
     let before = std::fs::read(&l.backing).unwrap();
 
     let text = BLOCKDEV.replace("@DEV@", &l.dev.display().to_string());

@@ -198,6 +198,25 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 impl PassSpec {
+    /// A pass of `workload` on `path` with every other setting at its default: buffered,
+    /// no flush but the end flush, no verify, seed 1, nothing destroyed.
+    pub fn new(path: PathBuf, workload: Workload, bs: ByteSize, size: ByteSize) -> PassSpec {
+        PassSpec {
+            path,
+            workload,
+            bs,
+            size,
+            direct: false,
+            sync: SyncMode::None,
+            sync_every: None,
+            end_fsync: true,
+            verify: false,
+            seed: 1,
+            allow_destroy: false,
+            label: String::new(),
+        }
+    }
+
     /// The flush interval in effect.
     pub fn effective_sync_every(&self) -> u64 {
         self.sync_every.unwrap_or(match self.sync {

@@ -4,25 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use zvbench_agent::pass::{PassSpec, SyncMode, Workload};
+use zvbench_agent::pass::{PassSpec, Workload};
 use zvbench_agent::ByteSize;
 
 /// A plain pass on `path`.
 pub fn spec(path: &Path, workload: Workload, bs: u64, size: u64) -> PassSpec {
-    PassSpec {
-        path: path.to_owned(),
-        workload,
-        bs: ByteSize(bs),
-        size: ByteSize(size),
-        direct: false,
-        sync: SyncMode::None,
-        sync_every: None,
-        end_fsync: true,
-        verify: false,
-        seed: 1,
-        allow_destroy: false,
-        label: String::new(),
-    }
+    PassSpec::new(path.to_owned(), workload, ByteSize(bs), ByteSize(size))
 }
 
 /// Fails the test, naming what is missing, unless it runs as root.
@@ -58,6 +45,19 @@ pub fn run(argv: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes a partition table with `sfdisk -q DEV < script`.
+pub fn sfdisk(dev: &Path, script: &str) {
+    let mut c = Command::new("sfdisk")
+        .arg("-q")
+        .arg(dev)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sfdisk (Debian fdisk) runs");
+    std::io::Write::write_all(c.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success(), "sfdisk {script:?}");
 }
 
 /// A loop device over a fresh file in its own temporary directory, detached on drop (also
