@@ -143,7 +143,13 @@ pub fn signatures(file: &File) -> io::Result<Vec<Signature>> {
         match unsafe { ffi::blkid_do_probe(pr.0) } {
             0 => {}
             1 => break,
-            _ => return Err(io::Error::last_os_error()),
+            _ => {
+                let e = io::Error::last_os_error();
+                return Err(match e.raw_os_error() {
+                    Some(n) if n != 0 => e,
+                    _ => fail("blkid_do_probe"),
+                });
+            }
         }
         let offset = |key: &CStr| pr.value(key).and_then(|v| v.parse().ok());
         if let Some(name) = pr.value(c"TYPE") {
