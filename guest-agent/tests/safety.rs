@@ -239,6 +239,23 @@ fn a_device_in_use_is_refused_even_when_named() {
         .open(&l.dev)
         .unwrap();
     in_use("open exclusively by another program");
+    // The same seen from another process: the agent's command line, named or not.
+    let out = agent(&[
+        "run",
+        "--path",
+        l.dev_str(),
+        "--workload",
+        "seqwr",
+        "--bs",
+        "1M",
+        "--size",
+        "1M",
+        "--allow-destroy",
+        l.dev_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("open exclusively by another program"), "{err}");
     drop(held);
 
     write_pass(&l.dev, true).expect("free and named: allowed");
