@@ -509,18 +509,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             ));
         }
         let spec = PassSpec {
-            path: PathBuf::new(),
-            workload: w.kind,
-            bs: w.bs,
-            size: w.size,
             direct: w.direct,
             sync: w.sync,
             sync_every: w.sync_every,
             end_fsync: w.end_fsync.unwrap_or(true),
             verify: w.verify,
-            seed: 1,
-            allow_destroy: false,
-            label: String::new(),
+            ..PassSpec::new(PathBuf::new(), w.kind, w.bs, w.size)
         };
         spec.validate().map_err(|e| {
             at(e.to_string()

@@ -7,11 +7,11 @@ use crate::cmd::Argv;
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
 use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zvbench_agent::devstat::StatSource;
-use zvbench_agent::target::{device_users, probe_contents, Contents};
+use zvbench_agent::target::check_writable;
 
 /// Prefix of every file zvbench creates; `zvbench clean` looks for it.
 pub const FILE_PREFIX: &str = "zvbench-";
@@ -182,8 +182,10 @@ pub fn format_driver(f: ImageFormat) -> &'static str {
     }
 }
 
-/// Checks that zvbench may write `dev`: not mounted, not held or partitioned, openable
-/// exclusively, and holding nothing zvbench did not write — unless `allow` names it.
+/// Checks that zvbench may write `dev`, with the agent's rule (one mechanism for host and
+/// guest: `zvbench_agent::target::check_writable`): never a device in use (mounted, held,
+/// partitioned, swap, open exclusively); otherwise only an empty device or zvbench's own
+/// data with no signature libblkid knows — unless `allow` names this exact device.
 /// Runs before anything is provisioned. The error says what was found.
 pub fn check_blockdev(dev: &Path, allow: &[PathBuf]) -> Result<()> {
     let meta = std::fs::metadata(dev).with_context(|| format!("device {}", dev.display()))?;
@@ -194,40 +196,7 @@ pub fn check_blockdev(dev: &Path, allow: &[PathBuf]) -> Result<()> {
     let allowed = allow
         .iter()
         .any(|a| std::fs::canonicalize(a).is_ok_and(|c| c == canon));
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut found = device_users(Path::new("/sys"), &mounts, &canon);
-    if found.is_empty() {
-        if let Err(e) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_EXCL)
-            .open(&canon)
-        {
-            found.push(format!(
-                "in use by another program (exclusive open failed: {e})"
-            ));
-        }
-    }
-    if !found.is_empty() {
-        bail!(
-            "refusing to use {}: it is {}; zvbench never writes a device in use",
-            dev.display(),
-            found.join(", ")
-        );
-    }
-    match probe_contents(&canon)? {
-        Contents::Empty | Contents::Zvbench => Ok(()),
-        _ if allowed => Ok(()),
-        Contents::Signature(s) => bail!(
-            "refusing to write {}: it holds a {s}. If every byte on it may be lost, pass --allow-destroy {}",
-            dev.display(),
-            dev.display()
-        ),
-        Contents::Data => bail!(
-            "refusing to write {}: it holds data zvbench did not write. If every byte on it may be lost, pass --allow-destroy {}",
-            dev.display(),
-            dev.display()
-        ),
-    }
+    Ok(check_writable(dev, allowed)?)
 }
 
 /// Creates what `t` needs. `run_id` names files and tags datasets.

@@ -1,11 +1,17 @@
 //! The tool writes to raw devices: it must never write one that holds data it did not
-//! create unless the user names that exact device. Real loop devices, real ext4.
+//! create unless the user names that exact device, and never one in use. Real loop
+//! devices, real ext4, a real partition table, real swap. The rule itself is the agent's
+//! (`zvbench_agent::target::check_writable`, tested in depth in guest-agent/tests/safety.rs);
+//! these tests show the runner applies it before provisioning anything.
 
 mod common;
 use common::*;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 use zvbench::storage::{check_blockdev, clean};
+use zvbench_agent::pass::{run_pass, PassSpec, Quiet, Workload};
 use zvbench_agent::target::{probe_contents, Contents};
+use zvbench_agent::ByteSize;
 
 fn mkfs_with_file(dev: &std::path::Path, mnt: &std::path::Path) {
     assert!(Command::new("mkfs.ext4")
@@ -60,7 +66,7 @@ fn a_device_with_a_file_system_is_refused_and_left_intact() {
     let out = dir.path().join("out");
     let err = run_text(dir.path(), &out, &text).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("ext2/3/4 file system"), "{msg}");
+    assert!(msg.contains("ext4 (filesystem) at byte 1080"), "{msg}");
     assert!(
         msg.contains(&format!("--allow-destroy {}", l.dev.display())),
         "the refusal names the fix: {msg}"
@@ -137,5 +143,108 @@ fn clean_removes_what_an_interrupted_run_left() {
     assert!(
         dir.path().join("keep-me.img").exists(),
         "only zvbench's files are removed"
+    );
+}
+
+/// Fails the test, naming what is missing.
+fn need_root_and(tools: &[(&str, &str)]) {
+    assert!(
+        is_root(),
+        "this test needs root (loop devices, mount, swapon)"
+    );
+    for (tool, package) in tools {
+        assert!(
+            ["/usr/sbin", "/sbin", "/usr/bin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(tool).exists()),
+            "this test needs {tool}: install Debian's {package} (scripts/install-deps)"
+        );
+    }
+}
+
+/// Issue 9, item 1: a device zvbench used once and that was then partitioned kept
+/// zvbench's header in sector 0, and the runner wrote it again.
+#[test]
+fn a_partition_table_after_a_zvbench_pass_is_refused() {
+    need_root_and(&[("sfdisk", "fdisk"), ("qemu-img", "qemu-utils")]);
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let l = LoopDev::new(dir.path(), "z.img", 64 << 20);
+    let pass = PassSpec {
+        direct: true,
+        ..PassSpec::new(
+            l.dev.clone(),
+            Workload::Seqwr,
+            ByteSize(1 << 20),
+            ByteSize(4 << 20),
+        )
+    };
+    run_pass(&pass, &mut Quiet).expect("an empty device may be used");
+    check_blockdev(&l.dev, &[]).expect("and used again");
+    let script = dir.path().join("dos.sfdisk");
+    std::fs::write(&script, "label: dos\n,32M,83\n").unwrap();
+    let sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&l.dev)
+        .stdin(std::fs::File::open(&script).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(sfdisk.unwrap().success(), "sfdisk writes a dos table");
+    let before = std::fs::read(&l.backing).unwrap();
+
+    let text = BLOCKDEV.replace("@DEV@", &l.dev.display().to_string());
+    let out = dir.path().join("out");
+    let msg = format!("{:#}", run_text(dir.path(), &out, &text).unwrap_err());
+    assert!(msg.contains("dos (partition table) at byte 510"), "{msg}");
+    assert!(
+        !out.join("results.csv").exists(),
+        "refused before anything ran"
+    );
+    assert!(
+        std::fs::read(&l.backing).unwrap() == before,
+        "not one byte changed"
+    );
+    assert!(check_blockdev(&l.dev, std::slice::from_ref(&l.dev)).is_ok());
+}
+
+/// Swap in use and an exclusive opener: refused even when named with --allow-destroy.
+#[test]
+fn a_device_in_use_is_refused_even_when_named() {
+    need_root_and(&[("mkswap", "util-linux"), ("swapon", "mount")]);
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let l = LoopDev::new(dir.path(), "swap.img", 32 << 20);
+    let named = std::slice::from_ref(&l.dev);
+    let ok = |argv: &[&std::ffi::OsStr]| {
+        assert!(
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .status()
+                .unwrap()
+                .success(),
+            "{argv:?}"
+        )
+    };
+    ok(&["mkswap".as_ref(), l.dev.as_os_str()]);
+    ok(&["swapon".as_ref(), l.dev.as_os_str()]);
+    let e = check_blockdev(&l.dev, named).map_err(|e| format!("{e:#}"));
+    ok(&["swapoff".as_ref(), l.dev.as_os_str()]);
+    let e = e.unwrap_err();
+    assert!(
+        e.contains("used as swap") && e.contains("--allow-destroy or not"),
+        "{e}"
+    );
+
+    let held = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&l.dev)
+        .unwrap();
+    let e = format!("{:#}", check_blockdev(&l.dev, named).unwrap_err());
+    assert!(e.contains("open exclusively by another program"), "{e}");
+    drop(held);
+    assert!(check_blockdev(&l.dev, named).is_ok(), "free and named");
+    let e = format!("{:#}", check_blockdev(&l.dev, &[]).unwrap_err());
+    assert!(
+        e.contains("swap (other)"),
+        "not named: its swap signature refuses it: {e}"
     );
 }

@@ -196,3 +196,70 @@ sync_every = 4
         "untagged datasets stay"
     );
 }
+
+/// Issue 9, item 1: a ZFS pool member is refused by its labels, the two at the start or,
+/// with those replaced by zvbench's header and zeros, the two in the last 512 KiB.
+#[test]
+fn a_pool_member_is_refused_by_its_labels_at_either_end() {
+    use std::os::unix::fs::FileExt;
+    use zvbench_agent::target::check_writable;
+    assert!(
+        is_root() && have("zfs-fuse"),
+        "this test needs root and zfs-fuse (scripts/install-deps)"
+    );
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let _daemon = ZfsFuse::ensure();
+    let vdev = dir.path().join("vdev.img");
+    std::fs::File::create(&vdev)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let pool = Pool(format!("zvbsafe{}", std::process::id()));
+    Argv::new([
+        "zpool".as_ref(),
+        "create".as_ref(),
+        pool.0.as_ref(),
+        vdev.as_os_str(),
+    ])
+    .run()
+    .unwrap();
+    // Exported, the pool is only its labels, as on a disk moved to another machine.
+    Argv::new(["zpool", "export", &pool.0]).run().unwrap();
+    let copy = dir.path().join("copy.img");
+    std::fs::copy(&vdev, &copy).unwrap();
+    Argv::new([
+        "zpool".as_ref(),
+        "import".as_ref(),
+        "-d".as_ref(),
+        dir.path().as_os_str(),
+        pool.0.as_ref(),
+    ])
+    .run()
+    .unwrap();
+
+    let refused = |p: &std::path::Path| {
+        let before = std::fs::read(p).unwrap();
+        let e = check_writable(p, false).unwrap_err().to_string();
+        assert!(e.contains("zfs_member (filesystem)"), "{e}");
+        assert!(std::fs::read(p).unwrap() == before, "untouched");
+        e
+    };
+    refused(&copy);
+    let mut head = vec![0u8; 512 << 10];
+    zvbench_agent::verify::fill_random(&mut head[..512], 1);
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .write_all_at(&head, 0)
+        .unwrap();
+    let e = refused(&copy);
+    let found = zvbench_agent::blkid::signatures_at(&copy).unwrap();
+    assert!(
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|s| s.offset >= Some((63 << 20) - (512 << 10))),
+        "found by the labels at the end only: {found:?} ({e})"
+    );
+}

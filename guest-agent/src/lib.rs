@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod aligned;
+pub mod blkid;
 pub mod cache;
 pub mod devstat;
 pub mod frame;

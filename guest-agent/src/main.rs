@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zvbench_agent::output::{self, Format};
 use zvbench_agent::pass::{run_pass, verify_failed, Observer, PassSpec, Quiet};
@@ -24,9 +25,13 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
-        /// Run the pass this many times.
-        #[arg(long, default_value_t = 1)]
+        /// Run the pass this many times (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
+        /// Write --path even though it holds data zvbench did not write (never a file or
+        /// device in use). Must name the same file or device as --path.
+        #[arg(long, value_name = "PATH")]
+        allow_destroy: Option<PathBuf>,
     },
     /// Act as PID 1 in a zvbench initramfs (automatic when the agent is PID 1).
     Init,
@@ -67,18 +72,37 @@ impl Observer for Bar {
     }
 }
 
+/// Whether two paths name the same file or device (after resolving links).
+fn names_same(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Init => bail!("init mode only runs as PID 1 inside a zvbench initramfs"),
         Cmd::Run {
-            spec,
+            mut spec,
             format,
             repeat,
+            allow_destroy,
         } => {
+            if let Some(named) = allow_destroy {
+                spec.allow_destroy = names_same(&named, &spec.path);
+                if !spec.allow_destroy {
+                    bail!(
+                        "--allow-destroy {} does not name --path {}; name exactly the file or device that may be lost",
+                        named.display(),
+                        spec.path.display()
+                    );
+                }
+            }
             let tty = std::io::stderr().is_terminal();
             let mut stdout = std::io::stdout().lock();
             let mut any_verify_failed = false;
-            for i in 0..repeat.max(1) {
+            for i in 0..repeat {
                 let mut bar = Bar {
                     workload: spec.workload.as_str(),
                     rep: i + 1,

@@ -9,7 +9,7 @@ use crate::cache::drop_caches;
 use crate::hist::LatencyHist;
 use crate::record::{PassRecord, VerifyResult, SCHEMA_VERSION};
 use crate::size::ByteSize;
-use crate::target::{probe_contents, Contents, OpenMode, PathKind, Target, TargetError};
+use crate::target::{check_writable, Created, OpenMode, PathKind, Refusal, Target, TargetError};
 use crate::verify::{check_block, fill_block, fill_random};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -122,8 +122,9 @@ pub struct PassSpec {
     #[arg(long, default_value_t = 1)]
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Write to a block device even though it holds data zvbench did not write.
-    #[arg(long)]
+    /// Write the file or device even though it holds data zvbench did not write (never
+    /// one in use). On the command line `--allow-destroy PATH`, naming `--path`.
+    #[arg(skip)]
     #[serde(default)]
     pub allow_destroy: bool,
     /// A label copied into the record.
@@ -154,14 +155,9 @@ pub enum PassError {
     /// The buffer could not be allocated.
     #[error(transparent)]
     Buffer(#[from] AlignError),
-    /// The device holds data zvbench did not write.
-    #[error("refusing to write {path}: it holds {found}. Pass --allow-destroy only if every byte on it may be lost")]
-    Refused {
-        /// The device.
-        path: String,
-        /// What was found.
-        found: String,
-    },
+    /// The file or device is in use or holds data zvbench did not write.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// A read, write or flush failed.
     #[error("{op} at offset {offset} of {path} failed")]
     Io {
@@ -202,6 +198,25 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 impl PassSpec {
+    /// A pass of `workload` on `path` with every other setting at its default: buffered,
+    /// no flush but the end flush, no verify, seed 1, nothing destroyed.
+    pub fn new(path: PathBuf, workload: Workload, bs: ByteSize, size: ByteSize) -> PassSpec {
+        PassSpec {
+            path,
+            workload,
+            bs,
+            size,
+            direct: false,
+            sync: SyncMode::None,
+            sync_every: None,
+            end_fsync: true,
+            verify: false,
+            seed: 1,
+            allow_destroy: false,
+            label: String::new(),
+        }
+    }
+
     /// The flush interval in effect.
     pub fn effective_sync_every(&self) -> u64 {
         self.sync_every.unwrap_or(match self.sync {
@@ -264,28 +279,12 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     spec.validate()?;
     let path_s = spec.path.display().to_string();
     let writing = spec.workload == Workload::Seqwr;
-    if writing
-        && !spec.allow_destroy
-        && std::fs::metadata(&spec.path)
-            .map(|m| {
-                use std::os::unix::fs::FileTypeExt;
-                m.file_type().is_block_device()
-            })
-            .unwrap_or(false)
-    {
-        let found = match probe_contents(&spec.path) {
-            Ok(Contents::Empty | Contents::Zvbench) => None,
-            Ok(Contents::Signature(s)) => Some(format!("a {s}")),
-            Ok(Contents::Data) => Some("data that zvbench did not write".to_string()),
-            Err(e) => Some(format!("contents that could not be read ({e})")),
-        };
-        if let Some(found) = found {
-            return Err(PassError::Refused {
-                path: path_s,
-                found,
-            });
-        }
-    }
+    let created = if writing {
+        check_writable(&spec.path, spec.allow_destroy)?;
+        Some(Created::new_file(&spec.path)?)
+    } else {
+        None
+    };
     let t = Target::open(&spec.path, spec.mode())?;
     let bs = spec.bs.bytes();
     let size = spec.size.bytes();
@@ -310,6 +309,9 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     }
     let mut buf = AlignedBuf::new(bs as usize, (t.dio_mem_align as usize).max(4096))?;
     fill_random(buf.as_mut_slice(), spec.seed);
+    if let Some(c) = created {
+        c.keep();
+    }
     let cache_drop = if writing { Vec::new() } else { drop_caches(&t) };
     let sync_every = spec.effective_sync_every();
     let datasync = spec.sync == SyncMode::Fdatasync;

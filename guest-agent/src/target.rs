@@ -1,7 +1,9 @@
 //! Opening the file or block device a pass runs on: flags, O_DIRECT alignment, size, and
 //! a look at what a block device holds before anything writes to it.
 
+use crate::blkid::Signature;
 use crate::devstat::StatSource;
+use crate::verify::{self, is_block_start};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +20,7 @@ mod ioctl {
 use ioctl::{blkflsbuf, blkgetsize64, blksszget};
 
 /// First bytes of every block the agent writes: how zvbench recognises its own data on a
-/// device (see [`probe_contents`]).
+/// device (see [`classify`]).
 pub const BLOCK_MAGIC: &[u8; 8] = b"ZVBENCH\x01";
 
 /// What kind of object a pass runs on.
@@ -34,7 +36,8 @@ pub enum PathKind {
 /// How the target is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenMode {
-    /// Open for writing (and create a missing regular file).
+    /// Open for writing (a block device exclusively; a missing file is made by
+    /// [`Created::new_file`] first).
     pub write: bool,
     /// O_DIRECT.
     pub direct: bool,
@@ -77,6 +80,17 @@ pub enum TargetError {
         #[source]
         source: io::Error,
     },
+    /// A new file could not be created.
+    #[error("cannot create {path}{hint}")]
+    Create {
+        /// The path.
+        path: PathBuf,
+        /// What to try instead, when known.
+        hint: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The path is neither a regular file nor a block device.
     #[error("{0} is neither a regular file nor a block device")]
     Kind(PathBuf),
@@ -93,17 +107,63 @@ pub enum TargetError {
     },
 }
 
-/// What a device holds, from its first and last MiB.
+/// What a file or device holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contents {
-    /// Only zero bytes were found.
+    /// Only zero bytes in its first and last MiB, and no signature.
     Empty,
-    /// Data that zvbench wrote (its block magic at offset 0).
+    /// zvbench's data: its first sector is a zvbench block and libblkid finds no signature.
     Zvbench,
-    /// A known on-disk signature: file system, partition table, LVM, swap or ZFS label.
-    Signature(&'static str),
+    /// Signatures libblkid found: file systems, partition tables, RAID/LVM/ZFS members,
+    /// swap, ...
+    Signatures(Vec<Signature>),
     /// Non-zero bytes of unknown origin.
     Data,
+}
+
+/// A regular file a pass created, removed on drop unless [`Created::keep`] is called: a
+/// pass refused after creating its file (a misaligned block size, a file system without
+/// O_DIRECT) leaves nothing behind.
+#[derive(Debug)]
+pub struct Created(Option<PathBuf>);
+
+impl Created {
+    /// Creates `path` as a new, empty regular file if nothing is there; an existing path is
+    /// left alone (and not removed on drop).
+    pub fn new_file(path: &Path) -> Result<Created, TargetError> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Ok(Created(None));
+        }
+        let hint = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => {
+                ": its directory does not exist; create it first"
+            }
+            _ => "",
+        };
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| TargetError::Create {
+                path: path.to_owned(),
+                hint,
+                source,
+            })?;
+        Ok(Created(Some(path.to_owned())))
+    }
+
+    /// Keeps the file: the pass is about to write it.
+    pub fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 impl Target {
@@ -129,10 +189,15 @@ impl Target {
         if mode.odsync {
             flags |= libc::O_DSYNC;
         }
+        if mode.write && is_blockdev {
+            // Claims the device for the whole pass: the kernel refuses it while it is
+            // mounted, swap, held by dm/md/LVM or open exclusively elsewhere, and refuses
+            // those to others while the pass runs.
+            flags |= libc::O_EXCL;
+        }
         let file = OpenOptions::new()
             .read(!mode.write)
             .write(mode.write)
-            .create(mode.write && !is_blockdev)
             .custom_flags(flags)
             .open(path)
             .map_err(|source| {
@@ -243,60 +308,30 @@ fn statx_dio(file: &File) -> io::Result<(u32, u32)> {
     Ok((stx.stx_dio_mem_align, stx.stx_dio_offset_align))
 }
 
-/// Known signatures: (name, byte offset, magic).
-const SIGNATURES: &[(&str, usize, &[u8])] = &[
-    ("ext2/3/4 file system", 1080, &[0x53, 0xEF]),
-    ("XFS file system", 0, b"XFSB"),
-    ("Btrfs file system", 0x10040, b"_BHRfS_M"),
-    ("GPT partition table", 512, b"EFI PART"),
-    ("LVM physical volume", 512 + 24, b"LVM2 001"),
-    ("swap space", 4096 - 10, b"SWAPSPACE2"),
-    ("swap space", 4096 - 10, b"SWAP-SPACE"),
-    ("FAT file system", 0x52, b"FAT32   "),
-    ("FAT file system", 0x36, b"FAT16   "),
-    ("NTFS file system", 3, b"NTFS    "),
-    ("LUKS encrypted volume", 0, b"LUKS\xba\xbe"),
-    ("ISO 9660 image", 0x8001, b"CD001"),
-];
-
-/// ZFS uberblock magic (little-endian `0x00bab10c`), searched in the first label's
-/// uberblock ring (128 KiB - 256 KiB) and in the last MiB (labels 2 and 3).
-const ZFS_UB_MAGIC: [u8; 8] = [0x0c, 0xb1, 0xba, 0, 0, 0, 0, 0];
-
-/// Classifies what a device holds from `head` (its first MiB) and `tail` (its last MiB).
-/// Pure, so every signature is tested without a device.
-pub fn classify(head: &[u8], tail: &[u8]) -> Contents {
-    if head.starts_with(BLOCK_MAGIC) {
-        return Contents::Zvbench;
-    }
-    for (name, off, magic) in SIGNATURES {
-        if head.get(*off..off + magic.len()) == Some(*magic) {
-            return Contents::Signature(name);
-        }
-    }
-    let has_zfs = |buf: &[u8], range: std::ops::Range<usize>| {
-        buf.get(range)
-            .is_some_and(|r| r.chunks_exact(1024).any(|c| c[..8] == ZFS_UB_MAGIC))
-    };
-    if has_zfs(head, 128 << 10..256 << 10) || has_zfs(tail, 0..tail.len()) {
-        return Contents::Signature("ZFS pool label");
-    }
-    if head.get(510..512) == Some(&[0x55, 0xAA]) {
-        return Contents::Signature("MBR partition table or boot sector");
-    }
-    if head.iter().chain(tail).any(|&b| b != 0) {
-        Contents::Data
-    } else {
+/// Classifies what a file or device holds from the signatures libblkid found on it and
+/// its first (`head`) and last (`tail`) MiB. A signature wins over everything, zvbench's
+/// own header included; then zvbench's data is recognised by an exact first sector
+/// ([`is_block_start`]); anything else non-zero is foreign data. Pure, so every rule is
+/// tested without a device.
+pub fn classify(signatures: Vec<Signature>, head: &[u8], tail: &[u8]) -> Contents {
+    if !signatures.is_empty() {
+        Contents::Signatures(signatures)
+    } else if is_block_start(head) {
+        Contents::Zvbench
+    } else if head.iter().chain(tail).all(|&b| b == 0) {
         Contents::Empty
+    } else {
+        Contents::Data
     }
 }
 
-/// Reads the first and last MiB of `path` (without O_DIRECT: probing must not need
-/// alignment) and classifies them.
+/// Asks libblkid what `path` holds and reads its first and last MiB (without O_DIRECT:
+/// probing must not need alignment), then [`classify`]s it.
 pub fn probe_contents(path: &Path) -> io::Result<Contents> {
     use std::os::unix::fs::FileExt;
     const WINDOW: u64 = 1 << 20;
     let f = File::open(path)?;
+    let signatures = crate::blkid::signatures(&f)?;
     let mut size = f.metadata()?.len();
     if size == 0 {
         size = {
@@ -319,15 +354,146 @@ pub fn probe_contents(path: &Path) -> io::Result<Contents> {
         buf.truncate(done);
         Ok(buf)
     };
-    let head = read_at(0, WINDOW.min(size))?;
+    let mut head = read_at(0, WINDOW.min(size))?;
+    if let Some(len) = verify::verified_len(&head).filter(|&l| l > head.len()) {
+        head = read_at(0, (len as u64).min(size))?; // a verified block is checked whole
+    }
     let tail_off = size.saturating_sub(WINDOW).max(WINDOW.min(size));
     let tail = read_at(tail_off, size - tail_off)?;
-    Ok(classify(&head, &tail))
+    Ok(classify(signatures, &head, &tail))
+}
+
+/// Why zvbench will not write a file or device.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Mounted, held, partitioned, swap, a loop device's backing file, or open
+    /// exclusively elsewhere: never written, whatever the flags.
+    #[error("refusing to write {path}: it is {users}; zvbench never writes a device or file in use, --allow-destroy or not")]
+    InUse {
+        /// The path as given.
+        path: PathBuf,
+        /// What uses it, joined with commas.
+        users: String,
+    },
+    /// It holds data zvbench did not write.
+    #[error("refusing to write {path}: it holds {found}. If every byte on it may be lost, pass --allow-destroy {path}")]
+    Foreign {
+        /// The path as given.
+        path: PathBuf,
+        /// What was found.
+        found: String,
+    },
+    /// What it holds could not be read.
+    #[error("refusing to write {path}: what it holds could not be read")]
+    Unreadable {
+        /// The path as given.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Decides whether zvbench may write `path`. A missing path (a new file) and an empty
+/// regular file may be written. Anything in use is refused. Otherwise a file or device
+/// may be written only when it holds nothing or zvbench's own data with no signature
+/// anywhere — or when the user named it with the destroy flag (`allow_destroy`).
+pub fn check_writable(path: &Path, allow_destroy: bool) -> Result<(), Refusal> {
+    let unreadable = |source| Refusal::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        r => r.map_err(unreadable)?,
+    };
+    let blockdev = meta.file_type().is_block_device();
+    if !blockdev && !meta.is_file() {
+        return Ok(()); // Target::open names the kind.
+    }
+    let canon = std::fs::canonicalize(path).map_err(unreadable)?;
+    let users = users_of(&canon, blockdev);
+    if !users.is_empty() {
+        return Err(Refusal::InUse {
+            path: path.to_owned(),
+            users: users.join(", "),
+        });
+    }
+    if allow_destroy || (!blockdev && meta.len() == 0) {
+        return Ok(());
+    }
+    let found = match probe_contents(&canon).map_err(unreadable)? {
+        Contents::Empty | Contents::Zvbench => return Ok(()),
+        Contents::Signatures(s) => {
+            let list: Vec<String> = s.iter().map(ToString::to_string).collect();
+            format!("signatures libblkid reports: {}", list.join(", "))
+        }
+        Contents::Data => "data that zvbench did not write".to_string(),
+    };
+    Err(Refusal::Foreign {
+        path: path.to_owned(),
+        found,
+    })
+}
+
+/// Everything that uses the file or device `canon` (a canonical path): for a device its
+/// holders, partitions, mounts, swap use and any exclusive opener; for a file swap use and
+/// loop devices it backs.
+fn users_of(canon: &Path, blockdev: bool) -> Vec<String> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let sys = Path::new("/sys");
+    let mut found = swap_users(&read("/proc/swaps"), canon);
+    if blockdev {
+        found.extend(device_users(sys, &read("/proc/self/mounts"), canon));
+        if found.is_empty() {
+            if let Err(e) = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_EXCL)
+                .open(canon)
+            {
+                found.push(format!("open exclusively by another program ({e})"));
+            }
+        }
+    } else {
+        found.extend(loop_users(sys, canon));
+    }
+    found
+}
+
+/// `used as swap` when `/proc/swaps` text lists `canon`.
+fn swap_users(swaps: &str, canon: &Path) -> Vec<String> {
+    let path = canon.as_os_str().as_bytes();
+    swaps
+        .lines()
+        .skip(1)
+        .take(100_000)
+        .filter(|l| l.split_ascii_whitespace().next().map(str::as_bytes) == Some(path))
+        .map(|_| "used as swap".to_string())
+        .collect()
+}
+
+/// The loop devices whose backing file is `canon`.
+fn loop_users(sys_root: &Path, canon: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(sys_root.join("block")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("loop/backing_file"))
+                .is_ok_and(|b| b.strip_suffix(b"\n").unwrap_or(&b) == canon.as_os_str().as_bytes())
+        })
+        .map(|e| {
+            format!(
+                "the backing file of /dev/{}",
+                e.file_name().to_string_lossy()
+            )
+        })
+        .collect()
 }
 
 /// Whether any partition, holder (LVM, dm, md) or mount uses the block device `name`.
 /// Returns what was found, for the refusal message.
-pub fn device_users(sys_root: &Path, mounts: &str, dev_path: &Path) -> Vec<String> {
+fn device_users(sys_root: &Path, mounts: &str, dev_path: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let Some(name) = dev_path.file_name().and_then(|n| n.to_str()) else {
         return found;
@@ -374,37 +540,51 @@ mod tests {
     }
 
     #[test]
-    fn classifies_signatures() {
-        let tail = vec![0u8; 1 << 20];
-        for (name, off, magic) in SIGNATURES {
-            assert_eq!(
-                classify(&with(*off, magic), &tail),
-                Contents::Signature(name),
-                "{name}"
-            );
-        }
+    fn a_signature_wins_over_zvbench_data() {
+        let zero = vec![0u8; 1 << 20];
+        let mut own = zero.clone();
+        crate::verify::fill_random(&mut own[..4096], 1);
+        assert_eq!(classify(vec![], &own, &zero), Contents::Zvbench);
+        let dos = Signature {
+            name: "dos".into(),
+            usage: "partition table".into(),
+            offset: Some(510),
+        };
         assert_eq!(
-            classify(&with(510, &[0x55, 0xAA]), &tail),
-            Contents::Signature("MBR partition table or boot sector")
+            classify(vec![dos.clone()], &own, &zero),
+            Contents::Signatures(vec![dos.clone()])
         );
         assert_eq!(
-            classify(&with(130 << 10, &ZFS_UB_MAGIC), &tail),
-            Contents::Signature("ZFS pool label")
-        );
-        assert_eq!(
-            classify(&tail, &with(4096, &ZFS_UB_MAGIC)),
-            Contents::Signature("ZFS pool label")
+            classify(vec![dos.clone()], &zero, &zero),
+            Contents::Signatures(vec![dos])
         );
     }
 
     #[test]
     fn classifies_empty_own_and_foreign_data() {
         let zero = vec![0u8; 1 << 20];
-        assert_eq!(classify(&zero, &zero), Contents::Empty);
-        assert_eq!(classify(&with(0, BLOCK_MAGIC), &zero), Contents::Zvbench);
-        assert_eq!(classify(&with(700_000, b"x"), &zero), Contents::Data);
-        assert_eq!(classify(&zero, &with(5, b"x")), Contents::Data);
-        assert_eq!(classify(&[], &[]), Contents::Empty);
+        assert_eq!(classify(vec![], &zero, &zero), Contents::Empty);
+        assert_eq!(
+            classify(vec![], &with(700_000, b"x"), &zero),
+            Contents::Data
+        );
+        assert_eq!(classify(vec![], &zero, &with(5, b"x")), Contents::Data);
+        assert_eq!(classify(vec![], &[], &[]), Contents::Empty);
+        // The magic alone is not zvbench's data: the rest of the sector must match.
+        assert_eq!(
+            classify(vec![], &with(0, BLOCK_MAGIC), &zero),
+            Contents::Data
+        );
+    }
+
+    #[test]
+    fn finds_swap_users() {
+        let swaps = "Filename\tType\tSize\tUsed\tPriority\n/dev/loop7 partition 100 0 -2\n";
+        assert_eq!(
+            swap_users(swaps, Path::new("/dev/loop7")),
+            vec!["used as swap".to_string()]
+        );
+        assert!(swap_users(swaps, Path::new("/dev/loop70")).is_empty());
     }
 
     #[test]

@@ -15,21 +15,116 @@ const CRC_OFF: usize = 32;
 
 /// SplitMix64: a small, fast, well-mixed generator for patterns.
 fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    *state = state.wrapping_add(GOLDEN);
     let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z = (z ^ (z >> 30)).wrapping_mul(MUL1);
+    z = (z ^ (z >> 27)).wrapping_mul(MUL2);
     z ^ (z >> 31)
 }
 
-/// Fills `buf` with pseudo-random bytes from `seed` and stamps the magic at offset 0.
-pub fn fill_random(buf: &mut [u8], seed: u64) {
+/// SplitMix64's golden-ratio increment.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+/// SplitMix64's two multipliers.
+const MUL1: u64 = 0xBF58_476D_1CE4_E5B9;
+const MUL2: u64 = 0x94D0_49BB_1331_11EB;
+/// Mixes a verified block's index into its pattern seed.
+const INDEX_MIX: u64 = 0xA24B_AED4_963E_E407;
+
+/// The multiplicative inverse of an odd `a` modulo 2^64 (Newton's iteration: each step
+/// doubles the correct low bits, from 3 bits since a·a ≡ 1 mod 8).
+const fn inverse(a: u64) -> u64 {
+    let mut x = a;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// Undoes `z ^ (z >> k)`.
+fn unshift(y: u64, k: u32) -> u64 {
+    let mut x = y;
+    for _ in 0..64 / k {
+        x = y ^ (x >> k);
+    }
+    x
+}
+
+/// The SplitMix64 state that produced output `out`: the generator's output function is a
+/// bijection, so zvbench can recover the seed of an unverified block from its bytes.
+fn unmix(out: u64) -> u64 {
+    let z = unshift(out, 31).wrapping_mul(const { inverse(MUL2) });
+    let z = unshift(z, 27).wrapping_mul(const { inverse(MUL1) });
+    unshift(z, 30)
+}
+
+/// Fills `buf` with SplitMix64 output from `seed`, eight bytes at a time.
+fn pattern(buf: &mut [u8], seed: u64) {
     let mut s = seed;
     for chunk in buf.chunks_mut(8) {
         let v = splitmix(&mut s).to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
+}
+
+/// Fills `buf` with pseudo-random bytes from `seed` and stamps the magic at offset 0.
+pub fn fill_random(buf: &mut [u8], seed: u64) {
+    pattern(buf, seed);
     stamp_magic(buf);
+}
+
+/// The length of a sector, the unit [`is_block_start`] checks.
+pub const SECTOR: usize = 512;
+
+/// Whether `head` begins with the first sector of a block zvbench wrote at offset 0: the
+/// magic, then exactly the bytes [`fill_random`] or [`fill_block`] (index 0) put there
+/// (for a verified block, the whole block with its checksum: see [`verified_len`]).
+/// Recomputed from the seed found in the sector itself, so a partition table, boot code or
+/// any other tool's write into the sector makes it foreign data again.
+pub fn is_block_start(head: &[u8]) -> bool {
+    let Some(sector) = head.get(..SECTOR) else {
+        return false;
+    };
+    if &sector[..8] != BLOCK_MAGIC {
+        return false;
+    }
+    let word = |o: usize| u64::from_le_bytes(sector[o..o + 8].try_into().expect("8 bytes"));
+    let mut expect = [0u8; SECTOR];
+    // Unverified: bytes 8.. are the generator's output from the second step on.
+    let seed = unmix(word(8)).wrapping_sub(GOLDEN.wrapping_mul(2));
+    fill_random(&mut expect, seed);
+    if expect == *sector {
+        return true;
+    }
+    // Verified block 0: header (index 0, seed, length), then the pattern of `seed`, and
+    // the whole block's checksum.
+    let Some(len) = verified_len(head) else {
+        return false;
+    };
+    let seed = word(16);
+    pattern(&mut expect[HEADER_LEN..], seed);
+    expect[HEADER_LEN..] == sector[HEADER_LEN..]
+        && head
+            .get(..len)
+            .is_some_and(|block| check_block(&mut block.to_vec(), 0, seed) == BlockCheck::Ok)
+}
+
+/// The length a verified block 0 at the start of `head` claims (a multiple of a sector
+/// up to [`crate::pass::MAX_BS`]): how much a caller must read for [`is_block_start`] to
+/// check its checksum.
+pub fn verified_len(head: &[u8]) -> Option<usize> {
+    let word = |o: usize| {
+        head.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let len = word(24)?;
+    (head.starts_with(BLOCK_MAGIC)
+        && word(8)? == 0
+        && len > 0
+        && len <= crate::pass::MAX_BS
+        && len % SECTOR as u64 == 0)
+        .then_some(len as usize)
 }
 
 /// Writes the magic at the start of the block.
@@ -41,11 +136,7 @@ pub fn stamp_magic(buf: &mut [u8]) {
 /// Makes `buf` the verified content of block `index` of a run with `seed`.
 /// `buf` must be at least [`HEADER_LEN`] bytes.
 pub fn fill_block(buf: &mut [u8], index: u64, seed: u64) {
-    let mut s = seed ^ index.wrapping_mul(0xA24B_AED4_963E_E407);
-    for chunk in buf[HEADER_LEN..].chunks_mut(8) {
-        let v = splitmix(&mut s).to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
-    }
+    pattern(&mut buf[HEADER_LEN..], seed ^ index.wrapping_mul(INDEX_MIX));
     buf[..8].copy_from_slice(BLOCK_MAGIC);
     buf[8..16].copy_from_slice(&index.to_le_bytes());
     buf[16..24].copy_from_slice(&seed.to_le_bytes());
@@ -145,6 +236,42 @@ mod tests {
         let mut r = vec![0u8; 4096];
         fill_random(&mut r, 5);
         assert_eq!(check_block(&mut r, 0, 5), BlockCheck::Mismatched);
+    }
+
+    #[test]
+    fn unmix_recovers_the_state() {
+        for seed in [0u64, 1, 2, 42, u64::MAX, 0x1234_5678_9abc_def0] {
+            let mut s = seed;
+            let out = splitmix(&mut s);
+            assert_eq!(unmix(out), s, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn recognises_the_first_sector_of_its_own_blocks_only() {
+        for seed in [1u64, 2, 7, u64::MAX] {
+            for bs in [512usize, 4096, 1 << 20] {
+                let mut b = vec![0u8; bs];
+                fill_random(&mut b, seed);
+                assert!(is_block_start(&b), "plain seed {seed} bs {bs}");
+                fill_block(&mut b, 0, seed);
+                assert!(is_block_start(&b), "verified seed {seed} bs {bs}");
+                let mut other = b.clone();
+                fill_block(&mut other, 1, seed);
+                assert!(!is_block_start(&other), "block 1 is not a start");
+            }
+        }
+        let mut b = vec![0u8; 4096];
+        fill_random(&mut b, 3);
+        // sfdisk writes the MBR's partition entries and 0x55AA into bytes 446..512.
+        let mut mbr = b.clone();
+        mbr[510..512].copy_from_slice(&[0x55, 0xAA]);
+        assert!(!is_block_start(&mbr));
+        let mut one_byte = b.clone();
+        one_byte[100] ^= 1;
+        assert!(!is_block_start(&one_byte));
+        assert!(!is_block_start(&b[..511]), "shorter than a sector");
+        assert!(!is_block_start(&[0u8; 512]));
     }
 
     #[test]

@@ -1,26 +1,11 @@
 //! The agent against real files and, as root, real loop devices.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+use std::path::PathBuf;
 use std::process::Command;
-use zvbench_agent::pass::{run_pass, PassError, PassSpec, Quiet, SyncMode, Workload};
+use zvbench_agent::pass::{run_pass, PassError, Quiet, SyncMode, Workload};
 use zvbench_agent::ByteSize;
-
-fn spec(path: &Path, workload: Workload, bs: u64, size: u64) -> PassSpec {
-    PassSpec {
-        path: path.to_owned(),
-        workload,
-        bs: ByteSize(bs),
-        size: ByteSize(size),
-        direct: false,
-        sync: SyncMode::None,
-        sync_every: None,
-        end_fsync: true,
-        verify: false,
-        seed: 1,
-        allow_destroy: false,
-        label: String::new(),
-    }
-}
 
 #[test]
 fn fsync_count_is_exactly_what_was_asked() {
@@ -100,56 +85,8 @@ fn reading_more_than_was_written_says_so() {
     assert!(e.to_string().contains("run a seqwr pass first"), "{e}");
 }
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
-/// A loop device attached for a test, detached on drop (also when the test fails).
-struct Loop {
-    dev: PathBuf,
-    _dir: tempfile::TempDir,
-    backing: PathBuf,
-}
-
-impl Loop {
-    fn new(size: u64, sector: u32) -> Loop {
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let backing = dir.path().join("disk.img");
-        std::fs::File::create(&backing)
-            .unwrap()
-            .set_len(size)
-            .unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show", "--sector-size", &sector.to_string()])
-            .arg(&backing)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        Loop {
-            dev,
-            _dir: dir,
-            backing,
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 #[test]
 fn loop_device_flushes_reach_the_block_layer() {
-    if !is_root() {
-        eprintln!("skipped: needs root for losetup");
-        return;
-    }
     let l = Loop::new(64 << 20, 512);
     let mut s = spec(&l.dev, Workload::Seqwr, 64 << 10, 8 << 20);
     s.direct = true;
@@ -174,10 +111,6 @@ fn loop_device_flushes_reach_the_block_layer() {
 
 #[test]
 fn direct_io_alignment_comes_from_the_device() {
-    if !is_root() {
-        eprintln!("skipped: needs root for losetup");
-        return;
-    }
     let l = Loop::new(16 << 20, 4096);
     let mut s = spec(&l.dev, Workload::Seqwr, 512, 64 << 10);
     s.direct = true;
@@ -193,10 +126,7 @@ fn direct_io_alignment_comes_from_the_device() {
 
 #[test]
 fn refuses_a_device_with_a_file_system_and_leaves_it_intact() {
-    if !is_root() || Command::new("mkfs.ext4").arg("-V").output().is_err() {
-        eprintln!("skipped: needs root and mkfs.ext4");
-        return;
-    }
+    need("mkfs.ext4", "e2fsprogs");
     let l = Loop::new(32 << 20, 512);
     assert!(Command::new("mkfs.ext4")
         .args(["-q", "-F"])
@@ -207,7 +137,10 @@ fn refuses_a_device_with_a_file_system_and_leaves_it_intact() {
     let before = std::fs::read(&l.backing).unwrap();
     let e = run_pass(&spec(&l.dev, Workload::Seqwr, 1 << 20, 4 << 20), &mut Quiet).unwrap_err();
     assert!(matches!(e, PassError::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("ext2/3/4"), "{e}");
+    assert!(
+        e.to_string().contains("ext4 (filesystem) at byte 1080"),
+        "{e}"
+    );
     assert!(e.to_string().contains("--allow-destroy"), "{e}");
     assert!(
         std::fs::read(&l.backing).unwrap() == before,
