@@ -1,5 +1,10 @@
 //! The agent against real files and, as root, real loop devices.
 
+#[allow(dead_code)]
+#[path = "../../bench-runner/tests/common/require.rs"]
+mod require;
+use require::require;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use zvbench_agent::pass::{run_pass, PassError, PassSpec, Quiet, SyncMode, Workload};
@@ -100,10 +105,6 @@ fn reading_more_than_was_written_says_so() {
     assert!(e.to_string().contains("run a seqwr pass first"), "{e}");
 }
 
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
-
 /// A loop device attached for a test, detached on drop (also when the test fails).
 struct Loop {
     dev: PathBuf,
@@ -146,8 +147,7 @@ impl Drop for Loop {
 
 #[test]
 fn loop_device_flushes_reach_the_block_layer() {
-    if !is_root() {
-        eprintln!("skipped: needs root for losetup");
+    if !require(&["root", "losetup"]) {
         return;
     }
     let l = Loop::new(64 << 20, 512);
@@ -174,8 +174,7 @@ fn loop_device_flushes_reach_the_block_layer() {
 
 #[test]
 fn direct_io_alignment_comes_from_the_device() {
-    if !is_root() {
-        eprintln!("skipped: needs root for losetup");
+    if !require(&["root", "losetup"]) {
         return;
     }
     let l = Loop::new(16 << 20, 4096);
@@ -193,8 +192,7 @@ fn direct_io_alignment_comes_from_the_device() {
 
 #[test]
 fn refuses_a_device_with_a_file_system_and_leaves_it_intact() {
-    if !is_root() || Command::new("mkfs.ext4").arg("-V").output().is_err() {
-        eprintln!("skipped: needs root and mkfs.ext4");
+    if !require(&["root", "losetup", "mkfs.ext4"]) {
         return;
     }
     let l = Loop::new(32 << 20, 512);
