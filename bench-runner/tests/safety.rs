@@ -4,7 +4,8 @@
 mod common;
 use common::*;
 use std::process::Command;
-use zvbench::storage::{check_blockdev, clean};
+use zvbench::clean::{clean, Outcome, Scope};
+use zvbench::storage::check_blockdev;
 use zvbench_agent::target::{probe_contents, Contents};
 
 fn mkfs_with_file(dev: &std::path::Path, mnt: &std::path::Path) {
@@ -46,8 +47,7 @@ direct = true
 
 #[test]
 fn a_device_with_a_file_system_is_refused_and_left_intact() {
-    if !is_root() || !have("mkfs.ext4") || !have("qemu-img") {
-        eprintln!("skipped: needs root, mkfs.ext4");
+    if !require(&["root", "mkfs.ext4", "qemu-img"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -119,23 +119,30 @@ fn an_empty_device_is_used_and_then_recognised_as_zvbench_data() {
 
 #[test]
 fn clean_removes_what_an_interrupted_run_left() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !require(&["root", "losetup"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let left = LoopDev::new(dir.path(), "zvbench-20260101T000000-1-raw.img", 8 << 20);
     std::fs::write(dir.path().join("zvbench-20260101T000000-1-vdi.vdi"), b"x").unwrap();
     std::fs::write(dir.path().join("keep-me.img"), b"x").unwrap();
-    let done = clean(&[dir.path().to_owned()]);
+    std::fs::write(dir.path().join("zvbench-notes.txt"), b"mine").unwrap();
+    let done = clean(&Scope {
+        dirs: vec![dir.path().to_owned()],
+        only_dirs: true,
+        runtime: dir.path().join("run"),
+    });
     assert!(
-        done.iter()
-            .any(|d| d == &format!("detached {}", left.dev.display())),
+        done.contains(&Outcome::Done(format!("detached {}", left.dev.display()))),
+        "{done:?}"
+    );
+    assert!(
+        !done.iter().any(|d| matches!(d, Outcome::Failed(_))),
         "{done:?}"
     );
     assert_nothing_left(dir.path());
     assert!(
-        dir.path().join("keep-me.img").exists(),
-        "only zvbench's files are removed"
+        dir.path().join("keep-me.img").exists() && dir.path().join("zvbench-notes.txt").exists(),
+        "only names zvbench generates are removed"
     );
 }

@@ -154,6 +154,9 @@ pub enum PassError {
     /// The buffer could not be allocated.
     #[error(transparent)]
     Buffer(#[from] AlignError),
+    /// The observer asked the pass to stop (the host runner's Ctrl-C or SIGTERM).
+    #[error("the pass was stopped before its end")]
+    Stopped,
     /// The device holds data zvbench did not write.
     #[error("refusing to write {path}: it holds {found}. Pass --allow-destroy only if every byte on it may be lost")]
     Refused {
@@ -194,6 +197,11 @@ pub trait Observer {
     /// Called at [`Phase::Start`] and [`Phase::End`], outside the timed section; in a
     /// guest this lets the host read the hypervisor's and host device's counters.
     fn phase(&mut self, _phase: Phase) {}
+    /// Asked before the pass and then about once a second, with `progress`; `true` ends
+    /// the pass at once with [`PassError::Stopped`].
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -262,6 +270,9 @@ fn nanos(d: Duration) -> u64 {
 /// Runs one pass, telling `obs` its progress and phases.
 pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, PassError> {
     spec.validate()?;
+    if obs.stop_requested() {
+        return Err(PassError::Stopped);
+    }
     let path_s = spec.path.display().to_string();
     let writing = spec.workload == Workload::Seqwr;
     if writing
@@ -379,6 +390,9 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         if el >= next_report {
             next_report = el + Duration::from_secs(1);
             obs.progress(off + bs, size, el);
+            if obs.stop_requested() {
+                return Err(PassError::Stopped);
+            }
         }
     }
     if writing && spec.end_fsync {
