@@ -350,6 +350,12 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 (None, PathBuf::new())
             };
             let accel = match (accel, &kernel) {
+                (AccelChoice::Kvm, Some(k)) if !zvbench::qemu::kvm_works(&k.image, &cache) => {
+                    bail!(
+                        "--accel kvm: KVM cannot run a guest on this host (a probe boot under KVM printed nothing within 8 s; see {}); use --accel auto or tcg",
+                        cache.join("kvm-probe.qemu.log").display()
+                    )
+                }
                 (AccelChoice::Kvm, _) => Accel::Kvm,
                 (AccelChoice::Tcg, _) | (AccelChoice::Auto, None) => Accel::Tcg,
                 (AccelChoice::Auto, Some(k)) => choose_accel(&k.image, &cache),

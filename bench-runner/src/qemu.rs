@@ -475,10 +475,9 @@ pub fn probe_kvm(kernel: &Path, work: &Path, limit: Duration) -> bool {
     false
 }
 
-/// KVM if a probe boot works, else TCG (with a warning). The probe's answer is cached
-/// in `cache` per host kernel, QEMU version and guest kernel, since a failing probe costs
-/// its whole time limit.
-pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
+/// Whether KVM runs a guest here ([`probe_kvm`]). The answer is cached in `cache` per host
+/// kernel, QEMU version and guest kernel, since a failing probe costs its whole time limit.
+pub fn kvm_works(kernel: &Path, cache: &Path) -> bool {
     let key = format!(
         "{}|{}|{}",
         nix::sys::utsname::uname()
@@ -506,10 +505,16 @@ pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
         );
         a
     });
-    if accel == Accel::Tcg {
-        eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    accel == Accel::Kvm
+}
+
+/// KVM if a probe boot works, else TCG (with a warning).
+pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
+    if kvm_works(kernel, cache) {
+        return Accel::Kvm;
     }
-    accel
+    eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    Accel::Tcg
 }
 
 #[cfg(test)]

@@ -185,6 +185,30 @@ fn logical_block_size(path: &Path) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// Whether the file system of `dir` can have a file of `size` bytes, tried on an unnamed
+/// `O_TMPFILE` that vanishes on close (nothing appears in `dir`). A file system without
+/// `O_TMPFILE` is not judged here.
+fn can_hold(dir: &Path, size: u64) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+    else {
+        return Ok(());
+    };
+    match f.set_len(size) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EFBIG) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            bail!("no file that large can exist on the file system of {} ({e}); lower disk_size or use another dir", dir.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Every check that needs nothing created: what `zvbench check` runs, and the first half
 /// of [`preflight`]. Root for loop devices, zvols and raw devices; a blockdev's contents
 /// and users; O_DIRECT block sizes against the device under each host target; the space a
@@ -220,6 +244,19 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
                     );
                 }
             }
+        }
+        let sized_file_in = match &t.storage {
+            StorageSpec::Loop { dir }
+            | StorageSpec::Image {
+                dir,
+                format: crate::scenario::ImageFormat::Raw,
+                ..
+            } => Some(dir),
+            _ => None,
+        };
+        if let Some(dir) = sized_file_in {
+            can_hold(dir, t.disk_size.bytes())
+                .with_context(|| format!("target {:?}: disk_size {}", t.name, t.disk_size))?;
         }
         if let StorageSpec::Image {
             dir,
@@ -327,15 +364,16 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
             if stop.is_set() {
                 return Err(e);
             }
-            eprintln!("zvbench: target {:?} failed: {}", t.name, crate::chain(&e));
-            failures.push(t.name.clone());
+            let why = crate::chain(&e);
+            eprintln!("zvbench: target {:?} failed: {why}", t.name);
+            failures.push(format!("{} ({why})", t.name));
             progress.done += plan.repetitions as usize;
         }
     }
     if !failures.is_empty() {
         bail!(
-            "targets failed: {} (their results so far are in {})",
-            failures.join(", "),
+            "targets failed: {}; their results so far are in {}",
+            failures.join("; "),
             opts.out.display()
         );
     }
