@@ -51,6 +51,32 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
+/// Sends `sig` to a run and checks it stops within `limit` with 128 + `sig`, leaving
+/// nothing in `dir` and no lock in `runtime`. Returns how long it took.
+fn stop_run(c: &mut Child, sig: i32, limit: Duration, dir: &Path, runtime: &Path) -> Duration {
+    let t = Instant::now();
+    signal(c.id(), sig);
+    let st = wait_exit(c, limit).unwrap_or_else(|| panic!("not stopped within {limit:?}"));
+    assert_eq!(st.code(), Some(128 + sig), "{st:?}");
+    assert_nothing_left(dir);
+    assert!(no_locks(runtime), "the run's lock is removed");
+    t.elapsed()
+}
+
+/// `zvbench clean --dir DIR` with `runtime`: exit code and stdout.
+fn clean_cli(runtime: &Path, dir: &Path) -> (Option<i32>, String) {
+    let out = zvbench(runtime)
+        .arg("clean")
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Live (not zombie) guest QEMU processes (with a `-name`, unlike `qemu --version`) whose
 /// parent is `ppid`.
 fn qemu_children(ppid: u32) -> Vec<i32> {
@@ -86,15 +112,31 @@ fn no_locks(runtime: &Path) -> bool {
         .unwrap_or(true)
 }
 
-fn guest_args(c: &mut Command) -> &mut Command {
-    let k = kernel();
-    c.arg("--agent")
+/// `zvbench run SCENARIO --out OUT` with the test agent, `kernel` (the modules of the
+/// test kernel) and `accel`, its locks in `runtime`.
+fn run_cmd(runtime: &Path, scenario: &Path, out: &Path, kernel: &Path, accel: &str) -> Command {
+    let mut c = zvbench(runtime);
+    c.arg("run")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .arg("--agent")
         .arg(agent())
         .arg("--kernel")
-        .arg(&k.image)
+        .arg(kernel)
         .arg("--modules")
-        .arg(&k.modules)
-        .args(["--accel", "tcg"])
+        .arg(&common::kernel().modules)
+        .args(["--accel", accel]);
+    c
+}
+
+/// Runs `c` to its end: exit code and stderr.
+fn code_and_stderr(c: &mut Command) -> (Option<i32>, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 // ---------------------------------------------------------------- bad scenarios
@@ -174,13 +216,8 @@ fn check_names_the_real_cause_of_bad_scenarios() {
             .replace("@BS@", "4096")
             .replace("@SIZE@", "8192");
         let p = write(dir.path(), "s.toml", &text);
-        let out = zvbench(&dir.path().join("run"))
-            .arg("check")
-            .arg(&p)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{text}\n{err}");
+        let (code, err) = code_and_stderr(zvbench(&dir.path().join("run")).arg("check").arg(&p));
+        assert_eq!(code, Some(2), "{text}\n{err}");
         assert!(err.contains(want), "want {want:?} for\n{text}\ngot: {err}");
         let created: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -211,13 +248,8 @@ fn check_refuses_a_blockdev_holding_a_file_system() {
         l.dev.display()
     );
     let p = write(dir.path(), "s.toml", &text);
-    let out = zvbench(&dir.path().join("run"))
-        .arg("check")
-        .arg(&p)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = code_and_stderr(zvbench(&dir.path().join("run")).arg("check").arg(&p));
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("ext2/3/4 file system"), "{err}");
 }
 
@@ -231,44 +263,29 @@ fn a_kernel_that_is_not_one_is_named() {
     let fake = dir.path().join("not-a-kernel");
     std::fs::write(&fake, "#!/bin/sh\necho hello\n").unwrap();
     let s = write(dir.path(), "s.toml", LOOP_GUEST);
-    let mut c = zvbench(&dir.path().join("run"));
-    c.arg("run")
-        .arg(&s)
-        .arg("--out")
-        .arg(dir.path().join("out"));
-    let out = c
-        .arg("--agent")
-        .arg(agent())
-        .arg("--kernel")
-        .arg(&fake)
-        .arg("--modules")
-        .arg(&kernel().modules)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let runtime = dir.path().join("run");
+    let (code, err) = code_and_stderr(&mut run_cmd(
+        &runtime,
+        &s,
+        &dir.path().join("out"),
+        &fake,
+        "tcg",
+    ));
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("is not a Linux kernel QEMU can boot"), "{err}");
 
     // A file that looks like a bzImage but is not: QEMU refuses it, and its words are quoted.
     let mut bytes = vec![0u8; 8192];
     bytes[0x202..0x206].copy_from_slice(b"HdrS");
     std::fs::write(&fake, bytes).unwrap();
-    let out = zvbench(&dir.path().join("run"))
-        .arg("run")
-        .arg(&s)
-        .arg("--out")
-        .arg(dir.path().join("out2"))
-        .arg("--agent")
-        .arg(agent())
-        .arg("--kernel")
-        .arg(&fake)
-        .arg("--modules")
-        .arg(&kernel().modules)
-        .args(["--accel", "tcg"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = code_and_stderr(&mut run_cmd(
+        &runtime,
+        &s,
+        &dir.path().join("out2"),
+        &fake,
+        "tcg",
+    ));
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("QEMU exited early"), "{err}");
     assert!(err.contains("qemu.log"), "{err}");
     assert_nothing_left(dir.path());
@@ -290,24 +307,15 @@ fn a_broken_kvm_is_reported_with_qemus_words() {
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let s = write(dir.path(), "s.toml", LOOP_GUEST);
-    let k = kernel();
     let start = Instant::now();
-    let out = zvbench(&dir.path().join("run"))
-        .arg("run")
-        .arg(&s)
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .arg("--agent")
-        .arg(agent())
-        .arg("--kernel")
-        .arg(&k.image)
-        .arg("--modules")
-        .arg(&k.modules)
-        .args(["--accel", "kvm"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let (code, err) = code_and_stderr(&mut run_cmd(
+        &dir.path().join("run"),
+        &s,
+        &dir.path().join("out"),
+        &kernel().image,
+        "kvm",
+    ));
+    assert_ne!(code, Some(0), "{err}");
     assert!(err.contains("--accel kvm: KVM cannot run a guest"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(60), "{err}");
     assert_nothing_left(dir.path());
@@ -364,14 +372,8 @@ fn clean_touches_only_what_dead_runs_left_and_says_what_failed() {
     let notes = dir.path().join("zvbench-notes.txt");
     std::fs::write(&notes, "mine").unwrap();
 
-    let out = zvbench(&runtime)
-        .arg("clean")
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = clean_cli(&runtime, dir.path());
+    assert_eq!(code, Some(0), "{text}");
     assert!(live_file.exists(), "a live run's file stays: {text}");
     assert!(
         text.contains("left alone") && text.contains("is running"),
@@ -388,14 +390,8 @@ fn clean_touches_only_what_dead_runs_left_and_says_what_failed() {
     let stuck = dir.path().join("zvbench-20260101T000000-13-raw.img");
     std::fs::create_dir(&stuck).unwrap();
     std::fs::write(stuck.join("x"), "x").unwrap();
-    let out = zvbench(&runtime)
-        .arg("clean")
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = clean_cli(&runtime, dir.path());
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(&format!("FAILED: removed {}", stuck.display())),
         "{text}"
@@ -575,7 +571,7 @@ sync = "fsync"
 /// removed, the run's lock gone.
 #[test]
 fn a_signal_stops_a_host_pass_promptly() {
-    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let runtime = dir.path().join("run");
         let s = write(dir.path(), "s.toml", SLOW_HOST);
@@ -597,14 +593,8 @@ fn a_signal_stops_a_host_pass_promptly() {
             c.try_wait().unwrap().is_none(),
             "the pass was still running"
         );
-        let t = Instant::now();
-        signal(c.id(), sig);
-        let st = wait_exit(&mut c, Duration::from_secs(10)).expect("stopped within 10 s");
-        let err = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(st.code(), Some(code), "{err}");
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        assert_nothing_left(dir.path());
-        assert!(no_locks(&runtime));
+        let took = stop_run(&mut c, sig, Duration::from_secs(10), dir.path(), &runtime);
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }
 
@@ -623,27 +613,30 @@ fn a_signal_while_provisioning_tears_down() {
         )
         .replace("disk_size = \"64M\"", "disk_size = \"1G\"");
     let s = write(dir.path(), "s.toml", &text);
-    let mut c = zvbench(&runtime);
-    c.arg("run")
-        .arg(&s)
-        .arg("--out")
-        .arg(dir.path().join("out"));
-    let mut c = guest_args(&mut c)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = run_cmd(
+        &runtime,
+        &s,
+        &dir.path().join("out"),
+        &kernel().image,
+        "tcg",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     assert!(wait_for(Duration::from_secs(60), || {
         std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
             .any(|e| zvbench::owner::generated_file(&e.file_name().to_string_lossy()).is_some())
     }));
-    signal(c.id(), libc::SIGTERM);
-    let st = wait_exit(&mut c, Duration::from_secs(60)).expect("stopped");
-    assert_eq!(st.code(), Some(143));
-    assert_nothing_left(dir.path());
-    assert!(no_locks(&runtime));
+    stop_run(
+        &mut c,
+        libc::SIGTERM,
+        Duration::from_secs(60),
+        dir.path(),
+        &runtime,
+    );
 }
 
 const LOOP_GUEST: &str = r#"
@@ -669,9 +662,7 @@ sync = "fsync"
 /// Starts a guest run and returns it once its QEMU runs, with QEMU's pid.
 fn start_guest(dir: &Path, runtime: &Path) -> (Child, i32) {
     let s = write(dir, "s.toml", LOOP_GUEST);
-    let mut c = zvbench(runtime);
-    c.arg("run").arg(&s).arg("--out").arg(dir.join("out"));
-    let mut child = guest_args(&mut c)
+    let mut child = run_cmd(runtime, &s, &dir.join("out"), &kernel().image, "tcg")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -697,12 +688,14 @@ fn a_signal_while_the_guest_boots_tears_down() {
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let runtime = dir.path().join("run");
     let (mut c, qemu) = start_guest(dir.path(), &runtime);
-    signal(c.id(), libc::SIGTERM);
-    let st = wait_exit(&mut c, Duration::from_secs(20)).expect("stopped within 20 s");
-    assert_eq!(st.code(), Some(143));
+    stop_run(
+        &mut c,
+        libc::SIGTERM,
+        Duration::from_secs(20),
+        dir.path(),
+        &runtime,
+    );
     assert!(!alive(qemu), "QEMU was stopped");
-    assert_nothing_left(dir.path());
-    assert!(no_locks(&runtime));
 }
 
 /// `kill -9` of zvbench: its QEMU dies with it (PR_SET_PDEATHSIG), and `clean --dir`
@@ -722,14 +715,8 @@ fn kill_9_then_clean_leaves_nothing() {
         "QEMU {qemu} outlived the zvbench that started it"
     );
     assert!(!no_locks(&runtime), "the dead run's lock stays for clean");
-    let out = zvbench(&runtime)
-        .arg("clean")
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = clean_cli(&runtime, dir.path());
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("detached /dev/loop"), "{text}");
     assert!(text.contains("removed"), "{text}");
     assert_nothing_left(dir.path());
