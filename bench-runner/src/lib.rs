@@ -21,6 +21,12 @@ pub mod storage;
 pub mod vbox;
 pub mod zfs;
 
+/// The tests' prerequisite check (no silent skips), shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/require.rs"]
+mod require;
+
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 

@@ -2,10 +2,10 @@
 //! `flock` for the run's whole life and listing, one JSON line each, every object the run
 //! provisions the moment it exists (files, loop devices with their backing file's identity,
 //! datasets). QEMU processes and VirtualBox VMs carry the run id in their name. `zvbench
-//! clean` trusts this and nothing
-//! looser: a run whose lock is held is alive and its objects are left alone; a run whose
-//! lock can be taken is dead and its objects are its leftovers. Names are matched exactly
-//! as zvbench generates them ([`generated_file`]), never by a prefix alone.
+//! clean` trusts this and nothing looser: a run whose lock is held is alive and its
+//! objects are left alone; a run whose lock can be taken is dead and its objects are its
+//! leftovers. Names are matched exactly as zvbench generates them ([`generated_file`]),
+//! never by a prefix alone.
 
 use crate::loopdev::LoopBinding;
 use anyhow::{Context, Result};

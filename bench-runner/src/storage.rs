@@ -405,8 +405,7 @@ mod tests {
 
     #[test]
     fn real_qemu_img_creates_every_format() {
-        if Argv::new(["qemu-img", "--version"]).run().is_err() {
-            eprintln!("skipped: no qemu-img");
+        if !crate::require::require(&["qemu-img"]) {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
