@@ -51,11 +51,25 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
-/// Sends `sig` to a run and checks it stops within `limit` with 128 + `sig`, leaving
-/// nothing in `dir` and no lock in `runtime`. Returns how long it took.
-fn stop_run(c: &mut Child, sig: i32, limit: Duration, dir: &Path, runtime: &Path) -> Duration {
+/// Sends `sig` to a run (and, with `again`, SIGTERM while it tears down) and checks it
+/// stops within `limit` with 128 + `sig`, leaving nothing in `dir` and no lock in
+/// `runtime`. Returns how long it took.
+fn stop_run(
+    c: &mut Child,
+    sig: i32,
+    again: bool,
+    limit: Duration,
+    dir: &Path,
+    runtime: &Path,
+) -> Duration {
     let t = Instant::now();
     signal(c.id(), sig);
+    if again {
+        std::thread::sleep(Duration::from_millis(20));
+        if c.try_wait().unwrap().is_none() {
+            signal(c.id(), libc::SIGTERM);
+        }
+    }
     let st = wait_exit(c, limit).unwrap_or_else(|| panic!("not stopped within {limit:?}"));
     assert_eq!(st.code(), Some(128 + sig), "{st:?}");
     assert_nothing_left(dir);
@@ -568,7 +582,7 @@ sync = "fsync"
 "#;
 
 /// SIGINT and SIGTERM stop a long host pass within seconds: exit 130 / 143, the pass's file
-/// removed, the run's lock gone.
+/// removed, the run's lock gone; a second signal during teardown does not cut it short.
 #[test]
 fn a_signal_stops_a_host_pass_promptly() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
@@ -593,7 +607,14 @@ fn a_signal_stops_a_host_pass_promptly() {
             c.try_wait().unwrap().is_none(),
             "the pass was still running"
         );
-        let took = stop_run(&mut c, sig, Duration::from_secs(10), dir.path(), &runtime);
+        let took = stop_run(
+            &mut c,
+            sig,
+            true,
+            Duration::from_secs(10),
+            dir.path(),
+            &runtime,
+        );
         assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }
@@ -633,6 +654,7 @@ fn a_signal_while_provisioning_tears_down() {
     stop_run(
         &mut c,
         libc::SIGTERM,
+        false,
         Duration::from_secs(60),
         dir.path(),
         &runtime,
@@ -691,6 +713,7 @@ fn a_signal_while_the_guest_boots_tears_down() {
     stop_run(
         &mut c,
         libc::SIGTERM,
+        false,
         Duration::from_secs(20),
         dir.path(),
         &runtime,
