@@ -2,7 +2,30 @@
 //! argv and the tool's stderr.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
+
+/// Makes the child receive SIGKILL when zvbench dies, even by `kill -9`
+/// (`PR_SET_PDEATHSIG`). prctl(2): the signal is sent when the *thread* that forked the
+/// child exits, so children are spawned by the thread that runs the whole run (the main
+/// thread, or a test's thread) and never from a short-lived helper thread. A parent that
+/// died before the prctl took effect is caught by comparing `getppid` with its pid.
+pub fn die_with_parent(c: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (prctl, getppid), allocating nothing.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
 
 /// An external command as program + arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +74,11 @@ impl Argv {
             .join(" ")
     }
 
-    /// A `Command` for this argv.
+    /// A `Command` for this argv, its life tied to zvbench's ([`die_with_parent`]).
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.0[0]);
         c.args(&self.0[1..]);
+        die_with_parent(&mut c);
         c
     }
 

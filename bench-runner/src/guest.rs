@@ -70,6 +70,8 @@ pub struct GuestRun<'a> {
     pub work: PathBuf,
     /// Longest the guest may run.
     pub timeout: Duration,
+    /// The VM's name, with the run id (`vbox::vm_name`): QEMU's `-name`.
+    pub name: String,
 }
 
 /// How the guest waits at each phase mark: for the host's ack byte on a two-way serial
@@ -315,6 +317,7 @@ impl GuestRun<'_> {
             let _ = std::fs::remove_file(s);
         }
         let mut args = qemu::base_args();
+        args.extend(qemu::name_args(&self.name));
         args.extend(qemu::machine_args(self.accel));
         args.extend(qemu::size_args(self.cfg.memory.bytes(), self.cfg.cpus));
         match self.cfg.boot {
@@ -352,26 +355,38 @@ impl GuestRun<'_> {
                 console_tail(&console)
             )
         };
+        // Whatever fails once QEMU is gone (a socket refused or reset, a missing frame)
+        // is named by QEMU's own last words.
+        let qemu_cause = |e: anyhow::Error, guard: &mut QemuGuard| match guard.exited() {
+            Some(why) => e.context(why),
+            None => e,
+        };
         let mut frames =
             qemu::connect(&frames_sock, Duration::from_secs(20), &mut guard).map_err(|e| {
-                fail(format!(
+                let e = anyhow!(
                     "QEMU did not open its frame socket ({e}); see {}",
                     self.work.join("qemu.log").display()
-                ))
+                );
+                qemu_cause(e, &mut guard)
             })?;
-        let mut qmp = Qmp::handshake(qemu::connect(
-            &qmp_sock,
-            Duration::from_secs(20),
-            &mut guard,
-        )?)?;
+        let mut qmp = qemu::connect(&qmp_sock, Duration::from_secs(20), &mut guard)
+            .map_err(anyhow::Error::from)
+            .and_then(Qmp::handshake)
+            .map_err(|e| qemu_cause(e.context("QMP"), &mut guard))?;
         frames.set_read_timeout(Some(Duration::from_millis(200)))?;
         let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?;
         let mut writer = frames.try_clone()?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
             session.check(stop, &fail)?;
+            if let Some(ev) = qmp.io_error().ok().flatten() {
+                bail!(fail(qemu::describe_io_error(&ev, self.disk.0)));
+            }
             let n = match frames.read(&mut buf) {
-                Ok(0) => bail!(fail("the guest ended before it sent all results".into())),
+                Ok(0) => {
+                    let e = fail("the guest ended before it sent all results".into());
+                    return Err(qemu_cause(e, &mut guard));
+                }
                 Ok(n) => n,
                 Err(e)
                     if matches!(
@@ -383,7 +398,10 @@ impl GuestRun<'_> {
                 {
                     continue
                 }
-                Err(e) => return Err(e).context("reading the frame socket"),
+                Err(e) => {
+                    let e = anyhow::Error::from(e).context("reading the frame socket");
+                    return Err(qemu_cause(e, &mut guard));
+                }
             };
             let step = session
                 .feed(

@@ -163,8 +163,7 @@ mod tests {
 
     #[test]
     fn real_cpio_lists_and_extracts_it() {
-        if Command::new("cpio").arg("--version").output().is_err() {
-            eprintln!("skipped: no cpio");
+        if !crate::require::require(&["cpio"]) {
             return;
         }
         let mut c = Cpio::new();

@@ -105,6 +105,16 @@ pub fn find(given: Option<(PathBuf, PathBuf)>, cache: &Path) -> Result<GuestKern
                 modules.display()
             );
         }
+        let mut head = [0u8; 0x206];
+        let n = std::fs::File::open(&image)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .with_context(|| format!("read {}", image.display()))?;
+        if !is_kernel_image(&head[..n]) {
+            bail!(
+                "--kernel {} is not a Linux kernel QEMU can boot (neither a bzImage, with \"HdrS\" at 0x202, nor an ELF vmlinux); give /boot/vmlinuz-<release>",
+                image.display()
+            );
+        }
         return Ok(GuestKernel {
             image,
             modules,
@@ -124,6 +134,12 @@ pub fn find(given: Option<(PathBuf, PathBuf)>, cache: &Path) -> Result<GuestKern
         });
     }
     debian_kernel(cache)
+}
+
+/// Whether the first bytes of a file are a Linux boot image: a bzImage (the x86 boot
+/// protocol's "HdrS" at 0x202) or an ELF `vmlinux` (QEMU boots it through PVH).
+pub fn is_kernel_image(head: &[u8]) -> bool {
+    head.get(0x202..0x206) == Some(b"HdrS") || head.starts_with(b"\x7fELF")
 }
 
 /// Debian's `linux-image-amd64` dependency, downloaded, extracted and depmod'ed once.

@@ -64,10 +64,13 @@ enum Cmd {
         #[arg(long = "allow-destroy", value_name = "DEVICE")]
         allow_destroy: Vec<PathBuf>,
     },
-    /// Validate a scenario without creating anything.
+    /// Validate a scenario and run every host check that creates nothing.
     Check {
         /// The scenario file.
         scenario: PathBuf,
+        /// A device `run` will be allowed to overwrite (repeatable).
+        #[arg(long = "allow-destroy", value_name = "DEVICE")]
+        allow_destroy: Vec<PathBuf>,
     },
     /// Write summary.md, plots/ (PNG, SVG) and report.html for a run directory; print the summary.
     Report {
@@ -112,10 +115,12 @@ enum Cmd {
         #[command(subcommand)]
         action: ImageAction,
     },
-    /// Remove what an interrupted run left: VirtualBox VMs, loop devices, zvbench files,
-    /// tagged datasets.
+    /// Remove what dead runs left (never a live run's): their QEMU processes, loop devices,
+    /// files named as zvbench names them, tagged datasets, VirtualBox VMs. Exit 1 if
+    /// something could not be removed.
     Clean {
-        /// Directories to search for zvbench-* files (default /var/tmp/zvbench).
+        /// Only what runs left in these directories (repeatable); without it: everything
+        /// of dead runs, and zvbench's files in /var/tmp/zvbench.
         #[arg(long = "dir")]
         dirs: Vec<PathBuf>,
     },
@@ -303,27 +308,32 @@ fn find_agent(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn main() {
+    let cli = Cli::parse();
     let stop = Interrupt::default();
-    let s2 = stop.clone();
-    if let Err(e) = ctrlc::set_handler(move || {
-        eprintln!("\nzvbench: interrupted; tearing down");
-        s2.set();
-    }) {
-        eprintln!("zvbench: warning: cannot catch Ctrl-C ({e}); an interrupted run may leave files: `zvbench clean`");
+    // A run unwinds through its guards on a signal; every other command has nothing to
+    // tear down and stops at once.
+    if let Err(e) = stop.watch(matches!(cli.cmd, Cmd::Run { .. })) {
+        eprintln!("zvbench: warning: cannot catch signals ({e}); an interrupted run may leave files: `zvbench clean`");
     }
-    match real_main(&stop) {
-        Ok(code) => std::process::exit(code),
+    let r = real_main(cli.cmd, &stop);
+    let code = stop.exit_code();
+    match r {
+        Ok(c) => std::process::exit(code.unwrap_or(c)),
         Err(e) => {
             eprintln!("zvbench: error: {}", zvbench::chain(&e));
-            std::process::exit(2);
+            std::process::exit(code.unwrap_or(2));
         }
     }
 }
 
-fn real_main(stop: &Interrupt) -> Result<i32> {
-    match Cli::parse().cmd {
-        Cmd::Check { scenario } => {
+fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
+    match cmd {
+        Cmd::Check {
+            scenario,
+            allow_destroy,
+        } => {
             let plan = zvbench::scenario::load(&scenario)?;
+            zvbench::run::checks(&plan, &allow_destroy)?;
             println!(
                 "{}: ok ({} targets, {} workloads, {} repetitions)",
                 scenario.display(),
@@ -350,6 +360,12 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
                 (None, PathBuf::new())
             };
             let accel = match (accel, &kernel) {
+                (AccelChoice::Kvm, Some(k)) if !zvbench::qemu::kvm_works(&k.image, &cache) => {
+                    bail!(
+                        "--accel kvm: KVM cannot run a guest on this host (a probe boot under KVM printed nothing within 8 s; see {}); use --accel auto or tcg",
+                        cache.join("kvm-probe.qemu.log").display()
+                    )
+                }
                 (AccelChoice::Kvm, _) => Accel::Kvm,
                 (AccelChoice::Tcg, _) | (AccelChoice::Auto, None) => Accel::Tcg,
                 (AccelChoice::Auto, Some(k)) => choose_accel(&k.image, &cache),
@@ -361,10 +377,16 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
                 accel,
                 allow_destroy,
                 scenario_text: std::fs::read_to_string(&scenario)?,
+                runtime: zvbench::owner::runtime_dir(),
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
-            if out.join("results.csv").exists() {
+            if stop.is_set() {
+                eprintln!(
+                    "zvbench: stopped by a signal; what was measured is in {} (`zvbench report` makes its report)",
+                    out.display()
+                );
+            } else if out.join("results.csv").exists() {
                 match zvbench::report::write(&out) {
                     Ok(md) => println!("{md}"),
                     // The run's own error says more (a run that failed before its first
@@ -436,21 +458,26 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             out,
         } => history(&dirs, &metric, workload.as_deref(), out.as_deref()),
         Cmd::Clean { dirs } => {
-            let dirs = if dirs.is_empty() {
-                vec![PathBuf::from("/var/tmp/zvbench")]
-            } else {
-                dirs
+            let scope = zvbench::clean::Scope {
+                only_dirs: !dirs.is_empty(),
+                dirs: if dirs.is_empty() {
+                    vec![PathBuf::from("/var/tmp/zvbench")]
+                } else {
+                    dirs
+                },
+                runtime: zvbench::owner::runtime_dir(),
             };
-            // VMs first: they hold the images and loop devices removed next.
-            let mut done = zvbench::vbox::clean();
-            done.extend(zvbench::storage::clean(&dirs));
+            let done = zvbench::clean::clean(&scope);
             if done.is_empty() {
                 println!("nothing to clean");
             }
-            for d in done {
+            for d in &done {
                 println!("{d}");
             }
-            Ok(0)
+            let failed = done
+                .iter()
+                .any(|d| matches!(d, zvbench::clean::Outcome::Failed(_)));
+            Ok(i32::from(failed))
         }
         Cmd::Doctor => Ok(zvbench::doctor::report(&cache_dir())),
     }

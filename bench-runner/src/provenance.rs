@@ -39,11 +39,18 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A run id: UTC time and process id, e.g. `20261127T001500-4242`, safe in file and
-/// dataset names.
+/// A run id: UTC time, process id and, for a second run of one process, `n<seq>`:
+/// `20261127T001500-4242`, `20261127T001500-4242n1`; safe in file and dataset names, and
+/// unique, so that no two runs share a lock (`owner::split_run_id` parses it).
 pub fn run_id() -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let t = rfc3339(now()).replace(['-', ':'], "");
-    format!("{}-{}", t.trim_end_matches('Z'), std::process::id())
+    let t = t.trim_end_matches('Z');
+    let pid = std::process::id();
+    match SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+        0 => format!("{t}-{pid}"),
+        n => format!("{t}-{pid}n{n}"),
+    }
 }
 
 fn cpu_model() -> String {

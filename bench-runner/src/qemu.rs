@@ -154,6 +154,12 @@ pub fn chardev_args(console_log: &Path, frame_sock: &Path, qmp_sock: &Path) -> V
     ]
 }
 
+/// `-name NAME`: the VM's name, which carries the run id (`vbox::vm_name`), so that
+/// `zvbench clean` recognises a QEMU process of a dead run.
+pub fn name_args(name: &str) -> Vec<OsString> {
+    os(&["-name", name])
+}
+
 /// No default devices, no display, exit instead of rebooting.
 pub fn base_args() -> Vec<OsString> {
     os(&[
@@ -174,19 +180,45 @@ pub const APPEND: &str =
 /// A running QEMU, killed and reaped when dropped.
 pub struct QemuGuard {
     child: Option<Child>,
+    log: PathBuf,
 }
 
 impl QemuGuard {
     /// Starts QEMU with `args`; its stdout and stderr go to `log`.
     pub fn spawn(args: &[OsString], log: &Path) -> std::io::Result<QemuGuard> {
         let f = std::fs::File::create(log)?;
-        let child = Command::new(QEMU)
+        let mut c = Command::new(QEMU);
+        crate::cmd::die_with_parent(&mut c);
+        let child = c
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()?;
-        Ok(QemuGuard { child: Some(child) })
+        Ok(QemuGuard {
+            child: Some(child),
+            log: log.to_owned(),
+        })
+    }
+
+    /// If QEMU has exited: its status and the last lines of its log, the cause of
+    /// whatever failed next (a socket refused or reset, a missing frame).
+    pub fn exited(&mut self) -> Option<String> {
+        let start = Instant::now();
+        let st = loop {
+            match self.child.as_mut()?.try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if start.elapsed() < Duration::from_millis(300) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        };
+        Some(format!(
+            "QEMU exited early ({st}); last lines of {}:{}",
+            self.log.display(),
+            crate::guest::console_tail(&self.log)
+        ))
     }
 
     /// Waits up to `limit` for QEMU to exit by itself; `None` if it is still running.
@@ -235,10 +267,36 @@ pub fn connect(path: &Path, limit: Duration, guard: &mut QemuGuard) -> std::io::
     }
 }
 
-/// A QMP connection (JSON lines over a UNIX socket). Lines are bounded to 4 MiB.
+/// A QMP connection (JSON lines over a UNIX socket). Lines are bounded to 4 MiB. Events
+/// that arrive between replies are kept, so none is lost to a command.
 pub struct Qmp {
     r: BufReader<UnixStream>,
     w: UnixStream,
+    partial: Vec<u8>,
+    io_errors: Vec<Value>,
+}
+
+/// What a `BLOCK_IO_ERROR` event says, for an error naming the cause and `disk`: QEMU stops
+/// the guest on ENOSPC (`werror=enospc`, its default) and would wait forever.
+pub fn describe_io_error(event: &Value, disk: &Path) -> String {
+    let d = &event["data"];
+    let op = d["operation"].as_str().unwrap_or("request");
+    if d["nospace"] == true {
+        format!(
+            "the file system holding {} is full (ENOSPC at a guest {op}; QEMU paused the guest): free space there or give the target a dir on a larger file system",
+            disk.display()
+        )
+    } else {
+        format!(
+            "a host I/O error on {} at a guest {op} ({}); QEMU {} the guest",
+            disk.display(),
+            d["reason"].as_str().unwrap_or("no reason given"),
+            match d["action"].as_str() {
+                Some("stop") => "paused",
+                _ => "reported it to",
+            }
+        )
+    }
 }
 
 /// Counters of the benchmark drive from `query-blockstats`.
@@ -301,6 +359,8 @@ impl Qmp {
         let mut q = Qmp {
             r: BufReader::new(stream.try_clone()?),
             w: stream,
+            partial: Vec::new(),
+            io_errors: Vec::new(),
         };
         let greeting = q.read_msg()?;
         anyhow::ensure!(
@@ -311,14 +371,40 @@ impl Qmp {
         Ok(q)
     }
 
+    /// Reads one message; a line cut short by a timeout is kept and completed next time.
+    /// Events worth failing for are set aside for [`Qmp::io_error`].
     fn read_msg(&mut self) -> anyhow::Result<Value> {
-        let mut line = Vec::new();
-        let n = std::io::Read::take(&mut self.r, 4 << 20).read_until(b'\n', &mut line)?;
+        let room = (4u64 << 20).saturating_sub(self.partial.len() as u64);
+        let n = std::io::Read::take(&mut self.r, room).read_until(b'\n', &mut self.partial)?;
         anyhow::ensure!(
-            n > 0 && line.ends_with(b"\n"),
+            n > 0 && self.partial.ends_with(b"\n"),
             "QMP connection closed or line too long"
         );
-        Ok(serde_json::from_slice(&line)?)
+        let m: Value = serde_json::from_slice(&std::mem::take(&mut self.partial))?;
+        if m["event"] == "BLOCK_IO_ERROR" {
+            self.io_errors.push(m.clone());
+        }
+        Ok(m)
+    }
+
+    /// The first `BLOCK_IO_ERROR` event QEMU sent, reading what is waiting without blocking.
+    pub fn io_error(&mut self) -> anyhow::Result<Option<Value>> {
+        self.w.set_nonblocking(true)?;
+        let r = loop {
+            match self.read_msg() {
+                Ok(_) => {}
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) =>
+                {
+                    break Ok(())
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.w.set_nonblocking(false)?;
+        r?;
+        Ok(self.io_errors.first().cloned())
     }
 
     /// Runs a command and returns its `return` value (events in between are skipped).
@@ -389,10 +475,9 @@ pub fn probe_kvm(kernel: &Path, work: &Path, limit: Duration) -> bool {
     false
 }
 
-/// KVM if a probe boot works, else TCG (with a warning). The probe's answer is cached
-/// in `cache` per host kernel, QEMU version and guest kernel, since a failing probe costs
-/// its whole time limit.
-pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
+/// Whether KVM runs a guest here ([`probe_kvm`]). The answer is cached in `cache` per host
+/// kernel, QEMU version and guest kernel, since a failing probe costs its whole time limit.
+pub fn kvm_works(kernel: &Path, cache: &Path) -> bool {
     let key = format!(
         "{}|{}|{}",
         nix::sys::utsname::uname()
@@ -420,10 +505,16 @@ pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
         );
         a
     });
-    if accel == Accel::Tcg {
-        eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    accel == Accel::Kvm
+}
+
+/// KVM if a probe boot works, else TCG (with a warning).
+pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
+    if kvm_works(kernel, cache) {
+        return Accel::Kvm;
     }
-    accel
+    eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    Accel::Tcg
 }
 
 #[cfg(test)]

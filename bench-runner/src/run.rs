@@ -3,6 +3,7 @@
 
 use crate::guest::{GuestPass, GuestRun};
 use crate::kernel::GuestKernel;
+use crate::owner::RunLock;
 use crate::provenance;
 use crate::qemu::Accel;
 use crate::scenario::{key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan};
@@ -14,7 +15,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use zvbench_agent::pass::{run_pass, PassSpec, Quiet, Workload};
+use zvbench_agent::pass::{run_pass, Observer, PassSpec, Workload};
 use zvbench_agent::PassRecord;
 use zvbench_reports::ResultRow;
 
@@ -32,6 +33,17 @@ pub struct RunOptions {
     pub allow_destroy: Vec<PathBuf>,
     /// The scenario's text, kept in run.json.
     pub scenario_text: String,
+    /// Where the run's lock goes (`owner::runtime_dir`).
+    pub runtime: PathBuf,
+}
+
+/// The host pass's observer: stops the pass when the run is interrupted.
+struct StopOnSignal<'a>(&'a Interrupt);
+
+impl Observer for StopOnSignal<'_> {
+    fn stop_requested(&mut self) -> bool {
+        self.0.is_set()
+    }
 }
 
 /// Appends rows and records as passes complete, flushing each, so a later failure or
@@ -169,8 +181,58 @@ fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultR
     row
 }
 
-/// Checks everything about the host that can fail before anything is provisioned.
-pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
+/// The logical block size of the block device under `path` (a device, or a file system's
+/// device for a directory), which O_DIRECT requests must be multiples of.
+fn logical_block_size(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(path).ok()?;
+    let dev = if m.file_type().is_block_device() {
+        m.rdev()
+    } else {
+        m.dev()
+    };
+    let sys = std::fs::canonicalize(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .ok()?;
+    // A partition has no queue/ of its own: its disk's applies.
+    [sys.join("queue"), sys.join("../queue")]
+        .iter()
+        .find_map(|q| std::fs::read_to_string(q.join("logical_block_size")).ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether the file system of `dir` can have a file of `size` bytes, tried on an unnamed
+/// `O_TMPFILE` that vanishes on close (nothing appears in `dir`). A file system without
+/// `O_TMPFILE` is not judged here.
+fn can_hold(dir: &Path, size: u64) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir)
+    else {
+        return Ok(());
+    };
+    match f.set_len(size) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EFBIG) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            bail!("no file that large can exist on the file system of {} ({e}); lower disk_size or use another dir", dir.display())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every check that needs nothing created: what `zvbench check` runs, and the first half
+/// of [`preflight`]. Root for loop devices, zvols and raw devices; a blockdev's contents
+/// and users; O_DIRECT block sizes against the device under each host target; the space a
+/// preallocated image needs; zvol parents; ISO tools and VirtualBox.
+pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
     let root = nix::unistd::Uid::effective().is_root();
     for t in &plan.targets {
         let needs_root = matches!(
@@ -181,8 +243,58 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
             bail!("target {:?} (storage {:?}) needs root for losetup/zfs/raw devices; run zvbench as root", t.name, t.storage_kind);
         }
         if let StorageSpec::Blockdev { device } = &t.storage {
-            check_blockdev(device, &opts.allow_destroy)
+            check_blockdev(device, allow_destroy)
                 .with_context(|| format!("target {:?}", t.name))?;
+        }
+        let under = match &t.storage {
+            StorageSpec::Host { dir } => Some(dir.as_path()),
+            StorageSpec::Blockdev { device } => Some(device.as_path()),
+            _ => None,
+        };
+        if let Some(lbs) = under.and_then(logical_block_size) {
+            for w in plan.workloads.iter().filter(|w| w.spec.direct) {
+                if !w.spec.bs.bytes().is_multiple_of(lbs) {
+                    bail!(
+                        "target {:?}, workload {:?}: direct = true needs bs to be a multiple of {lbs} bytes, the logical block size of the device under {}; use bs = \"{}\"",
+                        t.name,
+                        w.name,
+                        under.unwrap_or(Path::new("")).display(),
+                        zvbench_agent::ByteSize(w.spec.bs.bytes().div_ceil(lbs) * lbs)
+                    );
+                }
+            }
+        }
+        let sized_file_in = match &t.storage {
+            StorageSpec::Loop { dir }
+            | StorageSpec::Image {
+                dir,
+                format: crate::scenario::ImageFormat::Raw,
+                ..
+            } => Some(dir),
+            _ => None,
+        };
+        if let Some(dir) = sized_file_in {
+            can_hold(dir, t.disk_size.bytes())
+                .with_context(|| format!("target {:?}: disk_size {}", t.name, t.disk_size))?;
+        }
+        if let StorageSpec::Image {
+            dir,
+            variant: crate::scenario::Variant::Fixed,
+            ..
+        } = &t.storage
+        {
+            let free = nix::sys::statvfs::statvfs(dir.as_path())
+                .map(|v| v.blocks_available() * v.fragment_size())
+                .with_context(|| format!("statvfs {}", dir.display()))?;
+            if free < t.disk_size.bytes() {
+                bail!(
+                    "target {:?}: a fixed image of disk_size {} does not fit in {} ({} free); lower disk_size or use variant = \"dynamic\"",
+                    t.name,
+                    t.disk_size,
+                    dir.display(),
+                    zvbench_agent::ByteSize(free)
+                );
+            }
         }
         if let StorageSpec::Zvol(z) = &t.storage {
             if !Path::new("/dev/zfs").exists() || !Path::new("/sys/module/zfs").exists() {
@@ -207,6 +319,17 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
             if g.hypervisor == Hypervisor::Virtualbox {
                 crate::vbox::detect().with_context(|| format!("target {:?}", t.name))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks everything about the host that can fail before anything is provisioned:
+/// [`checks`], then the guest kernel and agent.
+pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
+    checks(plan, &opts.allow_destroy)?;
+    for t in &plan.targets {
+        if t.guest.is_some() {
             if opts.kernel.is_none() {
                 bail!("guest targets need a guest kernel");
             }
@@ -225,9 +348,14 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
 /// run goes on with the next, then fails at the end.
 pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<ResultRow>> {
     preflight(plan, opts)?;
+    if stop.is_set() {
+        bail!("interrupted");
+    }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
     let mut sink = ResultsSink::create(&opts.out)?;
     let run_id = provenance::run_id();
+    // Held until every target is torn down: `zvbench clean` leaves a live run alone.
+    let lock = RunLock::acquire(&opts.runtime, &run_id)?;
     let mut prov = provenance::collect(&run_id, opts, plan);
     provenance::write(&opts.out, &prov)?;
     let mut progress = Progress {
@@ -244,7 +372,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
             plan,
             opts,
             t,
-            &run_id,
+            &lock,
             stop,
             &mut sink,
             &mut progress,
@@ -255,15 +383,16 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
             if stop.is_set() {
                 return Err(e);
             }
-            eprintln!("zvbench: target {:?} failed: {}", t.name, crate::chain(&e));
-            failures.push(t.name.clone());
+            let why = crate::chain(&e);
+            eprintln!("zvbench: target {:?} failed: {why}", t.name);
+            failures.push(format!("{} ({why})", t.name));
             progress.done += plan.repetitions as usize;
         }
     }
     if !failures.is_empty() {
         bail!(
-            "targets failed: {} (their results so far are in {})",
-            failures.join(", "),
+            "targets failed: {}; their results so far are in {}",
+            failures.join("; "),
             opts.out.display()
         );
     }
@@ -275,13 +404,14 @@ fn run_target(
     plan: &Plan,
     opts: &RunOptions,
     t: &TargetPlan,
-    run_id: &str,
+    lock: &RunLock,
     stop: &Interrupt,
     sink: &mut ResultsSink,
     progress: &mut Progress,
     prov: &mut serde_json::Value,
 ) -> Result<()> {
-    let p: Provisioned = provision(t, run_id, &opts.allow_destroy)
+    let run_id = lock.run_id.as_str();
+    let p: Provisioned = provision(t, lock, &opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
     prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
     for rep in 1..=plan.repetitions {
@@ -293,7 +423,7 @@ fn run_target(
             (None, Some(file), _) => {
                 for spec in passes_for(plan, file, rep, false) {
                     eprintln!("      {} on the host", spec.label);
-                    let rec = run_pass(&spec, &mut Quiet)
+                    let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
                     if rec.label != "fill" {
                         sink.add(base_row(t, opts.accel, &rec, rep), &rec)?;
@@ -301,6 +431,7 @@ fn run_target(
                 }
             }
             (Some(cfg), _, Some((disk, format))) => {
+                p.check()?;
                 let kernel = opts.kernel.as_ref().context("no guest kernel")?;
                 let guest_disk = PathBuf::from(crate::kernel::guest_disk(cfg.bus));
                 let passes = passes_for(plan, &guest_disk, rep, true);
@@ -335,6 +466,7 @@ fn run_target(
                         zil: p.zil.as_ref(),
                         work,
                         timeout,
+                        name: crate::vbox::vm_name(run_id, &t.name, rep),
                     }
                     .run(&passes, stop, &mut on_pass)?,
                     Hypervisor::Virtualbox => {

@@ -448,6 +448,26 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Bounds of `guest_timeout_s`: a guest boots in seconds, and a week is past any pass.
+const MIN_TIMEOUT_S: u64 = 10;
+const MAX_TIMEOUT_S: u64 = 7 * 86_400;
+/// The largest file Linux can have (`MAX_LFS_FILESIZE`, `i64::MAX`).
+const MAX_DISK: u64 = i64::MAX as u64;
+
+/// Where `key = ` is first written in `text` (for errors about a value serde has no span
+/// for); 0 if absent.
+fn key_offset(text: &str, key: &str) -> usize {
+    text.match_indices(key)
+        .find(|(i, _)| {
+            text[..*i]
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.trim().is_empty())
+                && text[i + key.len()..].trim_start().starts_with('=')
+        })
+        .map_or(0, |(i, _)| i)
+}
+
 const COMPRESSION: &[&str] = &["on", "off", "lz4", "zstd", "gzip", "lzjb", "zle"];
 const ZSYNC: &[&str] = &["standard", "always", "disabled"];
 const LOGBIAS: &[&str] = &["latency", "throughput"];
@@ -483,8 +503,17 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
     let run = &file.run;
     if !(1..=100).contains(&run.repetitions) {
         return Err(err_at(
-            0,
+            key_offset(text, "repetitions"),
             format!("[run] repetitions = {} must be 1 to 100", run.repetitions),
+        ));
+    }
+    if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&run.guest_timeout_s) {
+        return Err(err_at(
+            key_offset(text, "guest_timeout_s"),
+            format!(
+                "[run] guest_timeout_s = {} must be {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} (7 days) seconds",
+                run.guest_timeout_s
+            ),
         ));
     }
     if file.target.is_empty() || file.workload.is_empty() {
@@ -521,6 +550,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 .replace("--", "")
                 .replace("sync-every", "sync_every"))
         })?;
+        if spec.direct && !spec.bs.bytes().is_multiple_of(512) {
+            return Err(at(format!(
+                "direct = true needs bs to be a multiple of 512 bytes (the smallest logical block of any disk); got {}",
+                spec.bs
+            )));
+        }
         // A seqrd reads what an earlier seqwr left, if one covered its size (and, when
         // verifying, wrote verified blocks of the same size); otherwise it fills first.
         let covered = workloads.iter().any(|p: &WorkloadPlan| {
@@ -553,6 +588,11 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             ));
         }
         let disk_size = t.disk_size.unwrap_or(run.disk_size);
+        if disk_size.bytes() > MAX_DISK {
+            return Err(at(format!(
+                "disk_size {disk_size} is larger than any Linux file or device can be (8 EiB)"
+            )));
+        }
         let need_dir = |what: &str| -> Result<PathBuf, ScenarioError> {
             let d = t.dir.clone().ok_or_else(|| at(format!("storage = \"{what}\" needs dir = \"/var/tmp/zvbench\" (a directory for its files)")))?;
             if !d.is_absolute() || d.to_string_lossy().contains(',') {
@@ -561,12 +601,22 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                     d.display()
                 )));
             }
-            if !d.is_dir() {
-                return Err(at(format!(
-                    "dir {} does not exist; create it (mkdir -p {}) or name another",
-                    d.display(),
-                    d.display()
-                )));
+            match std::fs::metadata(&d) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(at(format!(
+                        "dir {} is a file, not a directory; name a directory",
+                        d.display()
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(at(format!(
+                        "dir {} does not exist; create it (mkdir -p {}) or name another",
+                        d.display(),
+                        d.display()
+                    )))
+                }
+                Err(e) => return Err(at(format!("dir {}: {e}", d.display()))),
             }
             Ok(d)
         };

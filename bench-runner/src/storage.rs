@@ -4,6 +4,8 @@
 //! when Ctrl-C unwinds the run.
 
 use crate::cmd::Argv;
+use crate::loopdev::LoopBinding;
+use crate::owner::{Owned, RunLock};
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
 use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use zvbench_agent::devstat::StatSource;
 use zvbench_agent::target::check_writable;
 
-/// Prefix of every file zvbench creates; `zvbench clean` looks for it.
+/// Prefix of every file zvbench creates (`owner::generated_file` matches the whole name).
 pub const FILE_PREFIX: &str = "zvbench-";
 
 /// One undo step.
@@ -21,8 +23,8 @@ pub const FILE_PREFIX: &str = "zvbench-";
 pub enum Teardown {
     /// Remove a file zvbench created.
     RemoveFile(PathBuf),
-    /// Detach a loop device zvbench attached.
-    DetachLoop(PathBuf),
+    /// Detach a loop device zvbench attached, if it still backs zvbench's file.
+    DetachLoop(LoopBinding),
     /// Destroy a dataset zvbench created.
     DestroyDataset(String),
     /// Run a command (a VirtualBox VM's undo steps); `quiet`: its failure is expected at
@@ -43,19 +45,15 @@ pub enum Teardown {
 }
 
 impl Teardown {
-    fn run(&self) {
-        let r = match self {
+    /// Runs the step; the error says what could not be undone.
+    pub fn try_run(&self) -> Result<(), String> {
+        match self {
             // A host target's file is registered before its first pass creates it.
             Teardown::RemoveFile(p) => match std::fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
                 _ => Ok(()),
             },
-            Teardown::DetachLoop(d) => {
-                Argv::new(["losetup".as_ref(), "-d".as_ref(), d.as_os_str()])
-                    .run()
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            }
+            Teardown::DetachLoop(l) => l.detach().map_err(|e| format!("{e:#}")),
             Teardown::DestroyDataset(n) => retry(|| {
                 zfs::destroy_argv(n)
                     .run()
@@ -70,8 +68,11 @@ impl Teardown {
                 let _ = std::fs::copy(from, to);
                 Ok(())
             }
-        };
-        if let Err(e) = r {
+        }
+    }
+
+    fn run(&self) {
+        if let Err(e) = self.try_run() {
             eprintln!("zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers");
         }
     }
@@ -101,9 +102,32 @@ pub struct Provisioned {
     pub host_stat: Option<StatSource>,
     /// ZIL commit counter of a zvol.
     pub zil: Option<ZilSource>,
+    /// The loop device of a loop target, checked before each use.
+    pub loop_dev: Option<LoopBinding>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
     steps: Undo,
+}
+
+impl Provisioned {
+    /// Registers the undo step of an object that now exists, in the run's lock first, so
+    /// that `zvbench clean` knows it for the run's own if the run dies before teardown.
+    fn own(&mut self, lock: &RunLock, step: Teardown) -> Result<()> {
+        let owned = match &step {
+            Teardown::RemoveFile(p) => Some(Owned::File { path: p.clone() }),
+            Teardown::DetachLoop(l) => Some(Owned::Loop(l.clone())),
+            Teardown::DestroyDataset(n) => Some(Owned::Dataset { name: n.clone() }),
+            Teardown::Command { .. } | Teardown::Keep { .. } => None,
+        };
+        self.steps.push(step);
+        owned.map_or(Ok(()), |o| lock.record(&o))
+    }
+
+    /// Fails unless what the guest is about to be given is still what was provisioned (a
+    /// loop device re-attached by another program is never written).
+    pub fn check(&self) -> Result<()> {
+        self.loop_dev.as_ref().map_or(Ok(()), LoopBinding::check)
+    }
 }
 
 /// Teardown steps, run in reverse order when dropped: on success, on error and on unwinding
@@ -199,8 +223,10 @@ pub fn check_blockdev(dev: &Path, allow: &[PathBuf]) -> Result<()> {
     Ok(check_writable(dev, allowed)?)
 }
 
-/// Creates what `t` needs. `run_id` names files and tags datasets.
-pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Provisioned> {
+/// Creates what `t` needs, recording each object in the run's `lock`, whose run id names
+/// files and tags datasets.
+pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Provisioned> {
+    let run_id = lock.run_id.as_str();
     let mut p = Provisioned::default();
     let size = t.disk_size.bytes();
     let file_in =
@@ -211,29 +237,26 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
     match &t.storage {
         StorageSpec::Host { dir } => {
             let f = file_in(dir, "dat");
-            p.steps.push(Teardown::RemoveFile(f.clone()));
+            p.own(lock, Teardown::RemoveFile(f.clone()))?;
             p.host_stat = stat_of_file(dir);
             put(&mut p, "file", f.display().to_string().into());
             p.host_file = Some(f);
         }
         StorageSpec::Loop { dir } => {
             let f = file_in(dir, "img");
-            std::fs::OpenOptions::new()
+            let h = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&f)
-                .and_then(|h| h.set_len(size))
                 .with_context(|| format!("create {}", f.display()))?;
-            p.steps.push(Teardown::RemoveFile(f.clone()));
-            let out = Argv::new([
-                "losetup".as_ref(),
-                "--find".as_ref(),
-                "--show".as_ref(),
-                f.as_os_str(),
-            ])
-            .stdout()?;
-            let dev = PathBuf::from(out.trim());
-            p.steps.push(Teardown::DetachLoop(dev.clone()));
+            p.own(lock, Teardown::RemoveFile(f.clone()))?;
+            h.set_len(size).with_context(|| {
+                format!("make {} {} long (disk_size)", f.display(), t.disk_size)
+            })?;
+            let l = LoopBinding::attach(&f)?;
+            let dev = l.device.clone();
+            p.own(lock, Teardown::DetachLoop(l.clone()))?;
+            p.loop_dev = Some(l);
             p.host_stat = stat_of_device(&dev);
             put(&mut p, "backing_file", f.display().to_string().into());
             put(&mut p, "loop_device", dev.display().to_string().into());
@@ -262,14 +285,16 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
             if t.guest.as_ref().map(|g| g.hypervisor) == Some(Hypervisor::Virtualbox) {
                 // VirtualBox creates (createmedium) and deletes (closemedium --delete) its
                 // own media each boot; removing a leftover file is the last resort.
-                p.steps.push(Teardown::RemoveFile(f.clone()));
+                p.own(lock, Teardown::RemoveFile(f.clone()))?;
                 p.host_stat = stat_of_file(dir);
                 put(&mut p, "created_by", "VBoxManage createmedium".into());
             } else {
                 let argv = qemu_img_argv(*format, *variant, &f, size);
                 let r = argv.run();
-                if f.exists() {
-                    p.steps.push(Teardown::RemoveFile(f.clone()));
+                for file in [Some(f.clone()), flat_extent(&f)].into_iter().flatten() {
+                    if file.exists() {
+                        p.own(lock, Teardown::RemoveFile(file))?;
+                    }
                 }
                 r?;
                 p.host_stat = stat_of_file(&f);
@@ -282,7 +307,7 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
             crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
             let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
             argv.run()?;
-            p.steps.push(Teardown::DestroyDataset(name.clone()));
+            p.own(lock, Teardown::DestroyDataset(name.clone()))?;
             let dev = zfs::zvol_dev(&name);
             let start = Instant::now();
             while !dev.exists() {
@@ -322,48 +347,10 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
     Ok(p)
 }
 
-/// Removes what an interrupted run left: loop devices over zvbench files in `dirs`, those
-/// files, and datasets tagged `zvbench:run`. Returns what was removed.
-pub fn clean(dirs: &[PathBuf]) -> Vec<String> {
-    let mut done = Vec::new();
-    let loops = Argv::new([
-        "losetup",
-        "--list",
-        "--noheadings",
-        "--output",
-        "NAME,BACK-FILE",
-    ])
-    .stdout()
-    .unwrap_or_default();
-    for d in dirs {
-        let Ok(rd) = std::fs::read_dir(d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !name.starts_with(FILE_PREFIX) {
-                continue;
-            }
-            let path = e.path();
-            for l in loops.lines() {
-                if let Some((dev, back)) = l.trim().split_once(char::is_whitespace) {
-                    if Path::new(back.trim().trim_end_matches(" (deleted)")) == path {
-                        Teardown::DetachLoop(dev.into()).run();
-                        done.push(format!("detached {dev}"));
-                    }
-                }
-            }
-            Teardown::RemoveFile(path.clone()).run();
-            done.push(format!("removed {}", path.display()));
-        }
-    }
-    if let Ok(list) = zfs::list_tagged_argv("volume,filesystem").stdout() {
-        for (name, tag) in zfs::parse_tagged(&list) {
-            Teardown::DestroyDataset(name.clone()).run();
-            done.push(format!("destroyed {name} (run {tag})"));
-        }
-    }
-    done
+/// The `-flat.vmdk` extent `qemu-img` writes beside a monolithicFlat `X.vmdk` (`X-flat.vmdk`).
+pub fn flat_extent(vmdk: &Path) -> Option<PathBuf> {
+    let stem = vmdk.file_name()?.to_str()?.strip_suffix(".vmdk")?;
+    Some(vmdk.with_file_name(format!("{stem}-flat.vmdk")))
 }
 
 #[cfg(test)]
@@ -387,8 +374,7 @@ mod tests {
 
     #[test]
     fn real_qemu_img_creates_every_format() {
-        if Argv::new(["qemu-img", "--version"]).run().is_err() {
-            eprintln!("skipped: no qemu-img");
+        if !crate::require::require(&["qemu-img"]) {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

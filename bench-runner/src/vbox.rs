@@ -6,6 +6,7 @@
 //! way back into the guest: the agent pauses at each phase mark while zvbench, polling the
 //! file, reads the counters (see [`crate::guest::Handshake::Pause`]).
 
+use crate::clean::Outcome;
 use crate::cmd::Argv;
 use crate::guest::{build_initramfs, console_tail, snapshot, GuestPass, Handshake, Session, Step};
 use crate::kernel::GuestKernel;
@@ -354,20 +355,17 @@ pub fn vm_name(run_id: &str, target: &str, rep: u32) -> String {
     format!("zvbench-{run_id}-{target}-{rep}")
 }
 
-/// Whether a VM name is one [`vm_name`] gives: `zvbench-<YYYYMMDD>T<HHMMSS>-<pid>-<target>-<rep>`.
+/// The run id of a VM name [`vm_name`] gives (`zvbench-<run id>-<target>-<rep>`), which
+/// QEMU guests carry as their `-name` too.
+pub fn run_of(vm: &str) -> Option<&str> {
+    let (id, rest) = crate::owner::split_run_id(vm.strip_prefix("zvbench-")?)?;
+    let (target, rep) = rest.rsplit_once('-')?;
+    (crate::names::check_name(target).is_ok() && rep.parse::<u32>().is_ok()).then_some(id)
+}
+
+/// Whether a VM name is one [`vm_name`] gives.
 pub fn is_ours(vm: &str) -> bool {
-    let Some(rest) = vm.strip_prefix("zvbench-") else {
-        return false;
-    };
-    let b = rest.as_bytes();
-    b.len() > 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'-'
-        && rest
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    run_of(vm).is_some()
 }
 
 /// VM names from `list vms` output (`"name" {uuid}` per line).
@@ -378,9 +376,9 @@ pub fn parse_vm_list(out: &str) -> Vec<&str> {
 }
 
 /// `zvbench clean` for VirtualBox: powers off and unregisters (deleting their files and
-/// the media attached, which zvbench created) the VMs an interrupted run left. Nothing
-/// when VBoxManage is absent.
-pub fn clean() -> Vec<String> {
+/// the media attached, which zvbench created) the VMs an interrupted run left, except
+/// those whose run `live` says is running. Nothing when VBoxManage is absent.
+pub fn clean(live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
     if detect().is_err() {
         return Vec::new();
     }
@@ -389,11 +387,17 @@ pub fn clean() -> Vec<String> {
     };
     let mut done = Vec::new();
     for vm in parse_vm_list(&list).into_iter().filter(|v| is_ours(v)) {
-        let _ = poweroff(vm).run();
-        match unregistervm(vm).run() {
-            Ok(_) => done.push(format!("unregistered and deleted VirtualBox VM {vm}")),
-            Err(e) => done.push(format!("could not remove VirtualBox VM {vm}: {e}")),
+        if live(vm) {
+            done.push(Outcome::InUse(format!(
+                "VirtualBox VM {vm}: its run is running"
+            )));
+            continue;
         }
+        let _ = poweroff(vm).run();
+        done.push(match unregistervm(vm).run() {
+            Ok(_) => Outcome::Done(format!("unregistered and deleted VirtualBox VM {vm}")),
+            Err(e) => Outcome::Failed(format!("could not remove VirtualBox VM {vm}: {e}")),
+        });
     }
     done
 }

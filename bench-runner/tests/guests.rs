@@ -245,7 +245,7 @@ sync_every = 4
 /// frames come back: the same image VirtualBox boots.
 #[test]
 fn guest_iso_boots_under_qemu() {
-    if !can_boot_guests() || !have("xorriso") {
+    if !can_boot_guests() || !require(&["xorriso"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -276,7 +276,7 @@ fn guest_iso_boots_under_qemu() {
 /// handshake of its hypervisor (an ack under QEMU, a pause under VirtualBox).
 #[test]
 fn image_build_carries_the_targets_job() {
-    if !is_root() || !have("xorriso") {
+    if !require(&["root", "xorriso"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();

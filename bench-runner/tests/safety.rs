@@ -8,7 +8,8 @@ mod common;
 use common::*;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
-use zvbench::storage::{check_blockdev, clean};
+use zvbench::clean::{clean, Outcome, Scope};
+use zvbench::storage::check_blockdev;
 use zvbench_agent::pass::{run_pass, PassSpec, Quiet, Workload};
 use zvbench_agent::target::{probe_contents, Contents};
 use zvbench_agent::ByteSize;
@@ -52,8 +53,7 @@ direct = true
 
 #[test]
 fn a_device_with_a_file_system_is_refused_and_left_intact() {
-    if !is_root() || !have("mkfs.ext4") || !have("qemu-img") {
-        eprintln!("skipped: needs root, mkfs.ext4");
+    if !require(&["root", "mkfs.ext4", "qemu-img"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -125,48 +125,41 @@ fn an_empty_device_is_used_and_then_recognised_as_zvbench_data() {
 
 #[test]
 fn clean_removes_what_an_interrupted_run_left() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !require(&["root", "losetup"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let left = LoopDev::new(dir.path(), "zvbench-20260101T000000-1-raw.img", 8 << 20);
     std::fs::write(dir.path().join("zvbench-20260101T000000-1-vdi.vdi"), b"x").unwrap();
     std::fs::write(dir.path().join("keep-me.img"), b"x").unwrap();
-    let done = clean(&[dir.path().to_owned()]);
+    std::fs::write(dir.path().join("zvbench-notes.txt"), b"mine").unwrap();
+    let done = clean(&Scope {
+        dirs: vec![dir.path().to_owned()],
+        only_dirs: true,
+        runtime: dir.path().join("run"),
+    });
     assert!(
-        done.iter()
-            .any(|d| d == &format!("detached {}", left.dev.display())),
+        done.contains(&Outcome::Done(format!("detached {}", left.dev.display()))),
+        "{done:?}"
+    );
+    assert!(
+        !done.iter().any(|d| matches!(d, Outcome::Failed(_))),
         "{done:?}"
     );
     assert_nothing_left(dir.path());
     assert!(
-        dir.path().join("keep-me.img").exists(),
-        "only zvbench's files are removed"
+        dir.path().join("keep-me.img").exists() && dir.path().join("zvbench-notes.txt").exists(),
+        "only names zvbench generates are removed"
     );
-}
-
-/// Fails the test, naming what is missing.
-fn need_root_and(tools: &[(&str, &str)]) {
-    assert!(
-        is_root(),
-        "this test needs root (loop devices, mount, swapon)"
-    );
-    for (tool, package) in tools {
-        assert!(
-            ["/usr/sbin", "/sbin", "/usr/bin"]
-                .iter()
-                .any(|d| std::path::Path::new(d).join(tool).exists()),
-            "this test needs {tool}: install Debian's {package} (scripts/install-deps)"
-        );
-    }
 }
 
 /// Issue 9, item 1: a device zvbench used once and that was then partitioned kept
 /// zvbench's header in sector 0, and the runner wrote it again.
 #[test]
 fn a_partition_table_after_a_zvbench_pass_is_refused() {
-    need_root_and(&[("sfdisk", "fdisk"), ("qemu-img", "qemu-utils")]);
+    if !require(&["root", "sfdisk", "qemu-img"]) {
+        return;
+    }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let l = LoopDev::new(dir.path(), "z.img", 64 << 20);
     let pass = PassSpec {
@@ -209,7 +202,9 @@ fn a_partition_table_after_a_zvbench_pass_is_refused() {
 /// Swap in use and an exclusive opener: refused even when named with --allow-destroy.
 #[test]
 fn a_device_in_use_is_refused_even_when_named() {
-    need_root_and(&[("mkswap", "util-linux"), ("swapon", "mount")]);
+    if !require(&["root", "mkswap", "swapon", "swapoff"]) {
+        return;
+    }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let l = LoopDev::new(dir.path(), "swap.img", 32 << 20);
     let named = std::slice::from_ref(&l.dev);

@@ -72,8 +72,7 @@ fn zfs_ok(args: &[&str]) -> String {
 
 #[test]
 fn zfs_layer_against_real_zfs_fuse() {
-    if !is_root() || !have("zfs-fuse") {
-        eprintln!("skipped: needs root and zfs-fuse");
+    if !require(&["root", "zfs-fuse"]) {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -184,10 +183,14 @@ sync_every = 4
     assert_nothing_left(&ds_mnt);
 
     // What an interrupted run would leave is found by its tag and destroyed.
-    let done = zvbench::storage::clean(&[]);
+    let done = zvbench::clean::clean(&zvbench::clean::Scope {
+        dirs: Vec::new(),
+        only_dirs: false,
+        runtime: zvbench::owner::runtime_dir(),
+    });
     assert!(
         done.iter()
-            .any(|d| d.starts_with(&format!("destroyed {ds}"))),
+            .any(|d| d.to_string().starts_with(&format!("destroyed {ds}"))),
         "{done:?}"
     );
     assert!(zfs::exists_argv(&ds).run().is_err());

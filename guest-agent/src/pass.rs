@@ -158,6 +158,9 @@ pub enum PassError {
     /// The file or device is in use or holds data zvbench did not write.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The observer asked the pass to stop (the host runner's Ctrl-C or SIGTERM).
+    #[error("the pass was stopped before its end")]
+    Stopped,
     /// A read, write or flush failed.
     #[error("{op} at offset {offset} of {path} failed")]
     Io {
@@ -190,6 +193,11 @@ pub trait Observer {
     /// Called at [`Phase::Start`] and [`Phase::End`], outside the timed section; in a
     /// guest this lets the host read the hypervisor's and host device's counters.
     fn phase(&mut self, _phase: Phase) {}
+    /// Asked before the pass and then about once a second, with `progress`; `true` ends
+    /// the pass at once with [`PassError::Stopped`].
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -277,6 +285,9 @@ fn nanos(d: Duration) -> u64 {
 /// Runs one pass, telling `obs` its progress and phases.
 pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, PassError> {
     spec.validate()?;
+    if obs.stop_requested() {
+        return Err(PassError::Stopped);
+    }
     let path_s = spec.path.display().to_string();
     let writing = spec.workload == Workload::Seqwr;
     let created = if writing {
@@ -381,6 +392,9 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         if el >= next_report {
             next_report = el + Duration::from_secs(1);
             obs.progress(off + bs, size, el);
+            if obs.stop_requested() {
+                return Err(PassError::Stopped);
+            }
         }
     }
     if writing && spec.end_fsync {

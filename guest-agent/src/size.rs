@@ -80,16 +80,31 @@ impl Serialize for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Num(u64),
-            Text(String),
+        /// A whole number of bytes or text with a suffix; anything else named as it is.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size: a whole number of bytes or text like \"4K\", \"1M\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("size {n} is negative; a size counts bytes")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ByteSize, E> {
+                Err(E::custom(format!(
+                    "size {n} is not a whole number of bytes; write e.g. 4096 or \"4K\""
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<ByteSize, E> {
+                t.parse().map_err(E::custom)
+            }
         }
-        match Repr::deserialize(d)? {
-            Repr::Num(n) => Ok(ByteSize(n)),
-            Repr::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 

@@ -205,6 +205,7 @@ impl Target {
                     Some(libc::EINVAL) if mode.direct => {
                         ": this file system does not support O_DIRECT; run without --direct or put the file elsewhere"
                     }
+                    Some(libc::ENOENT) if mode.write => ": its directory does not exist; create it or name another path",
                     Some(libc::ENOENT) => ": it does not exist; a read pass needs a preceding write pass",
                     Some(libc::EBUSY) => ": it is in use (mounted or opened exclusively)",
                     _ => "",

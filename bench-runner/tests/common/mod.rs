@@ -12,21 +12,12 @@ use zvbench::scenario::Plan;
 use zvbench::Interrupt;
 use zvbench_reports::ResultRow;
 
-pub fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+mod require;
+pub use require::*;
 
-pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
-}
-
-/// Whether guest tests can run here; prints why not.
+/// Whether guest tests can run here ([`require`]: fails under ZVBENCH_REQUIRE_PRIVILEGED=1).
 pub fn can_boot_guests() -> bool {
-    let ok = is_root() && have("qemu-system-x86_64") && have("qemu-img");
-    if !ok {
-        eprintln!("skipped: needs root, qemu-system-x86_64 and qemu-img");
-    }
-    ok
+    require(&["root", "qemu-system-x86_64", "qemu-img"])
 }
 
 fn workspace() -> PathBuf {
@@ -75,6 +66,7 @@ pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
         accel: Accel::Tcg,
         allow_destroy: Vec::new(),
         scenario_text: scenario_text.to_string(),
+        runtime: zvbench::owner::runtime_dir(),
     }
 }
 
@@ -108,7 +100,7 @@ pub fn assert_nothing_left(dir: &Path) {
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("zvbench-"))
+        .filter(|e| zvbench::owner::generated_file(&e.file_name().to_string_lossy()).is_some())
         .collect();
     assert!(files.is_empty(), "files left: {files:?}");
 }

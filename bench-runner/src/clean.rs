@@ -1,0 +1,276 @@
+//! `zvbench clean`: removes what dead runs left, and only that. A run is alive while its
+//! lock is held ([`crate::owner`]); nothing of a live run is touched. A dead run's recorded
+//! objects go first (a loop device only while it still backs the recorded file, by device
+//! and inode); then files whose whole name is one zvbench generates; then QEMU processes
+//! named for a dead run; then (without `--dir`) tagged datasets and VirtualBox VMs. Every
+//! outcome is reported as it really was: a failed removal is a failure.
+
+use crate::loopdev;
+use crate::owner::{self, generated_file, FoundRun, Owned};
+use crate::storage::Teardown;
+use crate::zfs;
+use std::collections::HashSet;
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// What `clean` looks at.
+pub struct Scope {
+    /// Directories holding zvbench's files.
+    pub dirs: Vec<PathBuf>,
+    /// Only what is tied to `dirs` (`--dir`): dead runs with a file there, and their QEMU.
+    /// Otherwise also every dead run, orphaned QEMU, tagged dataset and VirtualBox VM.
+    pub only_dirs: bool,
+    /// The runtime directory of run locks.
+    pub runtime: PathBuf,
+}
+
+/// One thing `clean` did or did not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Removed, detached, stopped or destroyed.
+    Done(String),
+    /// Could not be removed.
+    Failed(String),
+    /// Left alone: a live run uses it.
+    InUse(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Done(s) => write!(f, "{s}"),
+            Outcome::Failed(s) => write!(f, "FAILED: {s}"),
+            Outcome::InUse(s) => write!(f, "left alone: {s}"),
+        }
+    }
+}
+
+fn outcome(what: String, r: Result<(), String>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Done(what),
+        Err(e) => Outcome::Failed(format!("{what}: {e}")),
+    }
+}
+
+fn under(path: &Path, dirs: &[PathBuf]) -> bool {
+    dirs.iter().any(|d| path.starts_with(d))
+}
+
+/// Removes what dead runs left within `scope`.
+pub fn clean(scope: &Scope) -> Vec<Outcome> {
+    let runs = owner::scan(&scope.runtime);
+    let live: HashSet<String> = runs
+        .iter()
+        .filter(|r| r.alive())
+        .map(|r| r.run_id.clone())
+        .collect();
+    let mut out = Vec::new();
+    let mut dead_ids = HashSet::new();
+    for run in runs.into_iter().filter(|r| !r.alive()) {
+        let in_scope = !scope.only_dirs
+            || run.owned.iter().any(|o| match o {
+                Owned::File { path } => under(path, &scope.dirs),
+                Owned::Loop(l) => under(&l.backing, &scope.dirs),
+                Owned::Dataset { .. } => false,
+            });
+        if in_scope {
+            dead_ids.insert(run.run_id.clone());
+            // QEMU first: it holds the loop devices and files.
+            stop_qemu(|id| id == run.run_id, &mut out);
+            clean_run(run, &mut out);
+        }
+    }
+    let is_live = |id: &str| live.contains(id);
+    for dir in &scope.dirs {
+        clean_dir(dir, &is_live, &mut out);
+    }
+    if scope.only_dirs {
+        return out;
+    }
+    stop_qemu(|id| !is_live(id), &mut out);
+    if let Ok(list) = zfs::list_tagged_argv("volume,filesystem").stdout() {
+        for (name, tag) in zfs::parse_tagged(&list) {
+            if is_live(&tag) {
+                out.push(Outcome::InUse(format!("{name}: run {tag} is running")));
+            } else {
+                let r = Teardown::DestroyDataset(name.clone()).try_run();
+                out.push(outcome(format!("destroyed {name} (run {tag})"), r));
+            }
+        }
+    }
+    out.extend(crate::vbox::clean(&|vm| {
+        crate::vbox::run_of(vm).is_some_and(is_live)
+    }));
+    out
+}
+
+/// Undoes a dead run's recorded objects in reverse, then forgets the run if all went.
+fn clean_run(run: FoundRun, out: &mut Vec<Outcome>) {
+    let before = out.len();
+    for o in run.owned.iter().rev() {
+        match o {
+            // Detached since, or someone else's now: not ours to touch.
+            Owned::Loop(l) if l.check().is_err() => {}
+            Owned::Loop(l) => out.push(outcome(
+                format!(
+                    "detached {} (backing {})",
+                    l.device.display(),
+                    l.backing.display()
+                ),
+                Teardown::DetachLoop(l.clone()).try_run(),
+            )),
+            Owned::File { path } => {
+                if path.symlink_metadata().is_ok() {
+                    out.push(outcome(
+                        format!("removed {}", path.display()),
+                        Teardown::RemoveFile(path.clone()).try_run(),
+                    ));
+                }
+            }
+            Owned::Dataset { name } => {
+                if zfs::exists_argv(name).run().is_ok() {
+                    out.push(outcome(
+                        format!("destroyed {name} (run {})", run.run_id),
+                        Teardown::DestroyDataset(name.clone()).try_run(),
+                    ));
+                }
+            }
+        }
+    }
+    if !out[before..]
+        .iter()
+        .any(|o| matches!(o, Outcome::Failed(_)))
+    {
+        if let Err(e) = run.forget() {
+            out.push(Outcome::Failed(format!("remove the run's lock: {e}")));
+        }
+    }
+}
+
+/// Files in `dir` named as zvbench names them, of runs that are not alive, with the loop
+/// devices that still back them.
+fn clean_dir(dir: &Path, is_live: &dyn Fn(&str) -> bool, out: &mut Vec<Outcome>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = generated_file(&name) else {
+            continue;
+        };
+        let path = e.path();
+        if is_live(id) {
+            out.push(Outcome::InUse(format!(
+                "{}: run {id} is running",
+                path.display()
+            )));
+            continue;
+        }
+        let mut ok = true;
+        for l in loopdev::backing(&path) {
+            let r = Teardown::DetachLoop(l.clone()).try_run();
+            ok &= r.is_ok();
+            out.push(outcome(format!("detached {}", l.device.display()), r));
+        }
+        if ok {
+            out.push(outcome(
+                format!("removed {}", path.display()),
+                Teardown::RemoveFile(path.clone()).try_run(),
+            ));
+        } else {
+            out.push(Outcome::Failed(format!(
+                "{} kept: its loop device could not be detached",
+                path.display()
+            )));
+        }
+    }
+}
+
+/// The run id in a QEMU process's `-name zvbench-<run id>-...`, and its parent's pid.
+fn qemu_of_run(pid: i32) -> Option<(String, i32)> {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+    let prog = Path::new(std::str::from_utf8(args.first()?).ok()?);
+    if !prog.file_name()?.to_str()?.starts_with("qemu-system") {
+        return None;
+    }
+    let i = args.iter().position(|a| *a == b"-name")?;
+    let id = crate::vbox::run_of(std::str::from_utf8(args.get(i + 1)?).ok()?)?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((id.to_string(), ppid))
+}
+
+/// Stops zvbench's QEMU processes whose run `wanted` selects, unless the run's own process
+/// is still their parent (a live run of another runtime directory).
+fn stop_qemu(wanted: impl Fn(&str) -> bool, out: &mut Vec<Outcome>) {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Some((id, ppid)) = qemu_of_run(pid) else {
+            continue;
+        };
+        if !wanted(&id) {
+            continue;
+        }
+        if owner::run_pid(&id) == Some(ppid) {
+            out.push(Outcome::InUse(format!(
+                "QEMU pid {pid}: run {id} is running"
+            )));
+            continue;
+        }
+        out.push(outcome(
+            format!("stopped QEMU pid {pid} of run {id}"),
+            kill(pid, &id),
+        ));
+    }
+}
+
+/// SIGKILL through a pidfd after checking, on the pinned process, that it is still the
+/// QEMU of run `id` (a pid can be reused); waits up to 5 s for it to exit.
+fn kill(pid: i32, id: &str) -> Result<(), String> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    // SAFETY: pidfd_open returned a descriptor this function now owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if qemu_of_run(pid).map(|(i, _)| i).as_deref() != Some(id) {
+        return Err("the process changed before it could be stopped".into());
+    }
+    // SAFETY: a pidfd, a signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    match unsafe { libc::poll(&mut p, 1, 5000) } {
+        1 => Ok(()),
+        _ => Err("still running 5 s after SIGKILL".into()),
+    }
+}
