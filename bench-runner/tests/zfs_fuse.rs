@@ -9,24 +9,32 @@ use std::time::{Duration, Instant};
 use zvbench::cmd::Argv;
 use zvbench::zfs;
 
-/// zfs-fuse, started for the test if it is not running, stopped if we started it.
-struct ZfsFuse(Option<Child>);
+/// zfs-fuse, started if it is not running and stopped when the last test that started
+/// it is done: tests in this binary run in parallel and share one daemon.
+struct ZfsFuse;
+
+/// How many tests hold the daemon, and the daemon if this process started it.
+static DAEMON: std::sync::Mutex<(usize, Option<Child>)> = std::sync::Mutex::new((0, None));
 
 impl ZfsFuse {
     fn ensure() -> ZfsFuse {
+        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 += 1;
         let running = Command::new("pgrep")
             .arg("-x")
             .arg("zfs-fuse")
             .status()
             .is_ok_and(|s| s.success());
-        let child = (!running).then(|| {
-            Command::new("zfs-fuse")
-                .arg("--no-daemon")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        });
+        if !running {
+            d.1 = Some(
+                Command::new("zfs-fuse")
+                    .arg("--no-daemon")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
         let start = Instant::now();
         while Argv::new(["zpool", "list"]).run().is_err() {
             assert!(
@@ -35,15 +43,19 @@ impl ZfsFuse {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        ZfsFuse(child)
+        ZfsFuse
     }
 }
 
 impl Drop for ZfsFuse {
     fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let mut d = DAEMON.lock().unwrap_or_else(|e| e.into_inner());
+        d.0 -= 1;
+        if d.0 == 0 {
+            if let Some(mut c) = d.1.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }
@@ -206,10 +218,9 @@ sync_every = 4
 fn a_pool_member_is_refused_by_its_labels_at_either_end() {
     use std::os::unix::fs::FileExt;
     use zvbench_agent::target::check_writable;
-    assert!(
-        is_root() && have("zfs-fuse"),
-        "this test needs root and zfs-fuse (scripts/install-deps)"
-    );
+    if !require(&["root", "zfs-fuse"]) {
+        return;
+    }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let _daemon = ZfsFuse::ensure();
     let vdev = dir.path().join("vdev.img");
