@@ -16,6 +16,7 @@ pub mod run;
 pub mod scenario;
 pub mod storage;
 pub mod vbox;
+pub mod vmlinux;
 pub mod zfs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
