@@ -179,7 +179,7 @@ pub fn boot_overhead(rows: &[ResultRow]) -> String {
         return String::new();
     }
     let mut md = String::from(
-        "## Guest boot\n\n| target | boots | VM start → agent Hello s | kernel start → agent s (guest clock) | VM start → first pass s | passes s per boot |\n|---|---:|---:|---:|---:|---:|\n",
+        "\n## Guest boot\n\n| target | boots | VM start → agent Hello s | kernel start → agent s (guest clock) | VM start → first pass s | passes s per boot |\n|---|---:|---:|---:|---:|---:|\n",
     );
     let secs = |v: Vec<f64>| spread_cell(Spread::of(v), 1);
     for t in order(booted.iter().copied(), |r| r.target.as_str()) {
@@ -298,11 +298,15 @@ mod tests {
         rows.push(second);
         let md = boot_overhead(&rows);
         let lines: Vec<&str> = md.lines().collect();
-        assert_eq!(lines[0], "## Guest boot");
-        assert_eq!(lines.len(), 6, "{md}");
+        assert_eq!(
+            lines[..2],
+            ["", "## Guest boot"],
+            "a blank line after the diagnosis"
+        );
+        assert_eq!(lines.len(), 7, "{md}");
         // Repetition 1 ran two workloads: 1.0 s of passes in that boot.
         assert_eq!(
-            lines[4],
+            lines[5],
             "| vdi | 3 | 3.1 (3.0–3.2) | 2.5 (2.5–2.5) | 3.6 (3.5–3.7) | 0.5 (0.5–1.0) |"
         );
     }
