@@ -173,7 +173,16 @@ pub fn choose(image: &Path, cache: &Path) -> DirectBoot {
 }
 
 fn pvh_elf(image: &Path, cache: &Path) -> Result<PathBuf, String> {
-    let bytes = std::fs::read(image).map_err(|e| format!("read {}: {e}", image.display()))?;
+    let read = |e: std::io::Error| format!("read {}: {e}", image.display());
+    let len = std::fs::metadata(image).map_err(read)?.len();
+    if len > MAX_VMLINUX {
+        return Err(format!(
+            "{} is {len} bytes, more than a kernel ({} MiB at most)",
+            image.display(),
+            MAX_VMLINUX >> 20
+        ));
+    }
+    let bytes = std::fs::read(image).map_err(read)?;
     if bytes.starts_with(b"\x7fELF") {
         return match has_pvh_note(&bytes) {
             Ok(true) => Ok(image.to_owned()),
@@ -218,10 +227,16 @@ fn pvh_elf(image: &Path, cache: &Path) -> Result<PathBuf, String> {
 /// beside this one never reads a half-written kernel.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        // A full disk leaves no half kernel behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -355,5 +370,22 @@ mod tests {
         assert_eq!(choose(&plain, dir.path()), want);
         let missing = choose(&dir.path().join("nope"), dir.path());
         assert!(matches!(missing, DirectBoot::BzImage { reason } if reason.contains("nope")));
+        let huge = dir.path().join("huge");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_VMLINUX + 1)
+            .unwrap();
+        let refused = choose(&huge, dir.path());
+        assert!(
+            matches!(&refused, DirectBoot::BzImage { reason } if reason.contains("more than a kernel")),
+            "{refused:?}"
+        );
+        // No temporary file is left in the cache.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("kernel/pvh"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
     }
 }
