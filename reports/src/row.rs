@@ -87,8 +87,8 @@ pub struct ResultRow {
     pub host_dev_write_bytes: Option<u64>,
     /// Kernel start to agent start in the guest.
     pub guest_boot_ms: Option<u64>,
-    /// VM start to the agent's Hello, on the host's clock (absent before zvbench 0.1.0's
-    /// boot timeline).
+    /// VM start to the agent's Hello, on the host's clock (absent in results of zvbench
+    /// before the boot timeline).
     #[serde(default)]
     pub boot_hello_ms: Option<u64>,
     /// VM start to the first pass's start, on the host's clock.
