@@ -46,8 +46,26 @@ pub struct GuestPass {
     pub record: PassRecord,
     /// The layers below.
     pub lower: LowerLayers,
-    /// Kernel start to agent start.
-    pub boot_ms: u64,
+    /// How the guest's boot went, up to this pass.
+    pub boot: BootTimeline,
+}
+
+/// When one guest boot reached each step, on the host's clock from the VM's start
+/// (QEMU spawned, or `startvm` called), so a slow boot is visible beside the passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BootTimeline {
+    /// Wall-clock time of the VM's start, ms since the Unix epoch.
+    pub vm_start_unix_ms: u64,
+    /// VM start → the agent's Hello arriving on the host.
+    pub hello_ms: Option<u64>,
+    /// The guest kernel's uptime when the agent started (its clock starts at kernel
+    /// entry; under TCG it is the emulated clock).
+    pub guest_uptime_ms: Option<u64>,
+    /// VM start → kernel start, estimated as `hello_ms - guest_uptime_ms`: the firmware,
+    /// the loader and (for a bzImage) the kernel's own decompression.
+    pub kernel_start_ms: Option<u64>,
+    /// VM start → the first pass's start mark (modules loaded, disk found).
+    pub first_pass_ms: Option<u64>,
 }
 
 /// Everything a guest boot needs.
@@ -167,7 +185,7 @@ pub struct Session<'a> {
     reader: FrameReader,
     start_snap: Option<Snapshot>,
     lower: LowerLayers,
-    boot_ms: u64,
+    boot: BootTimeline,
     received: usize,
     started: Instant,
     deadline: Instant,
@@ -176,6 +194,7 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// A session logging every frame to `work/frames.log`, with `timeout` for the guest.
+    /// Create it just before the VM starts: its boot timeline counts from here.
     pub fn new(
         work: &Path,
         passes: &'a [PassSpec],
@@ -189,7 +208,13 @@ impl<'a> Session<'a> {
             reader: FrameReader::default(),
             start_snap: None,
             lower: LowerLayers::default(),
-            boot_ms: 0,
+            boot: BootTimeline {
+                vm_start_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                ..Default::default()
+            },
             received: 0,
             started: Instant::now(),
             log: std::fs::File::create(work.join("frames.log"))?,
@@ -248,10 +273,16 @@ impl<'a> Session<'a> {
                             zvbench_agent::BUILD_ID
                         );
                     }
-                    self.boot_ms = uptime_ms;
+                    let hello = self.elapsed_ms();
+                    self.boot.hello_ms = Some(hello);
+                    self.boot.guest_uptime_ms = Some(uptime_ms);
+                    self.boot.kernel_start_ms = hello.checked_sub(uptime_ms);
                 }
                 Scanned::Frame(Frame::Mark { phase, pass }) => {
                     let snap = snapshot();
+                    if phase == Phase::Start && self.boot.first_pass_ms.is_none() {
+                        self.boot.first_pass_ms = Some(self.elapsed_ms());
+                    }
                     if let (Phase::Start, Some(p)) = (phase, self.passes.get(pass as usize)) {
                         eprintln!(
                             "      {} in the guest, {} s after the VM started",
@@ -272,7 +303,7 @@ impl<'a> Session<'a> {
                     on_pass(GuestPass {
                         record: *record,
                         lower: std::mem::take(&mut self.lower),
-                        boot_ms: self.boot_ms,
+                        boot: self.boot,
                     })?;
                 }
                 Scanned::Frame(Frame::Error { message }) => {
@@ -291,6 +322,15 @@ impl<'a> Session<'a> {
             }
         }
         Ok(Step::More)
+    }
+
+    /// The boot timeline so far.
+    pub fn boot(&self) -> BootTimeline {
+        self.boot
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }
 
@@ -324,7 +364,11 @@ impl GuestRun<'_> {
             Boot::Kernel => {
                 let initrd = self.work.join("initramfs.cpio.gz");
                 std::fs::write(&initrd, initramfs)?;
-                args.extend(qemu::boot_args(&self.kernel.image, &initrd, qemu::APPEND));
+                args.extend(qemu::boot_args(
+                    self.kernel.direct_image(),
+                    &initrd,
+                    qemu::APPEND,
+                ));
             }
             Boot::Iso => {
                 let iso = self.work.join("zvbench-guest.iso");
@@ -347,6 +391,7 @@ impl GuestRun<'_> {
                 .collect::<Vec<_>>()
                 .join("\n"),
         )?;
+        let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?;
         let mut guard =
             QemuGuard::spawn(&args, &self.work.join("qemu.log")).context("start QEMU")?;
         let fail = |what: String| {
@@ -374,7 +419,6 @@ impl GuestRun<'_> {
             .and_then(Qmp::handshake)
             .map_err(|e| qemu_cause(e.context("QMP"), &mut guard))?;
         frames.set_read_timeout(Some(Duration::from_millis(200)))?;
-        let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?;
         let mut writer = frames.try_clone()?;
         let mut buf = vec![0u8; 64 << 10];
         loop {

@@ -3,6 +3,7 @@
 
 use crate::cmd::Argv;
 use crate::scenario::Bus;
+pub use crate::vmlinux::DirectBoot;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,12 +12,43 @@ use zvbench_agent::init::module_name;
 /// A kernel image and the modules tree of the same release.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GuestKernel {
-    /// The bootable image (bzImage).
+    /// The bootable image (bzImage): what ISOLINUX and VirtualBox boot.
     pub image: PathBuf,
     /// `lib/modules/<release>`.
     pub modules: PathBuf,
     /// Where it came from: `given`, `host` or `debian-package`.
     pub source: String,
+    /// What QEMU's direct kernel boot uses: the decompressed ELF through its PVH entry,
+    /// or the bzImage and why.
+    pub direct: DirectBoot,
+}
+
+impl GuestKernel {
+    /// A kernel from its image and modules; the direct-boot image is chosen (and the
+    /// ELF decompressed into `cache` once) here, and a fallback to the bzImage is logged.
+    pub fn new(image: PathBuf, modules: PathBuf, source: &str, cache: &Path) -> GuestKernel {
+        let direct = crate::vmlinux::choose(&image, cache);
+        if let DirectBoot::BzImage { reason } = &direct {
+            eprintln!(
+                "zvbench: QEMU boots the bzImage {} (slower under TCG: the kernel decompresses itself emulated): {reason}",
+                image.display()
+            );
+        }
+        GuestKernel {
+            image,
+            modules,
+            source: source.into(),
+            direct,
+        }
+    }
+
+    /// The file QEMU's `-kernel` boots.
+    pub fn direct_image(&self) -> &Path {
+        match &self.direct {
+            DirectBoot::Pvh { vmlinux } => vmlinux,
+            DirectBoot::BzImage { .. } => &self.image,
+        }
+    }
 }
 
 /// Modules each bus needs, by name; their dependencies come from `modules.dep`.
@@ -115,11 +147,7 @@ pub fn find(given: Option<(PathBuf, PathBuf)>, cache: &Path) -> Result<GuestKern
                 image.display()
             );
         }
-        return Ok(GuestKernel {
-            image,
-            modules,
-            source: "given".into(),
-        });
+        return Ok(GuestKernel::new(image, modules, "given", cache));
     }
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -127,11 +155,7 @@ pub fn find(given: Option<(PathBuf, PathBuf)>, cache: &Path) -> Result<GuestKern
     let host_image = PathBuf::from(format!("/boot/vmlinuz-{release}"));
     let host_modules = PathBuf::from(format!("/lib/modules/{release}"));
     if std::fs::File::open(&host_image).is_ok() && host_modules.join("modules.dep").exists() {
-        return Ok(GuestKernel {
-            image: host_image,
-            modules: host_modules,
-            source: "host".into(),
-        });
+        return Ok(GuestKernel::new(host_image, host_modules, "host", cache));
     }
     debian_kernel(cache)
 }
@@ -145,7 +169,7 @@ pub fn is_kernel_image(head: &[u8]) -> bool {
 /// Debian's `linux-image-amd64` dependency, downloaded, extracted and depmod'ed once.
 fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
     let root = cache.join("kernel/root");
-    if let Some(k) = extracted(&root)? {
+    if let Some(k) = extracted(&root, cache)? {
         return Ok(k);
     }
     std::fs::create_dir_all(cache.join("kernel"))
@@ -200,10 +224,10 @@ fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
     .run()?;
     std::fs::rename(&tmp, &root)?;
     let _ = std::fs::remove_file(&deb);
-    extracted(&root)?.context("the extracted kernel package has no boot/vmlinuz-*")
+    extracted(&root, cache)?.context("the extracted kernel package has no boot/vmlinuz-*")
 }
 
-fn extracted(root: &Path) -> Result<Option<GuestKernel>> {
+fn extracted(root: &Path, cache: &Path) -> Result<Option<GuestKernel>> {
     let Ok(rd) = std::fs::read_dir(root.join("boot")) else {
         return Ok(None);
     };
@@ -212,11 +236,12 @@ fn extracted(root: &Path) -> Result<Option<GuestKernel>> {
         if let Some(rel) = name.strip_prefix("vmlinuz-") {
             let modules = root.join("lib/modules").join(rel);
             if modules.join("modules.dep").exists() {
-                return Ok(Some(GuestKernel {
-                    image: e.path(),
+                return Ok(Some(GuestKernel::new(
+                    e.path(),
                     modules,
-                    source: "debian-package".into(),
-                }));
+                    "debian-package",
+                    cache,
+                )));
             }
         }
     }

@@ -19,6 +19,7 @@ pub mod run;
 pub mod scenario;
 pub mod storage;
 pub mod vbox;
+pub mod vmlinux;
 pub mod zfs;
 
 /// The tests' prerequisite check (no silent skips), shared with the integration tests.

@@ -174,8 +174,11 @@ pub fn base_args() -> Vec<OsString> {
 /// The guest kernel command line: console on ttyS0, quiet, power off on panic.
 /// `nvme_core.multipath=N` makes `/dev/nvme0n1` the blk-mq namespace itself rather than a
 /// bio-based multipath head, whose `/sys/block` stat never counts flushes.
-pub const APPEND: &str =
-    "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nvme_core.multipath=N";
+/// `rodata=off cryptomgr.notests` skip two boot-only steps (write-protecting the kernel's
+/// read-only data with its W+X check, and the crypto self-tests) that together cost about
+/// 0.45 s of QEMU's CPU per TCG boot (2.42 → 2.00 s measured here). `mitigations=off`
+/// would change the guest's syscall path, and so what is measured: not used.
+pub const APPEND: &str = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nvme_core.multipath=N rodata=off cryptomgr.notests";
 
 /// A running QEMU, killed and reaped when dropped.
 pub struct QemuGuard {

@@ -1,7 +1,7 @@
 //! `zvbench run`: validate, check the host, provision each target, run its passes
 //! (on the host or in guests), write every result as it arrives, tear down.
 
-use crate::guest::{GuestPass, GuestRun};
+use crate::guest::{BootTimeline, GuestPass, GuestRun};
 use crate::kernel::GuestKernel;
 use crate::owner::RunLock;
 use crate::provenance;
@@ -81,7 +81,7 @@ impl ResultsSink {
         })
     }
 
-    fn add(&mut self, row: ResultRow, rec: &PassRecord) -> Result<()> {
+    fn add(&mut self, row: ResultRow, rec: &PassRecord, boot: Option<&BootTimeline>) -> Result<()> {
         // A row the reports would refuse (a guest's record is untrusted) is not written.
         row.check().with_context(|| {
             format!(
@@ -95,6 +95,9 @@ impl ResultsSink {
         v["target"] = row.target.clone().into();
         v["workload"] = row.workload.clone().into();
         v["repetition"] = row.repetition.into();
+        if let Some(b) = boot {
+            v["boot"] = serde_json::to_value(b)?;
+        }
         writeln!(self.jsonl, "{v}")?;
         self.jsonl.flush()?;
         self.rows.push(row);
@@ -426,7 +429,7 @@ fn run_target(
                     let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
                     if rec.label != "fill" {
-                        sink.add(base_row(t, opts.accel, &rec, rep), &rec)?;
+                        sink.add(base_row(t, opts.accel, &rec, rep), &rec, None)?;
                     }
                 }
             }
@@ -437,7 +440,9 @@ fn run_target(
                 let passes = passes_for(plan, &guest_disk, rep, true);
                 let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
                 let timeout = Duration::from_secs(plan.guest_timeout_s);
+                let mut boot = None;
                 let mut on_pass = |gp: GuestPass| {
+                    boot = Some(gp.boot);
                     if gp.record.label == "fill" {
                         return Ok(());
                     }
@@ -452,8 +457,10 @@ fn run_target(
                     row.host_dev_flush_ms = gp.lower.host_flush_ms;
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
                     row.zil_commits = gp.lower.zil_commits;
-                    row.guest_boot_ms = Some(gp.boot_ms);
-                    sink.add(row, &gp.record)
+                    row.guest_boot_ms = gp.boot.guest_uptime_ms;
+                    row.boot_hello_ms = gp.boot.hello_ms;
+                    row.boot_first_pass_ms = gp.boot.first_pass_ms;
+                    sink.add(row, &gp.record, Some(&gp.boot))
                 };
                 match cfg.hypervisor {
                     Hypervisor::Qemu => GuestRun {
@@ -504,6 +511,9 @@ fn run_target(
                                 line.into();
                         }
                     }
+                }
+                if let Some(b) = boot {
+                    prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
                 }
             }
             _ => bail!(

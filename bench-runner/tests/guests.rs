@@ -130,6 +130,38 @@ fn flush_trace_from_agent_to_host_device() {
             == 8
     );
     assert!(out.join("guests/raw-none-1/console.log").exists());
+
+    // QEMU booted the kernel form run.json names (the PVH ELF for Debian's kernel), and
+    // each boot's timeline is kept, in order.
+    let argv = std::fs::read_to_string(out.join("guests/raw-none-1/qemu.argv")).unwrap();
+    let k = kernel();
+    if k.source == "debian-package" {
+        // Debian's kernel is XZ-compressed with CONFIG_PVH=y: the real file decompresses
+        // and its note is found.
+        assert!(
+            matches!(k.direct, zvbench::kernel::DirectBoot::Pvh { .. }),
+            "{:?}",
+            k.direct
+        );
+    }
+    assert!(
+        argv.contains(&format!("-kernel\n{}\n", k.direct_image().display())),
+        "{argv}"
+    );
+    assert_eq!(
+        run["guest_kernel"]["direct"],
+        serde_json::to_value(&k.direct).unwrap()
+    );
+    let boot = &run["boots"]["raw-none-1"];
+    let ms = |k: &str| boot[k].as_u64().unwrap_or_else(|| panic!("{k} in {boot}"));
+    assert!(ms("hello_ms") <= ms("first_pass_ms"), "{boot}");
+    assert_eq!(Some(ms("guest_uptime_ms")), none.guest_boot_ms);
+    assert_eq!(Some(ms("hello_ms")), none.boot_hello_ms);
+    let jsonl = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert!(
+        jsonl.lines().filter(|l| l.contains("\"boot\":{")).count() == 6,
+        "the 6 guest records carry their boot: {jsonl}"
+    );
 }
 
 const BUSES: &str = r#"

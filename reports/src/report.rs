@@ -83,7 +83,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let title = title.trim();
     let findings = diagnose(&rows, &context(&run));
     let tables = summary::tables(&rows);
-    let summary = summary::render(title, &tables, &findings);
+    let summary = summary::render(title, &tables, &findings) + &summary::boot_overhead(&rows);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 

@@ -87,6 +87,13 @@ pub struct ResultRow {
     pub host_dev_write_bytes: Option<u64>,
     /// Kernel start to agent start in the guest.
     pub guest_boot_ms: Option<u64>,
+    /// VM start to the agent's Hello, on the host's clock (absent in results of zvbench
+    /// before the boot timeline).
+    #[serde(default)]
+    pub boot_hello_ms: Option<u64>,
+    /// VM start to the first pass's start, on the host's clock.
+    #[serde(default)]
+    pub boot_first_pass_ms: Option<u64>,
     /// Agent user CPU.
     pub cpu_user_s: f64,
     /// Agent system CPU.

@@ -161,6 +161,62 @@ pub fn render(title: &str, tables: &[Table], findings: &[Finding]) -> String {
     md
 }
 
+/// `summary.md`'s "Guest boot" section: per guest target, over its boots (one per
+/// repetition), the time from the VM's start to the agent's Hello and to the first pass,
+/// the guest kernel's uptime at the agent's start, and the passes' own time — so a boot
+/// that costs more than the measurement shows. Empty when no row has a boot timeline.
+pub fn boot_overhead(rows: &[ResultRow]) -> String {
+    let booted: Vec<&ResultRow> = rows.iter().filter(|r| r.boot_hello_ms.is_some()).collect();
+    if booted.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Guest boot\n\n| target | boots | VM start → agent Hello s | kernel start → agent s (guest clock) | VM start → first pass s | passes s per boot |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    let secs = |v: Vec<f64>| crate::stats::cell(Spread::of(v), 1);
+    for t in order(booted.iter().copied(), |r| r.target.as_str()) {
+        let trows: Vec<&ResultRow> = booted.iter().copied().filter(|r| r.target == t).collect();
+        // One boot per repetition: its timeline is on each of its rows.
+        let reps = order(trows.iter().copied(), |r| r.workload.as_str())
+            .first()
+            .map(|w| {
+                trows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.workload == *w)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let ms = |f: fn(&ResultRow) -> Option<u64>| {
+            reps.iter()
+                .filter_map(|r| f(r))
+                .map(|m| m as f64 / 1000.0)
+                .collect::<Vec<_>>()
+        };
+        let passes: Vec<f64> = reps
+            .iter()
+            .map(|b| {
+                trows
+                    .iter()
+                    .filter(|r| r.repetition == b.repetition)
+                    .map(|r| r.seconds)
+                    .sum()
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {t} | {} | {} | {} | {} | {} |",
+            reps.len(),
+            secs(ms(|r| r.boot_hello_ms)),
+            secs(ms(|r| r.guest_boot_ms)),
+            secs(ms(|r| r.boot_first_pass_ms)),
+            secs(passes)
+        );
+    }
+    md.push('\n');
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +273,34 @@ mod tests {
             });
         }
         v
+    }
+
+    #[test]
+    fn boot_overhead_is_one_line_per_guest_target_one_boot_per_repetition() {
+        let mut rows = rows();
+        assert_eq!(boot_overhead(&rows), "", "no timeline, no section");
+        for (i, r) in rows.iter_mut().filter(|r| r.target == "vdi").enumerate() {
+            r.boot_hello_ms = Some(3000 + 100 * i as u64);
+            r.guest_boot_ms = Some(2500);
+            r.boot_first_pass_ms = Some(3500 + 100 * i as u64);
+            r.seconds = 0.5;
+        }
+        let mut second = rows.iter().find(|r| r.target == "vdi").unwrap().clone();
+        second.workload = "read".into();
+        rows.push(second);
+        let md = boot_overhead(&rows);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(
+            lines[..2],
+            ["", "## Guest boot"],
+            "a blank line after the diagnosis"
+        );
+        assert_eq!(lines.len(), 7, "{md}");
+        // Repetition 1 ran two workloads: 1.0 s of passes in that boot.
+        assert_eq!(
+            lines[5],
+            "| vdi | 3 | 3.1 (3.0–3.2) | 2.5 (2.5–2.5) | 3.6 (3.5–3.7) | 0.5 (0.5–1.0) |"
+        );
     }
 
     /// Golden test: the whole page for a small, known result set.

@@ -1,0 +1,167 @@
+//! The boot benchmark behind `scripts/bench-boot`: boots N guests from the bzImage and N
+//! from the decompressed ELF (PVH), alternating so both see the same host load, each
+//! running one tiny pass on a raw image file, and prints median/min/max of VM start →
+//! agent Hello, VM start → first pass, the guest's uptime at Hello and QEMU's CPU time.
+//!
+//! QEMU's CPU time (user + sys of the reaped child) is the steadier number on a busy host:
+//! wall times there depend on how much of a core QEMU got.
+//!
+//! Usage: `bench-boot AGENT [N]` (N defaults to 5).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zvbench::guest::{BootTimeline, GuestRun};
+use zvbench::kernel::{DirectBoot, GuestKernel};
+use zvbench::qemu::Accel;
+use zvbench_reports::stats::Spread;
+
+const SCENARIO: &str = r#"
+[run]
+repetitions = 1
+disk_size = "16M"
+
+[guest]
+memory = "256M"
+
+[[target]]
+name = "boot"
+storage = "image"
+format = "raw"
+dir = "/var/tmp"
+
+[[workload]]
+name = "w"
+kind = "seqwr"
+bs = "4K"
+size = "64K"
+sync = "fsync"
+sync_every = 4
+"#;
+
+/// One boot's numbers.
+struct Sample {
+    boot: BootTimeline,
+    qemu_cpu_s: f64,
+}
+
+/// CPU time of this process's reaped children (QEMU is the only one).
+fn children_cpu_s() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage never fails for RUSAGE_CHILDREN");
+    let t = |v: nix::sys::time::TimeVal| v.tv_sec() as f64 + v.tv_usec() as f64 / 1e6;
+    t(u.user_time()) + t(u.system_time())
+}
+
+fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Result<Sample> {
+    let plan = zvbench::scenario::parse("bench-boot.toml", SCENARIO)?;
+    let cfg = plan.targets[0].guest.as_ref().context("a guest target")?;
+    let guest_disk = PathBuf::from(zvbench::kernel::guest_disk(cfg.bus));
+    let passes = zvbench::run::passes_for(&plan, &guest_disk, 1, true);
+    let mut boot = None;
+    let cpu_before = children_cpu_s();
+    GuestRun {
+        name: format!("zvbench-bench-boot-{}", std::process::id()),
+        cfg,
+        kernel,
+        agent,
+        accel: Accel::Tcg,
+        disk: (disk, "raw"),
+        host_stat: None,
+        zil: None,
+        work: work.to_owned(),
+        timeout: Duration::from_secs(300),
+    }
+    .run(&passes, &zvbench::Interrupt::default(), &mut |gp| {
+        boot = Some(gp.boot);
+        Ok(())
+    })?;
+    Ok(Sample {
+        boot: boot.context("the guest sent no result")?,
+        qemu_cpu_s: children_cpu_s() - cpu_before,
+    })
+}
+
+fn cell(values: impl IntoIterator<Item = f64>) -> String {
+    match Spread::of(values) {
+        Some(s) => format!("{:>5.2} {:>5.2} {:>5.2}", s.median, s.min, s.max),
+        None => format!("{:>17}", "–"),
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let agent = PathBuf::from(args.next().context("usage: bench-boot AGENT [N]")?);
+    let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let cache = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp".into())
+        .join(".cache/zvbench");
+    let pvh = zvbench::kernel::find(None, &cache)?;
+    if !matches!(pvh.direct, DirectBoot::Pvh { .. }) {
+        bail!("this kernel has no PVH boot to compare: {:?}", pvh.direct);
+    }
+    let bz = GuestKernel {
+        direct: DirectBoot::BzImage {
+            reason: "bench-boot's comparison".into(),
+        },
+        ..pvh.clone()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("zvbench-bench-boot-")
+        .tempdir_in("/var/tmp")?;
+    let disk = dir.path().join("disk.raw");
+    std::fs::File::create(&disk)?.set_len(16 << 20)?;
+    eprintln!(
+        "bench-boot: {n} boots each, alternating; load average before: {}",
+        load()
+    );
+    let kinds = [("bzImage", &bz), ("vmlinux (PVH)", &pvh)];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new()];
+    for i in 0..n {
+        for (k, (name, kernel)) in kinds.iter().enumerate() {
+            let work = dir.path().join(format!("{k}-{i}"));
+            let s = boot_once(kernel, &agent, &work, &disk)
+                .with_context(|| format!("{name} boot {}", i + 1))?;
+            eprintln!(
+                "  {name:<14} boot {}: Hello at {:.2} s, QEMU CPU {:.2} s",
+                i + 1,
+                s.boot.hello_ms.unwrap_or(0) as f64 / 1000.0,
+                s.qemu_cpu_s
+            );
+            samples[k].push(s);
+        }
+    }
+    let secs = |v: &[Sample], f: fn(&BootTimeline) -> Option<u64>| {
+        v.iter()
+            .filter_map(|s| f(&s.boot))
+            .map(|ms| ms as f64 / 1000.0)
+            .collect::<Vec<_>>()
+    };
+    println!("load average after: {}", load());
+    println!(
+        "{:<14} | {:^17} | {:^17} | {:^17} | {:^17}",
+        "kernel (n each)", "VM start → Hello", "→ first pass", "uptime at Hello", "QEMU CPU s"
+    );
+    println!(
+        "{:<14} | {:^17} | {:^17} | {:^17} | {:^17}",
+        "", "med   min   max", "med   min   max", "med   min   max", "med   min   max"
+    );
+    for (k, (name, _)) in kinds.iter().enumerate() {
+        let v = &samples[k];
+        println!(
+            "{name:<14} | {} | {} | {} | {}",
+            cell(secs(v, |b| b.hello_ms)),
+            cell(secs(v, |b| b.first_pass_ms)),
+            cell(secs(v, |b| b.guest_uptime_ms)),
+            cell(v.iter().map(|s| s.qemu_cpu_s)),
+        );
+    }
+    Ok(())
+}
