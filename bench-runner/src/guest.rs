@@ -428,6 +428,7 @@ fn describe(item: &Scanned) -> String {
         Scanned::Frame(Frame::Record(r)) => format!("record {} {:.1} MiB/s", r.label, r.mib_per_s),
         Scanned::Frame(Frame::Error { message }) => format!("error {message}"),
         Scanned::Frame(Frame::Done { passes }) => format!("done passes={passes}"),
+        Scanned::Frame(Frame::Synced { pass, blocks }) => format!("synced pass={pass} blocks={blocks}"),
     }
 }
 
