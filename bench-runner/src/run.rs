@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub scenario_text: String,
     /// Where the run's lock goes (`owner::runtime_dir`).
     pub runtime: PathBuf,
+    /// A simulated power cut per QEMU guest boot (`--powercut N`).
+    pub powercut: Option<crate::powercut::Options>,
 }
 
 /// The host pass's observer: stops the pass when the run is interrupted.
@@ -434,9 +436,23 @@ fn run_target(
                 p.check()?;
                 let kernel = opts.kernel.as_ref().context("no guest kernel")?;
                 let guest_disk = PathBuf::from(crate::kernel::guest_disk(cfg.bus));
-                let passes = passes_for(plan, &guest_disk, rep, true);
+                let powercut = opts.powercut.filter(|_| cfg.hypervisor == Hypervisor::Qemu);
+                let mut passes = passes_for(plan, &guest_disk, rep, true);
+                if powercut.is_some() {
+                    // Every written block carries its header: what a cut is checked against.
+                    for p in passes.iter_mut().filter(|p| p.workload == Workload::Seqwr) {
+                        p.verify = true;
+                    }
+                }
                 let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
                 let timeout = Duration::from_secs(plan.guest_timeout_s);
+                let pc_files =
+                    powercut.map(|_| (work.join("powercut.log"), work.join("powercut.img")));
+                if let Some((_, img)) = &pc_files {
+                    std::fs::create_dir_all(&work)?;
+                    crate::powercut::copy_disk(disk, img)?;
+                }
+                let mut pending = Vec::new();
                 let mut on_pass = |gp: GuestPass| {
                     if gp.record.label == "fill" {
                         return Ok(());
@@ -453,6 +469,11 @@ fn run_target(
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
                     row.zil_commits = gp.lower.zil_commits;
                     row.guest_boot_ms = Some(gp.boot_ms);
+                    if powercut.is_some() {
+                        // Checked once QEMU is dead, so the check steals no time from a pass.
+                        pending.push((row, gp.record, gp.powercut));
+                        return Ok(());
+                    }
                     sink.add(row, &gp.record)
                 };
                 match cfg.hypervisor {
@@ -467,8 +488,10 @@ fn run_target(
                         work,
                         timeout,
                         name: crate::vbox::vm_name(run_id, &t.name, rep),
+                        powercut_log: pc_files.as_ref().map(|(log, _)| log.clone()),
                     }
-                    .run(&passes, stop, &mut on_pass)?,
+                    .run(&passes, stop, &mut on_pass)
+                    .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?,
                     Hypervisor::Virtualbox => {
                         let major = crate::vbox::detect()?;
                         let vdisk = match &t.storage {
@@ -505,6 +528,15 @@ fn run_target(
                         }
                     }
                 }
+                if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
+                    eprintln!(
+                        "      power cuts: checking the log of {} repetition {rep}",
+                        t.name
+                    );
+                    let r = finish_powercut(pc, log, img, format, pending, sink);
+                    remove_powercut_files(pc_files.as_ref(), powercut);
+                    r?;
+                }
             }
             _ => bail!(
                 "target {:?} has neither a host file nor a guest disk",
@@ -514,6 +546,44 @@ fn run_target(
         progress.done += 1;
     }
     Ok(())
+}
+
+/// Checks a boot's passes against its power-cut log, fills their power-cut columns and
+/// writes their rows.
+fn finish_powercut(
+    pc: crate::powercut::Options,
+    log: &Path,
+    img: &Path,
+    format: &str,
+    pending: Vec<(ResultRow, PassRecord, Option<crate::guest::PassTrace>)>,
+    sink: &mut ResultsSink,
+) -> Result<()> {
+    let checked: Vec<_> = pending
+        .iter()
+        .map(|(_, rec, tr)| {
+            tr.as_ref()
+                .filter(|_| rec.kind == Workload::Seqwr && rec.verify)
+                .map(|t| (t, rec.bs_bytes, rec.seed))
+        })
+        .collect();
+    let sums = crate::powercut::check_boot(log, img, format, &checked, pc.cuts)?;
+    for ((mut row, rec, _), sum) in pending.into_iter().zip(sums) {
+        if let Some(s) = sum {
+            crate::powercut::fill_row(&mut row, &s);
+        }
+        sink.add(row, &rec)?;
+    }
+    Ok(())
+}
+
+/// Removes a power-cut log and reconstruction unless `--keep` was given.
+fn remove_powercut_files(files: Option<&(PathBuf, PathBuf)>, pc: Option<crate::powercut::Options>) {
+    if let (Some((log, img)), Some(pc)) = (files, pc) {
+        if !pc.keep {
+            let _ = std::fs::remove_file(log);
+            let _ = std::fs::remove_file(img);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
         allow_destroy: Vec::new(),
         scenario_text: scenario_text.to_string(),
         runtime: zvbench::owner::runtime_dir(),
+        powercut: None,
     }
 }
 
