@@ -83,7 +83,12 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let title = title.trim();
     let findings = diagnose(&rows, &context(&run));
     let tables = summary::tables(&rows);
-    let summary = summary::render(title, &tables, &findings);
+    // The power-cut table (if any pass was checked) goes before the diagnosis it backs.
+    let summary = summary::render(title, &tables, &findings).replacen(
+        "## Diagnosis\n",
+        &format!("{}## Diagnosis\n", summary::render_powercut(&rows)),
+        1,
+    );
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 
