@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use zvbench::Interrupt;
 
 const CUTS: &str = r#"
 [run]
@@ -46,14 +45,13 @@ fn acknowledged_blocks_survive_cache_none_and_not_unsafe() {
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let out = dir.path().join("out");
-    let text = CUTS.replace("@DIR@", &dir.path().display().to_string());
-    let plan = zvbench::scenario::parse("test.toml", &text).unwrap();
-    let mut opts = options(&out, &text);
-    opts.powercut = Some(zvbench::powercut::Options {
-        cuts: 5,
-        keep: false,
-    });
-    let rows = zvbench::run::run(&plan, &opts, &Interrupt::default()).expect("the run succeeds");
+    let rows = run_text_with(dir.path(), &out, CUTS, |o| {
+        o.powercut = Some(zvbench::powercut::Options {
+            cuts: 5,
+            keep: false,
+        })
+    })
+    .expect("the run succeeds");
     assert_nothing_left(dir.path());
 
     let none = row(&rows, "raw-none", "fsync");
