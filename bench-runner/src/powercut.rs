@@ -59,15 +59,47 @@ fn le(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
+/// Where a log is read from: the file itself (read a request at a time, so a log of any
+/// size costs no more memory than its largest request), or memory in tests.
+pub trait LogRead {
+    /// The log's length in bytes.
+    fn log_len(&self) -> u64;
+    /// Fills `buf` from byte `offset` (within [`LogRead::log_len`]).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl LogRead for Vec<u8> {
+    fn log_len(&self) -> u64 {
+        Vec::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let o = offset as usize;
+        buf.copy_from_slice(&self[o..o + buf.len()]);
+        Ok(())
+    }
+}
+
+impl LogRead for std::fs::File {
+    fn log_len(&self) -> u64 {
+        self.metadata().map_or(0, |m| m.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
 /// Every complete entry of `log`, scanned from the first sector after the superblock. The
 /// scan ends at a header that is unused (all zero), claims unknown flags or an impossible
 /// size, or whose data runs past the end (a request being logged when QEMU was killed).
-pub fn scan(log: &[u8]) -> Vec<Entry> {
+pub fn scan(log: &dyn LogRead) -> io::Result<Vec<Entry>> {
     let sec = LOG_SECTOR as usize;
+    let len = log.log_len() as usize;
     let mut at = sec;
     let mut out = Vec::new();
-    while at + sec <= log.len() {
-        let h = &log[at..at + sec];
+    let mut h = vec![0u8; sec];
+    while at + sec <= len {
+        log.read_at(at as u64, &mut h)?;
+        let h = &h[..];
         let (sector, nr, flags) = (le(h, 0), le(h, 8), le(h, 16));
         if flags & !(FLUSH | FUA | DISCARD | MARK) != 0
             || nr > MAX_REQUEST_SECTORS
@@ -81,7 +113,7 @@ pub fn scan(log: &[u8]) -> Vec<Entry> {
             nr as usize * sec
         };
         let data = at + sec..at + sec + data_len;
-        if data.end > log.len() {
+        if data.end > len {
             break;
         }
         let op = if flags & FLUSH != 0 {
@@ -98,7 +130,7 @@ pub fn scan(log: &[u8]) -> Vec<Entry> {
         at = data.end;
         out.push(Entry { end: at as u64, op });
     }
-    out
+    Ok(out)
 }
 
 /// Counts flush entries in `entries` ending in the log range `span`.
@@ -135,7 +167,7 @@ impl Image for std::fs::File {
 /// Builds stable storage's contents cut by cut, in increasing log order: each cut applies
 /// only the writes made durable since the previous one, so many cuts cost one replay.
 pub struct Replay<'a> {
-    log: &'a [u8],
+    log: &'a dyn LogRead,
     entries: &'a [Entry],
     /// Entries applied so far (all before the last flush of the latest cut).
     applied: usize,
@@ -144,7 +176,7 @@ pub struct Replay<'a> {
 impl<'a> Replay<'a> {
     /// A replay of `entries` (from [`scan`] of `log`) onto an image holding the device as it
     /// was before the log began.
-    pub fn new(log: &'a [u8], entries: &'a [Entry]) -> Replay<'a> {
+    pub fn new(log: &'a dyn LogRead, entries: &'a [Entry]) -> Replay<'a> {
         Replay {
             log,
             entries,
@@ -166,7 +198,7 @@ impl<'a> Replay<'a> {
             .max(self.applied);
         for e in &self.entries[self.applied..durable] {
             if let Op::Write { offset, data, .. } = &e.op {
-                img.write_at(*offset, &self.log[data.clone()])?;
+                img.write_at(*offset, &self.data(data)?)?;
             }
         }
         self.applied = durable;
@@ -185,9 +217,16 @@ impl<'a> Replay<'a> {
             .collect()
     }
 
+    /// The bytes of a write's `data` in the log.
+    fn data(&self, data: &Range<usize>) -> io::Result<Vec<u8>> {
+        let mut b = vec![0u8; data.len()];
+        self.log.read_at(data.start as u64, &mut b)?;
+        Ok(b)
+    }
+
     /// Copies the writes `which` over `region`, a buffer holding the device's bytes from
     /// `start`, where they meet it.
-    pub fn overlay(&self, which: &[usize], region: &mut [u8], start: u64) {
+    pub fn overlay(&self, which: &[usize], region: &mut [u8], start: u64) -> io::Result<()> {
         for &i in which {
             let Op::Write { offset, data, .. } = &self.entries[i].op else {
                 continue;
@@ -196,11 +235,12 @@ impl<'a> Replay<'a> {
             let (r0, r1) = (start, start + region.len() as u64);
             let (a, b) = (w0.max(r0), w1.min(r1));
             if a < b {
-                let src = data.start + (a - w0) as usize;
-                region[(a - r0) as usize..(b - r0) as usize]
-                    .copy_from_slice(&self.log[src..src + (b - a) as usize]);
+                let src = data.start as u64 + (a - w0);
+                self.log
+                    .read_at(src, &mut region[(a - r0) as usize..(b - r0) as usize])?;
             }
         }
+        Ok(())
     }
 }
 
@@ -367,10 +407,10 @@ pub fn check_boot(
     passes: &[Option<(&crate::guest::PassTrace, u64, u64)>],
     cuts: usize,
 ) -> Result<Vec<Option<Summary>>> {
-    let bytes = std::fs::read(log).with_context(|| format!("read {}", log.display()))?;
-    let entries = scan(&bytes);
-    let mut replay = Replay::new(&bytes, &entries);
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::File::open(log).with_context(|| format!("open {}", log.display()))?;
+    let entries = scan(&file).with_context(|| format!("read {}", log.display()))?;
+    let mut replay = Replay::new(&file, &entries);
+    let mut out_img = std::fs::OpenOptions::new()
         .write(true)
         .open(img)
         .with_context(|| format!("open {}", img.display()))?;
@@ -390,11 +430,11 @@ pub fn check_boot(
                 Some(a) => (a.log_len, a.ms, &trace.acks[..=i]),
                 None => (trace.end_log, trace.end_ms, &trace.acks[..]),
             };
-            let durable_alone = replay.cut(at, &mut file)?;
+            let durable_alone = replay.cut(at, &mut out_img)?;
             let acked = acks.last().map_or(0, |a| a.blocks);
             let mut region = read_guest(img, format, acked * bs, *bs, &scratch)?;
             if format == "raw" {
-                replay.overlay(&durable_alone, &mut region, 0);
+                replay.overlay(&durable_alone, &mut region, 0)?;
             }
             let r = check_cut(&mut region, *bs, *seed, acks, ms);
             s.cuts += 1;
@@ -506,7 +546,7 @@ mod tests {
     fn unflushed_writes_are_lost_flushed_ones_kept() {
         let mut log = LogBuilder::new();
         log.write(0, BS, 7).flush().write(1, BS, 7);
-        let entries = scan(&log.0);
+        let entries = scan(&log.0).unwrap();
         assert_eq!(entries.len(), 3);
         let mut img = vec![0u8; 4 * BS as usize];
         let mut r = Replay::new(&log.0, &entries);
@@ -521,7 +561,7 @@ mod tests {
         );
         // The device kept the unflushed write after all (a legal outcome): nothing lost.
         let un = r.unflushed(log.0.len() as u64);
-        r.overlay(&un, &mut img, 0);
+        r.overlay(&un, &mut img, 0).unwrap();
         assert_eq!(check_cut(&mut img, BS, 7, &acks(&[1, 2]), 250).lost, 0);
     }
 
@@ -531,7 +571,7 @@ mod tests {
         log.write(0, BS, 3).write(1, BS, 3).flush();
         let first_flush = log.0.len() as u64;
         log.write(2, BS, 3).flush();
-        let entries = scan(&log.0);
+        let entries = scan(&log.0).unwrap();
         let mut img = vec![0u8; 4 * BS as usize];
         let mut r = Replay::new(&log.0, &entries);
         // Cut before the first flush ended: nothing durable.
@@ -563,18 +603,25 @@ mod tests {
         let mut log = LogBuilder::new();
         log.write(0, BS, 1).flush().write(1, BS, 1);
         let full = log.0.len();
-        assert_eq!(scan(&log.0[..full - 1]).len(), 2, "the last data cut short");
-        assert_eq!(scan(&log.0[..LOG_SECTOR as usize]).len(), 0);
+        assert_eq!(
+            scan(&log.0[..full - 1].to_vec()).unwrap().len(),
+            2,
+            "the last data cut short"
+        );
+        assert_eq!(
+            scan(&log.0[..LOG_SECTOR as usize].to_vec()).unwrap().len(),
+            0
+        );
         let mut bad = log.0.clone();
         bad[LOG_SECTOR as usize + 16] = 0x40; // unknown flag in the first header
-        assert!(scan(&bad).is_empty());
+        assert!(scan(&bad).unwrap().is_empty());
         let mut zeros = log.0.clone();
         zeros.extend(vec![0u8; 4096]);
-        assert_eq!(scan(&zeros).len(), 3, "unused sectors end the log");
+        assert_eq!(scan(&zeros).unwrap().len(), 3, "unused sectors end the log");
         // FUA and discard entries.
         let mut l2 = LogBuilder::new();
         l2.entry(8, FUA, &[1u8; 512]).entry(0, DISCARD, &[]);
-        let e = scan(&l2.0);
+        let e = scan(&l2.0).unwrap();
         assert!(matches!(
             e[0].op,
             Op::Write {
