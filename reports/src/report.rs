@@ -110,7 +110,12 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         files.push(png);
         inline.push((format!("plots/{0}.png, plots/{0}.svg", fig.stem), svg));
     }
-    let page = html::render(title, &tables, &findings, &inline, &run);
+    // The power-cut table follows the diagnosis list (the page's first `</ul>`) it backs.
+    let page = html::render(title, &tables, &findings, &inline, &run).replacen(
+        "</ul>\n",
+        &format!("</ul>\n{}", html::powercut_table(&rows)),
+        1,
+    );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })
 }
