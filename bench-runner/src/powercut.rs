@@ -393,8 +393,12 @@ pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
     let mut src = std::fs::File::open(from).with_context(|| format!("open {}", from.display()))?;
     let mut dst = std::fs::File::create(to).with_context(|| format!("create {}", to.display()))?;
     std::io::copy(&mut src, &mut dst)
-        .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
-    Ok(())
+        .map(drop)
+        .with_context(|| format!("copy {} to {}", from.display(), to.display()))
+        .inspect_err(|_| {
+            // A partial copy (a full disk) is not left behind.
+            let _ = std::fs::remove_file(to);
+        })
 }
 
 /// Checks the passes of one boot against their log: `img` holds the disk as it was before

@@ -439,10 +439,9 @@ fn run_target(
                 let powercut = opts.powercut.filter(|_| cfg.hypervisor == Hypervisor::Qemu);
                 let mut passes = passes_for(plan, &guest_disk, rep, true);
                 if powercut.is_some() {
-                    // Every written block carries its header: what a cut is checked against.
-                    for p in passes.iter_mut().filter(|p| p.workload == Workload::Seqwr) {
-                        p.verify = true;
-                    }
+                    powercut_passes(&mut passes, rep);
+                } else if opts.powercut.is_some() {
+                    eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
                 }
                 let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
                 let timeout = Duration::from_secs(plan.guest_timeout_s);
@@ -548,6 +547,21 @@ fn run_target(
     Ok(())
 }
 
+/// Makes passes checkable by a power cut: every written block carries its header, and each
+/// write pass its own seed (so a block an earlier pass left durable at the same place,
+/// identical but for the seed, never passes for a later pass's lost block); a read pass
+/// keeps the seed of the write before it.
+pub fn powercut_passes(passes: &mut [PassSpec], rep: u32) {
+    let mut seed = u64::from(rep);
+    for (i, p) in passes.iter_mut().enumerate() {
+        if p.workload == Workload::Seqwr {
+            p.verify = true;
+            seed = (u64::from(rep) << 32) | (i as u64 + 1);
+        }
+        p.seed = seed;
+    }
+}
+
 /// Checks a boot's passes against its power-cut log, fills their power-cut columns and
 /// writes their rows.
 fn finish_powercut(
@@ -589,8 +603,26 @@ fn remove_powercut_files(files: Option<&(PathBuf, PathBuf)>, pc: Option<crate::p
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zvbench_agent::ByteSize;
 
     /// results.jsonl was truncated by File::create when only results.csv was checked.
+    #[test]
+    fn powercut_passes_get_their_own_seeds_and_reads_follow_their_write() {
+        let spec = |w| PassSpec::new("/dev/vda".into(), w, ByteSize(4096), ByteSize(8192));
+        let mut v = vec![
+            spec(Workload::Seqwr),
+            spec(Workload::Seqrd),
+            spec(Workload::Seqwr),
+        ];
+        powercut_passes(&mut v, 2);
+        assert!(v[0].verify && v[2].verify);
+        assert_ne!(v[0].seed, v[2].seed);
+        assert_eq!(
+            v[1].seed, v[0].seed,
+            "a read checks what the write before it wrote"
+        );
+    }
+
     #[test]
     fn the_sink_never_overwrites_earlier_results() {
         for (existing, other) in [
