@@ -62,6 +62,7 @@ fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Re
     let cpu_before = children_cpu_s();
     GuestRun {
         name: format!("zvbench-bench-boot-{}", std::process::id()),
+        powercut_log: None,
         cfg,
         kernel,
         agent,

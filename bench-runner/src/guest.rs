@@ -48,6 +48,8 @@ pub struct GuestPass {
     pub lower: LowerLayers,
     /// How the guest's boot went, up to this pass.
     pub boot: BootTimeline,
+    /// With a power-cut log: the pass's place in it and the acknowledgements received.
+    pub powercut: Option<PassTrace>,
 }
 
 /// When one guest boot reached each step, on the host's clock from the VM's start
@@ -66,6 +68,20 @@ pub struct BootTimeline {
     pub kernel_start_ms: Option<u64>,
     /// VM start → the first pass's start mark (modules loaded, disk found).
     pub first_pass_ms: Option<u64>,
+}
+
+/// One pass as a power-cut check sees it: where it starts and ends in the `blklogwrites`
+/// log, and every acknowledgement the host received, with the log's length at that moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassTrace {
+    /// The log's length at the pass's start mark.
+    pub start_log: u64,
+    /// The log's length at its end mark (after the end flush).
+    pub end_log: u64,
+    /// Milliseconds since the VM started, at the end mark.
+    pub end_ms: u64,
+    /// Acknowledgements in order.
+    pub acks: Vec<crate::powercut::Ack>,
 }
 
 /// Everything a guest boot needs.
@@ -90,6 +106,9 @@ pub struct GuestRun<'a> {
     pub timeout: Duration,
     /// The VM's name, with the run id (`vbox::vm_name`): QEMU's `-name`.
     pub name: String,
+    /// A power-cut check: log the disk's writes and flushes here (`blklogwrites`), ask the
+    /// agent for sync marks, and kill QEMU hard (SIGKILL) once the results are in.
+    pub powercut_log: Option<PathBuf>,
 }
 
 /// How the guest waits at each phase mark: for the host's ack byte on a two-way serial
@@ -109,6 +128,7 @@ pub fn build_initramfs(
     agent: &Path,
     passes: &[PassSpec],
     handshake: Handshake,
+    sync_marks: bool,
 ) -> Result<Vec<u8>> {
     let dep =
         std::fs::read_to_string(kernel.modules.join("modules.dep")).context("read modules.dep")?;
@@ -142,6 +162,7 @@ pub fn build_initramfs(
             Handshake::Ack => 0,
             Handshake::Pause(d) => d.as_millis() as u64,
         },
+        sync_marks,
         passes: passes.to_vec(),
     };
     cpio.file("zvbench/job.json", 0o644, &serde_json::to_vec_pretty(&job)?);
@@ -190,6 +211,9 @@ pub struct Session<'a> {
     started: Instant,
     deadline: Instant,
     log: std::fs::File,
+    /// The power-cut log whose length is noted at marks and acknowledgements.
+    powercut_log: Option<PathBuf>,
+    trace: PassTrace,
 }
 
 impl<'a> Session<'a> {
@@ -218,7 +242,23 @@ impl<'a> Session<'a> {
             received: 0,
             started: Instant::now(),
             log: std::fs::File::create(work.join("frames.log"))?,
+            powercut_log: None,
+            trace: PassTrace::default(),
         })
+    }
+
+    /// Notes `log`'s length at every mark and acknowledgement, for a power-cut check.
+    pub fn trace_log(mut self, log: Option<PathBuf>) -> Self {
+        self.powercut_log = log;
+        self
+    }
+
+    /// The power-cut log's length now (0 without one).
+    fn log_len(&self) -> u64 {
+        self.powercut_log
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// Fails when the run is interrupted, or, through `fail` (which adds the guest's
@@ -291,9 +331,17 @@ impl<'a> Session<'a> {
                         );
                     }
                     match phase {
-                        Phase::Start => self.start_snap = Some(snap),
+                        Phase::Start => {
+                            self.start_snap = Some(snap);
+                            self.trace = PassTrace {
+                                start_log: self.log_len(),
+                                ..PassTrace::default()
+                            };
+                        }
                         Phase::End => {
-                            self.lower = delta(self.start_snap.take().unwrap_or_default(), snap)
+                            self.lower = delta(self.start_snap.take().unwrap_or_default(), snap);
+                            self.trace.end_log = self.log_len();
+                            self.trace.end_ms = self.started.elapsed().as_millis() as u64;
                         }
                     }
                     ack()?;
@@ -304,7 +352,20 @@ impl<'a> Session<'a> {
                         record: *record,
                         lower: std::mem::take(&mut self.lower),
                         boot: self.boot,
+                        powercut: self
+                            .powercut_log
+                            .is_some()
+                            .then(|| std::mem::take(&mut self.trace)),
                     })?;
+                }
+                Scanned::Frame(Frame::Synced { blocks, .. }) => {
+                    if self.powercut_log.is_some() {
+                        self.trace.acks.push(crate::powercut::Ack {
+                            ms: self.started.elapsed().as_millis() as u64,
+                            blocks,
+                            log_len: self.log_len(),
+                        });
+                    }
                 }
                 Scanned::Frame(Frame::Error { message }) => {
                     bail!("the guest agent failed: {message}")
@@ -349,6 +410,7 @@ impl GuestRun<'_> {
             self.agent,
             passes,
             Handshake::Ack,
+            self.powercut_log.is_some(),
         )?;
         let console = self.work.join("console.log");
         let frames_sock = self.work.join("frames.sock");
@@ -376,13 +438,19 @@ impl GuestRun<'_> {
                 args.extend(qemu::cdrom_args(&iso));
             }
         }
-        args.extend(qemu::drive_args(&Disk {
+        let disk = Disk {
             path: self.disk.0.to_owned(),
             format: self.disk.1,
             cache: self.cfg.cache,
             aio: self.cfg.aio,
             bus: self.cfg.bus,
-        }));
+        };
+        let mut drive = qemu::drive_args(&disk);
+        if let Some(log) = &self.powercut_log {
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+            drive[1] = qemu::logged_drive(&disk, log);
+        }
+        args.extend(drive);
         args.extend(qemu::chardev_args(&console, &frames_sock, &qmp_sock));
         std::fs::write(
             self.work.join("qemu.argv"),
@@ -391,7 +459,8 @@ impl GuestRun<'_> {
                 .collect::<Vec<_>>()
                 .join("\n"),
         )?;
-        let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?;
+        let mut session = Session::new(&self.work, passes, self.agent, self.timeout)?
+            .trace_log(self.powercut_log.clone());
         let mut guard =
             QemuGuard::spawn(&args, &self.work.join("qemu.log")).context("start QEMU")?;
         let fail = |what: String| {
@@ -456,7 +525,11 @@ impl GuestRun<'_> {
                 )
                 .map_err(|e| fail(crate::chain(&e)))?;
             if step == Step::Done {
-                let _ = guard.wait_timeout(Duration::from_secs(20));
+                if self.powercut_log.is_none() {
+                    let _ = guard.wait_timeout(Duration::from_secs(20));
+                }
+                // With a power cut, the guard's drop kills QEMU hard: no clean shutdown,
+                // no flush, no close of the log.
                 return Ok(());
             }
         }
@@ -472,6 +545,9 @@ fn describe(item: &Scanned) -> String {
         Scanned::Frame(Frame::Record(r)) => format!("record {} {:.1} MiB/s", r.label, r.mib_per_s),
         Scanned::Frame(Frame::Error { message }) => format!("error {message}"),
         Scanned::Frame(Frame::Done { passes }) => format!("done passes={passes}"),
+        Scanned::Frame(Frame::Synced { pass, blocks }) => {
+            format!("synced pass={pass} blocks={blocks}")
+        }
     }
 }
 

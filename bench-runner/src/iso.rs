@@ -135,7 +135,7 @@ pub fn for_target(
         Hypervisor::Qemu => Handshake::Ack,
         Hypervisor::Virtualbox => Handshake::Pause(crate::vbox::MARK_PAUSE),
     };
-    let initramfs = build_initramfs(kernel, g.bus, agent, &passes, handshake)?;
+    let initramfs = build_initramfs(kernel, g.bus, agent, &passes, handshake, false)?;
     build(&kernel.image, &initramfs, crate::qemu::APPEND, out)
 }
 

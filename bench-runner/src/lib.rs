@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod loopdev;
 pub mod names;
 pub mod owner;
+pub mod powercut;
 pub mod provenance;
 pub mod qemu;
 pub mod report;

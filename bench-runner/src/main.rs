@@ -63,6 +63,13 @@ enum Cmd {
         /// Allow overwriting this exact device although it holds data (repeatable).
         #[arg(long = "allow-destroy", value_name = "DEVICE")]
         allow_destroy: Vec<PathBuf>,
+        /// Simulate power cuts on QEMU targets: log what reaches stable storage, kill QEMU
+        /// hard, and check every acknowledged block at the end and N random points per pass.
+        #[arg(long, value_name = "N")]
+        powercut: Option<usize>,
+        /// Keep the power-cut logs and reconstructions (guests/*/powercut.*).
+        #[arg(long, requires = "powercut")]
+        keep: bool,
     },
     /// Validate a scenario and run every host check that creates nothing.
     Check {
@@ -349,6 +356,8 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             guest,
             accel,
             allow_destroy,
+            powercut,
+            keep,
         } => {
             let plan = zvbench::scenario::load(&scenario)?;
             let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
@@ -378,6 +387,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 allow_destroy,
                 scenario_text: std::fs::read_to_string(&scenario)?,
                 runtime: zvbench::owner::runtime_dir(),
+                powercut: powercut.map(|cuts| zvbench::powercut::Options { cuts, keep }),
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);

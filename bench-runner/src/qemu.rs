@@ -133,6 +133,29 @@ pub fn drive_args(d: &Disk) -> Vec<OsString> {
     v
 }
 
+/// The `-drive` value of a power-cut run (it replaces [`drive_args`]' own): a
+/// `blklogwrites` node between the format driver (raw, vdi, ...) and the target's file or
+/// device, logging every write and flush that reaches it to `log` (an existing file).
+///
+/// `cache=` on `-drive` sets `cache.direct` and `cache.no-flush` on the top node, and the
+/// child nodes inherit both (QEMU's `bdrv_inherited_options`), so the log node and the file
+/// below it are opened as the target itself would be: where stable storage begins. A flush
+/// reaches the log only if no node above it has no-flush: `cache=unsafe` (no-flush on) logs
+/// no flush at all, `none`, `writeback`, `writethrough` and `directsync` log every guest
+/// flush (`bdrv_co_flush` skips a no-flush node's own flush, then flushes its children).
+pub fn logged_drive(d: &Disk, log: &Path) -> OsString {
+    format!(
+        "driver={},if=none,id={DRIVE_ID},cache={},aio={},file.driver=blklogwrites,file.file.filename={},file.log.filename={},file.log-sector-size={}",
+        d.format,
+        key_name(d.cache),
+        key_name(d.aio),
+        qemu_escape(&d.path),
+        qemu_escape(log),
+        crate::powercut::LOG_SECTOR
+    )
+    .into()
+}
+
 /// ttyS0 to a console log file; ttyS1 the frame channel on a UNIX socket QEMU listens on
 /// and waits for (so no frame is written before the runner is connected); QMP on another.
 pub fn chardev_args(console_log: &Path, frame_sock: &Path, qmp_sock: &Path) -> Vec<OsString> {
@@ -596,6 +619,21 @@ mod tests {
             );
             assert!(got[1].ends_with(want), "{got:?}");
         }
+    }
+
+    #[test]
+    fn logged_drive_puts_the_log_above_the_file() {
+        let d = Disk {
+            path: "/dev/loop3".into(),
+            format: "vdi",
+            cache: CacheMode::Unsafe,
+            aio: Aio::Threads,
+            bus: Bus::Virtio,
+        };
+        assert_eq!(
+            logged_drive(&d, Path::new("/r/a,b.log")),
+            "driver=vdi,if=none,id=zvbdisk,cache=unsafe,aio=threads,file.driver=blklogwrites,file.file.filename=/dev/loop3,file.log.filename=/r/a,,b.log,file.log-sector-size=512"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub scenario_text: String,
     /// Where the run's lock goes (`owner::runtime_dir`).
     pub runtime: PathBuf,
+    /// A simulated power cut per QEMU guest boot (`--powercut N`).
+    pub powercut: Option<crate::powercut::Options>,
 }
 
 /// The host pass's observer: stops the pass when the run is interrupted.
@@ -437,10 +439,23 @@ fn run_target(
                 p.check()?;
                 let kernel = opts.kernel.as_ref().context("no guest kernel")?;
                 let guest_disk = PathBuf::from(crate::kernel::guest_disk(cfg.bus));
-                let passes = passes_for(plan, &guest_disk, rep, true);
+                let powercut = opts.powercut.filter(|_| cfg.hypervisor == Hypervisor::Qemu);
+                let mut passes = passes_for(plan, &guest_disk, rep, true);
+                if powercut.is_some() {
+                    powercut_passes(&mut passes, rep);
+                } else if opts.powercut.is_some() {
+                    eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
+                }
                 let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
                 let timeout = Duration::from_secs(plan.guest_timeout_s);
                 let mut boot = None;
+                let pc_files =
+                    powercut.map(|_| (work.join("powercut.log"), work.join("powercut.img")));
+                if let Some((_, img)) = &pc_files {
+                    std::fs::create_dir_all(&work)?;
+                    crate::powercut::copy_disk(disk, img)?;
+                }
+                let mut pending = Vec::new();
                 let mut on_pass = |gp: GuestPass| {
                     boot = Some(gp.boot);
                     if gp.record.label == "fill" {
@@ -460,6 +475,11 @@ fn run_target(
                     row.guest_boot_ms = gp.boot.guest_uptime_ms;
                     row.boot_hello_ms = gp.boot.hello_ms;
                     row.boot_first_pass_ms = gp.boot.first_pass_ms;
+                    if powercut.is_some() {
+                        // Checked once QEMU is dead, so the check steals no time from a pass.
+                        pending.push((row, gp.record, gp.powercut, gp.boot));
+                        return Ok(());
+                    }
                     sink.add(row, &gp.record, Some(&gp.boot))
                 };
                 match cfg.hypervisor {
@@ -474,8 +494,10 @@ fn run_target(
                         work,
                         timeout,
                         name: crate::vbox::vm_name(run_id, &t.name, rep),
+                        powercut_log: pc_files.as_ref().map(|(log, _)| log.clone()),
                     }
-                    .run(&passes, stop, &mut on_pass)?,
+                    .run(&passes, stop, &mut on_pass)
+                    .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?,
                     Hypervisor::Virtualbox => {
                         let major = crate::vbox::detect()?;
                         let vdisk = match &t.storage {
@@ -515,6 +537,15 @@ fn run_target(
                 if let Some(b) = boot {
                     prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
                 }
+                if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
+                    eprintln!(
+                        "      power cuts: checking the log of {} repetition {rep}",
+                        t.name
+                    );
+                    let r = finish_powercut(pc, log, img, format, pending, sink);
+                    remove_powercut_files(pc_files.as_ref(), powercut);
+                    r?;
+                }
             }
             _ => bail!(
                 "target {:?} has neither a host file nor a guest disk",
@@ -526,11 +557,87 @@ fn run_target(
     Ok(())
 }
 
+/// Makes passes checkable by a power cut: every written block carries its header, and each
+/// write pass its own seed (so a block an earlier pass left durable at the same place,
+/// identical but for the seed, never passes for a later pass's lost block); a read pass
+/// keeps the seed of the write before it.
+pub fn powercut_passes(passes: &mut [PassSpec], rep: u32) {
+    let mut seed = u64::from(rep);
+    for (i, p) in passes.iter_mut().enumerate() {
+        if p.workload == Workload::Seqwr {
+            p.verify = true;
+            seed = (u64::from(rep) << 32) | (i as u64 + 1);
+        }
+        p.seed = seed;
+    }
+}
+
+/// Checks a boot's passes against its power-cut log, fills their power-cut columns and
+/// writes their rows.
+fn finish_powercut(
+    pc: crate::powercut::Options,
+    log: &Path,
+    img: &Path,
+    format: &str,
+    pending: Vec<(
+        ResultRow,
+        PassRecord,
+        Option<crate::guest::PassTrace>,
+        crate::guest::BootTimeline,
+    )>,
+    sink: &mut ResultsSink,
+) -> Result<()> {
+    let checked: Vec<_> = pending
+        .iter()
+        .map(|(_, rec, tr, _)| {
+            tr.as_ref()
+                .filter(|_| rec.kind == Workload::Seqwr && rec.verify)
+                .map(|t| (t, rec.bs_bytes, rec.seed))
+        })
+        .collect();
+    let sums = crate::powercut::check_boot(log, img, format, &checked, pc.cuts)?;
+    for ((mut row, rec, _, boot), sum) in pending.into_iter().zip(sums) {
+        if let Some(s) = sum {
+            crate::powercut::fill_row(&mut row, &s);
+        }
+        sink.add(row, &rec, Some(&boot))?;
+    }
+    Ok(())
+}
+
+/// Removes a power-cut log and reconstruction unless `--keep` was given.
+fn remove_powercut_files(files: Option<&(PathBuf, PathBuf)>, pc: Option<crate::powercut::Options>) {
+    if let (Some((log, img)), Some(pc)) = (files, pc) {
+        if !pc.keep {
+            let _ = std::fs::remove_file(log);
+            let _ = std::fs::remove_file(img);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zvbench_agent::ByteSize;
 
     /// results.jsonl was truncated by File::create when only results.csv was checked.
+    #[test]
+    fn powercut_passes_get_their_own_seeds_and_reads_follow_their_write() {
+        let spec = |w| PassSpec::new("/dev/vda".into(), w, ByteSize(4096), ByteSize(8192));
+        let mut v = vec![
+            spec(Workload::Seqwr),
+            spec(Workload::Seqrd),
+            spec(Workload::Seqwr),
+        ];
+        powercut_passes(&mut v, 2);
+        assert!(v[0].verify && v[2].verify);
+        assert_ne!(v[0].seed, v[2].seed);
+        assert_eq!(
+            v[1].seed, v[0].seed,
+            "a read checks what the write before it wrote"
+        );
+    }
+
     #[test]
     fn the_sink_never_overwrites_earlier_results() {
         for (existing, other) in [

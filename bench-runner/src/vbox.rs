@@ -588,6 +588,7 @@ impl VboxRun<'_> {
             self.agent,
             passes,
             Handshake::Pause(MARK_PAUSE),
+            false,
         )?;
         let iso = work.join("zvbench-guest.iso");
         crate::iso::build(&self.kernel.image, &initramfs, APPEND, &iso)?;

@@ -39,6 +39,14 @@ pub enum Frame {
         /// Which phase.
         phase: crate::pass::Phase,
     },
+    /// The first `blocks` blocks of a write pass are durable by the pass's rules (sent
+    /// only when the job asks for sync marks: a power-cut check's acknowledged set).
+    Synced {
+        /// Index of the pass in the job.
+        pass: u32,
+        /// Blocks acknowledged so far.
+        blocks: u64,
+    },
     /// One pass finished.
     Record(Box<PassRecord>),
     /// Something went wrong; the agent powers off after sending it.

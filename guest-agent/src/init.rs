@@ -171,6 +171,7 @@ struct Marks<'a> {
     pass: u32,
     ack: Duration,
     pause: Duration,
+    sync_marks: bool,
 }
 
 impl Observer for Marks<'_> {
@@ -186,6 +187,15 @@ impl Observer for Marks<'_> {
                 "no ack from the host for pass {} {phase:?}; going on",
                 self.pass
             ));
+        }
+    }
+
+    fn synced(&mut self, blocks: u64) {
+        if self.sync_marks {
+            self.sink.send(&Frame::Synced {
+                pass: self.pass,
+                blocks,
+            });
         }
     }
 }
@@ -216,6 +226,7 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
             pass: i as u32,
             ack: Duration::from_millis(job.ack_timeout_ms),
             pause: Duration::from_millis(job.mark_pause_ms),
+            sync_marks: job.sync_marks,
         };
         let rec = run_pass(p, &mut marks).map_err(|e| crate::error_chain(&e))?;
         s.send(&Frame::Record(Box::new(rec)));

@@ -35,6 +35,10 @@ pub struct Job {
     /// file, reads its counters while the guest is idle.
     #[serde(default)]
     pub mark_pause_ms: u64,
+    /// Send a [`crate::frame::Frame::Synced`] after each completed sync of a write pass
+    /// (without waiting for an ack): what a power-cut check needs to know was acknowledged.
+    #[serde(default)]
+    pub sync_marks: bool,
     /// The passes, run in order.
     pub passes: Vec<PassSpec>,
 }

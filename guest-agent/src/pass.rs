@@ -193,6 +193,10 @@ pub trait Observer {
     /// Called at [`Phase::Start`] and [`Phase::End`], outside the timed section; in a
     /// guest this lets the host read the hypervisor's and host device's counters.
     fn phase(&mut self, _phase: Phase) {}
+    /// Called when the first `blocks` blocks of a write pass are durable by the pass's own
+    /// rules: after each completed fsync/fdatasync (and the end flush), and after each write
+    /// with O_SYNC/O_DSYNC. A power-cut check counts these as acknowledged.
+    fn synced(&mut self, _blocks: u64) {}
     /// Asked before the pass and then about once a second, with `progress`; `true` ends
     /// the pass at once with [`PassError::Stopped`].
     fn stop_requested(&mut self) -> bool {
@@ -326,6 +330,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     let cache_drop = if writing { Vec::new() } else { drop_caches(&t) };
     let sync_every = spec.effective_sync_every();
     let datasync = spec.sync == SyncMode::Fdatasync;
+    let osync = matches!(spec.sync, SyncMode::Osync | SyncMode::Odsync);
     let io_err = |op, offset| {
         let path = path_s.clone();
         move |source| PassError::Io {
@@ -373,6 +378,9 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
             hist_io.record_ns(nanos(t1 - t0));
             if sync_every > 0 && (i + 1) % sync_every == 0 {
                 flush(off)?;
+                obs.synced(i + 1);
+            } else if osync {
+                obs.synced(i + 1);
             }
             t1
         } else {
@@ -399,6 +407,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     }
     if writing && spec.end_fsync {
         flush(size)?;
+        obs.synced(ops);
     }
     let seconds = start.elapsed().as_secs_f64();
     let (cpu_u1, cpu_s1) = cpu_times();
@@ -463,4 +472,45 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
 /// Whether a verify outcome should fail the run (any block not OK).
 pub fn verify_failed(r: &PassRecord) -> bool {
     r.verify_result.is_some_and(|v| !v.passed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what a pass acknowledged.
+    #[derive(Default)]
+    struct Acks(Vec<u64>);
+
+    impl Observer for Acks {
+        fn synced(&mut self, blocks: u64) {
+            self.0.push(blocks);
+        }
+    }
+
+    #[test]
+    fn synced_reports_each_completed_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |sync, every, end| PassSpec {
+            sync,
+            sync_every: every,
+            end_fsync: end,
+            ..PassSpec::new(
+                dir.path().join(format!("f-{}", sync.as_str())),
+                Workload::Seqwr,
+                ByteSize(4096),
+                ByteSize(5 * 4096),
+            )
+        };
+        for (s, want) in [
+            (spec(SyncMode::Fsync, Some(2), true), vec![2, 4, 5]),
+            (spec(SyncMode::Fdatasync, None, false), vec![1, 2, 3, 4, 5]),
+            (spec(SyncMode::Osync, None, false), vec![1, 2, 3, 4, 5]),
+            (spec(SyncMode::None, None, false), vec![]),
+        ] {
+            let mut a = Acks::default();
+            run_pass(&s, &mut a).unwrap();
+            assert_eq!(a.0, want, "{:?} every {:?}", s.sync, s.sync_every);
+        }
+    }
 }

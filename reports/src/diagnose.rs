@@ -322,10 +322,49 @@ pub fn async_flushes_disabled(ctx: &Context) -> Vec<Finding> {
         .collect()
 }
 
+/// A simulated power cut lost blocks the guest had been told were durable
+/// (`zvbench run --powercut`): the proof, beyond flush counters, that the target is not
+/// durable, naming the layer the power-cut check found dropping the flushes.
+pub fn acknowledged_writes_lost(g: &Groups<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((target, workload), rows) in g {
+        let lost: Vec<&&ResultRow> = rows
+            .iter()
+            .filter(|r| r.powercut_lost_blocks.is_some_and(|n| n > 0))
+            .collect();
+        let Some(worst) = lost.iter().max_by_key(|r| r.powercut_lost_blocks) else {
+            continue;
+        };
+        let total = |f: fn(&ResultRow) -> Option<u64>| {
+            rows.iter()
+                .filter_map(|r| f(r))
+                .fold(0u64, u64::saturating_add)
+        };
+        let (cuts, cuts_lost) = (total(|r| r.powercut_cuts), total(|r| r.powercut_cuts_lost));
+        out.push(Finding {
+            rule: "acknowledged-writes-lost",
+            target: target.clone(),
+            workload: workload.clone(),
+            message: format!(
+                "a simulated power cut lost writes the guest's fsync had acknowledged; dropped at: {}",
+                worst.powercut_dropped_at.as_deref().unwrap_or("unknown")
+            ),
+            evidence: format!(
+                "{cuts_lost} of {cuts} cuts lost blocks; up to {} of {} acknowledged blocks lost at one cut; {} flushes reached stable storage",
+                worst.powercut_lost_blocks.unwrap_or(0),
+                worst.powercut_acked_blocks.unwrap_or(0),
+                worst.powercut_log_flushes.unwrap_or(0)
+            ),
+        });
+    }
+    out
+}
+
 /// Every rule, in report order.
 pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     let g = groups(rows);
-    let mut f = flushes_dropped(&g);
+    let mut f = acknowledged_writes_lost(&g);
+    f.extend(flushes_dropped(&g));
     f.extend(flush_amplification(&g));
     f.extend(guest_faster_than_host(&g));
     f.extend(reads_from_cache(&g));
@@ -365,6 +404,32 @@ mod tests {
         }
         r.host_dev_flushes = Some(host);
         r
+    }
+
+    #[test]
+    fn lost_acknowledged_writes_name_the_layer() {
+        let cut = |cache: &str, lost: u64| {
+            let mut r = row(cache, "loop", "seqwr", 3.0);
+            r.cache = cache.into();
+            r.powercut_cuts = Some(21);
+            r.powercut_cuts_lost = Some(if lost > 0 { 21 } else { 0 });
+            r.powercut_acked_blocks = Some(128);
+            r.powercut_lost_blocks = Some(lost);
+            r.powercut_log_flushes = Some(if lost > 0 { 0 } else { 128 });
+            r.powercut_dropped_at = (lost > 0)
+                .then(|| format!("QEMU cache={cache} (no guest flush reached stable storage)"));
+            r
+        };
+        let f = acknowledged_writes_lost(&groups(&[cut("unsafe", 128), cut("none", 0)]));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].target, "unsafe");
+        assert!(f[0].message.contains("cache=unsafe"), "{}", f[0].message);
+        assert!(
+            f[0].evidence.starts_with("21 of 21 cuts"),
+            "{}",
+            f[0].evidence
+        );
+        assert!(acknowledged_writes_lost(&groups(&[row("t", "loop", "seqwr", 1.0)])).is_empty());
     }
 
     #[test]

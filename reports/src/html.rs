@@ -138,6 +138,34 @@ pub fn render(
     h
 }
 
+/// The power-cut table ([`crate::summary::powercut_rows`]) as HTML, with its heading;
+/// empty when no pass was checked.
+pub fn powercut_table(rows: &[crate::ResultRow]) -> String {
+    let cells = crate::summary::powercut_rows(rows);
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from("<h2>Power cuts</h2>\n<table>\n<tr>");
+    for c in crate::summary::POWERCUT_COLUMNS {
+        let _ = write!(h, "<th>{}</th>", escape(c));
+    }
+    h.push_str("</tr>\n");
+    for r in cells {
+        h.push_str("<tr>");
+        for (i, c) in r.iter().enumerate() {
+            let class = if (3..8).contains(&i) {
+                " class=\"n\""
+            } else {
+                ""
+            };
+            let _ = write!(h, "<td{class}>{}</td>", escape(c));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +185,21 @@ mod tests {
         assert!(page.contains("<th>host.cpus</th><td>2</td>"));
         assert!(page.contains("<pre>x = &quot;&lt;y&gt;&quot;</pre>"));
         assert!(page.contains(NO_FINDINGS));
+    }
+
+    #[test]
+    fn powercut_table_is_escaped_and_only_when_checked() {
+        let mut r = crate::ResultRow {
+            target: "t<1>".into(),
+            workload: "w".into(),
+            ..Default::default()
+        };
+        assert_eq!(powercut_table(std::slice::from_ref(&r)), "");
+        r.powercut_cuts = Some(21);
+        r.powercut_lost_blocks = Some(2);
+        r.powercut_dropped_at = Some("QEMU cache=unsafe".into());
+        let h = powercut_table(&[r]);
+        assert!(h.contains("<td>t&lt;1&gt;</td>"), "{h}");
+        assert!(h.contains("<td>not durable: QEMU cache=unsafe</td>"), "{h}");
     }
 }

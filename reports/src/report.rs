@@ -83,7 +83,12 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let title = title.trim();
     let findings = diagnose(&rows, &context(&run));
     let tables = summary::tables(&rows);
-    let summary = summary::render(title, &tables, &findings) + &summary::boot_overhead(&rows);
+    // The power-cut table (if any pass was checked) goes before the diagnosis it backs.
+    let summary = summary::render(title, &tables, &findings).replacen(
+        "## Diagnosis\n",
+        &format!("{}## Diagnosis\n", summary::render_powercut(&rows)),
+        1,
+    ) + &summary::boot_overhead(&rows);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 
@@ -105,7 +110,12 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         files.push(png);
         inline.push((format!("plots/{0}.png, plots/{0}.svg", fig.stem), svg));
     }
-    let page = html::render(title, &tables, &findings, &inline, &run);
+    // The power-cut table follows the diagnosis list (the page's first `</ul>`) it backs.
+    let page = html::render(title, &tables, &findings, &inline, &run).replacen(
+        "</ul>\n",
+        &format!("</ul>\n{}", html::powercut_table(&rows)),
+        1,
+    );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })
 }

@@ -102,6 +102,26 @@ pub struct ResultRow {
     pub verify_ok: Option<u64>,
     /// Blocks checked, when verifying.
     pub verify_checked: Option<u64>,
+    /// Power cuts simulated for the pass (`zvbench run --powercut`).
+    pub powercut_cuts: Option<u64>,
+    /// Blocks the guest had acknowledged as durable at the last cut.
+    pub powercut_acked_blocks: Option<u64>,
+    /// The most acknowledged blocks lost at one cut.
+    pub powercut_lost_blocks: Option<u64>,
+    /// Cuts that lost at least one acknowledged block.
+    pub powercut_cuts_lost: Option<u64>,
+    /// How long before its cut the newest lost block was acknowledged (the oldest over cuts).
+    pub powercut_newest_loss_ms: Option<u64>,
+    /// The most lost blocks at one cut that held an older intact block.
+    pub powercut_stale_blocks: Option<u64>,
+    /// The most lost blocks at one cut that were half written.
+    pub powercut_torn_blocks: Option<u64>,
+    /// Flushes that reached the power-cut log (stable storage) during the pass.
+    pub powercut_log_flushes: Option<u64>,
+    /// `durable` (no acknowledged block lost at any cut) or `not durable`.
+    pub powercut_verdict: Option<String>,
+    /// When not durable: the layer that dropped the flushes, from the flush trace.
+    pub powercut_dropped_at: Option<String>,
 }
 
 impl ResultRow {

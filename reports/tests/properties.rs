@@ -88,6 +88,8 @@ prop_compose! {
         cache in proptest::option::of("[a-z ]{1,12}"),
         direct in any::<bool>(),
         repetition in any::<u32>(),
+        powercut in proptest::collection::vec(proptest::option::of(any::<u64>()), 8),
+        powercut_text in proptest::collection::vec(proptest::option::of("[a-z ]{1,12}"), 2),
     ) -> ResultRow {
         ResultRow {
             target: names[0].clone(),
@@ -133,6 +135,16 @@ prop_compose! {
             cpu_sys_s: floats[7],
             verify_ok: opt_ints[7],
             verify_checked: None,
+            powercut_cuts: powercut[0],
+            powercut_acked_blocks: powercut[1],
+            powercut_lost_blocks: powercut[2],
+            powercut_cuts_lost: powercut[3],
+            powercut_newest_loss_ms: powercut[4],
+            powercut_stale_blocks: powercut[5],
+            powercut_torn_blocks: powercut[6],
+            powercut_log_flushes: powercut[7],
+            powercut_verdict: powercut_text[0].clone(),
+            powercut_dropped_at: powercut_text[1].clone(),
         }
     }
 }

@@ -67,14 +67,27 @@ pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
         allow_destroy: Vec::new(),
         scenario_text: scenario_text.to_string(),
         runtime: zvbench::owner::runtime_dir(),
+        powercut: None,
     }
 }
 
 /// Runs scenario text (with `@DIR@` replaced by `dir`) and returns the rows.
 pub fn run_text(dir: &Path, out: &Path, text: &str) -> anyhow::Result<Vec<ResultRow>> {
+    run_text_with(dir, out, text, |_| {})
+}
+
+/// [`run_text`] with options changed by `set` (e.g. a power-cut check).
+pub fn run_text_with(
+    dir: &Path,
+    out: &Path,
+    text: &str,
+    set: impl FnOnce(&mut RunOptions),
+) -> anyhow::Result<Vec<ResultRow>> {
     let text = text.replace("@DIR@", &dir.display().to_string());
     let plan: Plan = zvbench::scenario::parse("test.toml", &text)?;
-    zvbench::run::run(&plan, &options(out, &text), &Interrupt::default())
+    let mut opts = options(out, &text);
+    set(&mut opts);
+    zvbench::run::run(&plan, &opts, &Interrupt::default())
 }
 
 /// Asserts that nothing a test started under `dir` is left: no loop device over a file
