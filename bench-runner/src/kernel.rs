@@ -127,7 +127,7 @@ pub fn find(given: Option<(PathBuf, PathBuf)>, cache: &Path) -> Result<GuestKern
 }
 
 /// Debian's `linux-image-amd64` dependency, downloaded, extracted and depmod'ed once.
-fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
+pub fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
     let root = cache.join("kernel/root");
     if let Some(k) = extracted(&root)? {
         return Ok(k);

@@ -8,6 +8,7 @@ pub mod import;
 pub mod initramfs;
 pub mod iso;
 pub mod kernel;
+pub mod lab;
 pub mod names;
 pub mod provenance;
 pub mod qemu;

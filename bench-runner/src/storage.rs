@@ -9,7 +9,7 @@ use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zvbench_agent::devstat::StatSource;
 use zvbench_agent::target::{device_users, probe_contents, Contents};
 
@@ -314,17 +314,8 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
             let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
             argv.run()?;
             p.steps.push(Teardown::DestroyDataset(name.clone()));
-            let dev = zfs::zvol_dev(&name);
-            let start = Instant::now();
-            while !dev.exists() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    bail!(
-                        "{} did not appear within 30 s after zfs create",
-                        dev.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let dev = zfs::find_zvol(Path::new("/dev"), &name, Duration::from_secs(30))
+                .map_err(anyhow::Error::msg)?;
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
             put(&mut p, "zvol", name.clone().into());

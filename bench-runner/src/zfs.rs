@@ -80,6 +80,68 @@ pub fn zvol_dev(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/zvol/{name}"))
 }
 
+nix::ioctl_read!(
+    /// OpenZFS's `BLKZNAME` (include/sys/fs/zfs.h): `_IOR(0x12, 125, char[256])`, the
+    /// dataset name of a zvol device; what udev's `zvol_id` asks to make `/dev/zvol/...`.
+    blkzname,
+    0x12,
+    125,
+    [u8; 256]
+);
+
+/// The dataset name behind a `/dev/zdN` device, by `BLKZNAME`.
+fn zvol_name_of(dev: &Path) -> Option<String> {
+    let f = std::fs::File::open(dev).ok()?;
+    let mut buf = [0u8; 256];
+    // SAFETY: the fd is open for the call's duration and `buf` is exactly the 256 bytes
+    // the ioctl writes.
+    unsafe { blkzname(std::os::fd::AsRawFd::as_raw_fd(&f), &mut buf) }.ok()?;
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok()
+}
+
+/// Whether a `/dev` entry is a whole zvol (`zd0`, `zd16`; not the partition `zd0p1`).
+pub fn is_zvol_node(file: &str) -> bool {
+    file.strip_prefix("zd")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The device of zvol `name`: the udev link `/dev/zvol/<name>` when it exists, else the
+/// `/dev/zdN` that answers `name` to `BLKZNAME` (a host without udev has no link).
+/// Waits up to `limit`; the error says what was looked for.
+pub fn find_zvol(
+    dev_root: &Path,
+    name: &str,
+    limit: std::time::Duration,
+) -> Result<PathBuf, String> {
+    let start = std::time::Instant::now();
+    let link = dev_root.join("zvol").join(name);
+    loop {
+        if link.exists() {
+            return Ok(link);
+        }
+        let nodes = std::fs::read_dir(dev_root).into_iter().flatten().flatten();
+        for e in nodes {
+            if is_zvol_node(&e.file_name().to_string_lossy())
+                && zvol_name_of(&e.path()).as_deref() == Some(name)
+            {
+                return Ok(e.path());
+            }
+        }
+        if start.elapsed() > limit {
+            return Err(format!(
+                "zvol {name} has no device after {} s: neither {} (made by udev with OpenZFS's \
+                 zvol rule) nor a {}/zd* device naming it; is the zvol's volmode dev, and are \
+                 zvols enabled (zvol_inhibit_dev=0)?",
+                limit.as_secs(),
+                link.display(),
+                dev_root.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Reads a named counter from kstat text (`name type data` lines).
 pub fn kstat_value(text: &str, key: &str) -> Option<u64> {
     text.lines().take(10_000).find_map(|l| {
@@ -154,6 +216,27 @@ mod tests {
             "zfs destroy -r tank/zvbench/r1-zvol"
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
+    }
+
+    #[test]
+    fn zvol_nodes_and_a_clear_error_when_none_appears() {
+        assert!(is_zvol_node("zd0") && is_zvol_node("zd112"));
+        for not in ["zd", "zd0p1", "zda", "vda", "zram0"] {
+            assert!(!is_zvol_node(not), "{not}");
+        }
+        let dev = tempfile::tempdir().unwrap();
+        std::fs::write(dev.path().join("zd0"), b"").unwrap();
+        let e = find_zvol(dev.path(), "tank/v", std::time::Duration::ZERO).unwrap_err();
+        assert!(
+            e.contains("zvol tank/v has no device") && e.contains("udev"),
+            "{e}"
+        );
+        std::fs::create_dir_all(dev.path().join("zvol/tank")).unwrap();
+        std::fs::write(dev.path().join("zvol/tank/v"), b"").unwrap();
+        assert_eq!(
+            find_zvol(dev.path(), "tank/v", std::time::Duration::ZERO).unwrap(),
+            dev.path().join("zvol/tank/v")
+        );
     }
 
     #[test]
