@@ -140,6 +140,10 @@ enum Cmd {
         /// Guest CPUs.
         #[arg(long, default_value_t = 2)]
         cpus: u32,
+        /// Create this pool on all the disks before the command (its file system on
+        /// /var/tmp/POOL inside).
+        #[arg(long)]
+        pool: Option<String>,
         /// A host directory the command can write, seen at the same path inside.
         #[arg(long)]
         share: Option<PathBuf>,
@@ -483,6 +487,7 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
             disk_size,
             memory,
             cpus,
+            pool,
             share,
             tmp,
             timeout,
@@ -501,6 +506,7 @@ fn real_main(stop: &Interrupt) -> Result<i32> {
                 disk_bytes: disk_size.bytes(),
                 memory_bytes: memory.bytes(),
                 cpus,
+                pool,
                 share,
                 tmp,
                 timeout: std::time::Duration::from_secs(timeout),

@@ -302,6 +302,7 @@ fn run_target(
                     row.host_dev_flush_ms = gp.lower.host_flush_ms;
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
                     row.zil_commits = gp.lower.zil_commits;
+                    row.vdev_flushes = gp.lower.vdev_flushes;
                     row.guest_boot_ms = Some(gp.boot_ms);
                     sink.add(row, &gp.record)
                 };
@@ -314,6 +315,7 @@ fn run_target(
                         disk: (disk, format),
                         host_stat: p.host_stat.as_ref(),
                         zil: p.zil.as_ref(),
+                        vdevs: &p.vdevs,
                         work,
                         timeout,
                     }
@@ -342,6 +344,7 @@ fn run_target(
                             disk: vdisk,
                             host_stat: p.host_stat.as_ref(),
                             zil: p.zil.as_ref(),
+                            vdevs: &p.vdevs,
                             work,
                             timeout,
                         }

@@ -101,6 +101,8 @@ pub struct Provisioned {
     pub host_stat: Option<StatSource>,
     /// ZIL commit counter of a zvol.
     pub zil: Option<ZilSource>,
+    /// The whole disks under a zvol's pool's leaf vdevs: the trace's bottom layer.
+    pub vdevs: Vec<StatSource>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
     steps: Undo,
@@ -318,6 +320,21 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
                 .map_err(anyhow::Error::msg)?;
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
+            let pool = name.split('/').next().unwrap_or(&name);
+            let status = zfs::status_argv(pool).stdout()?;
+            p.vdevs = zfs::leaf_vdevs(&status)
+                .iter()
+                .filter_map(|d| stat_of_device(d))
+                .collect();
+            p.vdevs.dedup();
+            let zil_source = match &p.zil {
+                Some(ZilSource::Objset(_)) => "dataset",
+                Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
+                None => "none",
+            };
+            put(&mut p, "zil_source", zil_source.into());
+            let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
+            put(&mut p, "vdevs", vdevs.join(" ").into());
             put(&mut p, "zvol", name.clone().into());
             put(&mut p, "zfs_create", argv.display().into());
             for prop in [

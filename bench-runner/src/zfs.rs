@@ -75,6 +75,25 @@ pub fn parse_tagged(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `zpool status -P -L POOL`: vdevs by full path, symlinks (by-id, by-path) resolved.
+pub fn status_argv(pool: &str) -> Argv {
+    Argv::new(["zpool", "status", "-P", "-L", pool])
+}
+
+/// The leaf vdevs' device paths from `zpool status -P -L` output: config lines whose
+/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out).
+pub fn leaf_vdevs(status: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = status
+        .lines()
+        .take(10_000)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
+        .map(PathBuf::from)
+        .collect();
+    v.dedup();
+    v
+}
+
 /// The Linux device node of a zvol.
 pub fn zvol_dev(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/zvol/{name}"))
@@ -216,6 +235,30 @@ mod tests {
             "zfs destroy -r tank/zvbench/r1-zvol"
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
+    }
+
+    #[test]
+    fn leaf_vdevs_from_status() {
+        let s = "  pool: tank
+ state: ONLINE
+config:
+
+\tNAME           STATE     READ WRITE CKSUM
+\ttank           ONLINE       0     0     0
+\t  mirror-0     ONLINE       0     0     0
+\t    /dev/vda1  ONLINE       0     0     0
+\t    /dev/vdb1  ONLINE       0     0     0
+\tlogs
+\t  /dev/vdc1    ONLINE       0     0     0
+\t  /var/tmp/f   ONLINE       0     0     0
+
+errors: No known data errors
+";
+        assert_eq!(
+            leaf_vdevs(s),
+            ["/dev/vda1", "/dev/vdb1", "/dev/vdc1"].map(PathBuf::from)
+        );
+        assert_eq!(status_argv("tank").display(), "zpool status -P -L tank");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Finding {
 pub struct Context {
     /// volblocksize of zvol targets, in bytes, by target.
     pub volblocksize: BTreeMap<String, u64>,
+    /// The `sync` property of zvol targets, by target.
+    pub zfs_sync: BTreeMap<String, String>,
 }
 
 /// Rows of one (target, workload), in file order.
@@ -49,16 +51,24 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
 type Counter = fn(&ResultRow) -> Option<u64>;
 
 /// The layers of the flush trace, top to bottom.
-pub const LAYERS: [&str; 5] = ["agent", "guest device", "hypervisor", "host device", "ZIL"];
+pub const LAYERS: [&str; 6] = [
+    "agent",
+    "guest device",
+    "hypervisor",
+    "host device",
+    "ZIL",
+    "pool vdevs",
+];
 
 /// The flush trace of a group as (layer, median count), top to bottom, present layers only.
 pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
-    let counters: [Counter; 5] = [
+    let counters: [Counter; 6] = [
         |r| Some(r.agent_flushes),
         |r| r.guest_dev_flushes,
         |r| r.hv_flushes,
         |r| r.host_dev_flushes,
         |r| r.zil_commits,
+        |r| r.vdev_flushes,
     ];
     LAYERS
         .iter()
@@ -297,6 +307,29 @@ pub fn shared_host_counter(g: &Groups<'_>) -> Vec<Finding> {
     out
 }
 
+/// A zvol with `sync=disabled` whose guest or agent flushed: ZFS itself acknowledges the
+/// flushes without committing anything (no ZIL commit; the pool's vdevs flush only at
+/// transaction-group syncs).
+pub fn zfs_sync_disabled(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if ctx.zfs_sync.get(t).map(String::as_str) != Some("disabled") {
+            continue;
+        }
+        let tr = trace(rows);
+        if tr.first().is_some_and(|&(_, agent)| agent > 0.0) {
+            out.push(Finding {
+                rule: "zfs-sync-disabled",
+                target: t.clone(),
+                workload: w.clone(),
+                message: "the zvol has sync=disabled: ZFS acknowledges every flush without committing it (no ZIL commit; the pool's vdevs flush only at transaction-group syncs): the results are not durable; `zfs set sync=standard` makes them so".into(),
+                evidence: format!("sync=disabled; {}", fmt_trace(&tr)),
+            });
+        }
+    }
+    out
+}
+
 /// Every rule, in report order.
 pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     let g = groups(rows);
@@ -304,6 +337,7 @@ pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     f.extend(flush_amplification(&g));
     f.extend(guest_faster_than_host(&g));
     f.extend(reads_from_cache(&g));
+    f.extend(zfs_sync_disabled(&g, ctx));
     f.extend(volblocksize_mismatch(&g, ctx));
     f.extend(shared_host_counter(&g));
     f.extend(software_emulation(rows));
@@ -339,6 +373,33 @@ mod tests {
         }
         r.host_dev_flushes = Some(host);
         r
+    }
+
+    #[test]
+    fn sync_disabled_is_named_only_for_that_zvol() {
+        let zvol = |t: &str, zil: u64, vdev: u64| {
+            let mut r = flushing(row(t, "zvol", "seqwr", 1.0), 33, 33, 33, 0);
+            r.zil_commits = Some(zil);
+            r.vdev_flushes = Some(vdev);
+            r
+        };
+        let rows = [zvol("std", 32, 36), zvol("off", 0, 2)];
+        let mut ctx = Context::default();
+        ctx.zfs_sync.insert("std".into(), "standard".into());
+        ctx.zfs_sync.insert("off".into(), "disabled".into());
+        let f = zfs_sync_disabled(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].target, "off");
+        assert!(f[0].message.contains("sync=disabled"), "{}", f[0].message);
+        assert!(
+            f[0].evidence.ends_with("ZIL 0 → pool vdevs 2"),
+            "{}",
+            f[0].evidence
+        );
+        // A zero ZIL above a counting vdev layer is not a drop at the host device.
+        assert!(flushes_dropped(&groups(&rows)).is_empty());
+        let idle = [flushing(row("off", "zvol", "seqwr", 1.0), 0, 0, 0, 0)];
+        assert!(zfs_sync_disabled(&groups(&idle), &ctx).is_empty());
     }
 
     #[test]

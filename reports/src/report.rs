@@ -46,7 +46,7 @@ pub struct Written {
     pub files: Vec<PathBuf>,
 }
 
-/// The diagnosis context from `run.json`: the volblocksize of each zvol target.
+/// The diagnosis context from `run.json`: the volblocksize and `sync` of each zvol target.
 pub fn context(run: &serde_json::Value) -> Context {
     let mut ctx = Context::default();
     if let Some(storage) = run["storage"].as_object() {
@@ -56,6 +56,9 @@ pub fn context(run: &serde_json::Value) -> Context {
                 .and_then(|s| s.parse::<u64>().ok())
             {
                 ctx.volblocksize.insert(target.clone(), v);
+            }
+            if let Some(s) = props["sync"].as_str() {
+                ctx.zfs_sync.insert(target.clone(), s.to_string());
             }
         }
     }

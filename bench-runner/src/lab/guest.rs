@@ -23,6 +23,12 @@ pub struct Job {
     pub disks: Vec<String>,
     /// The OpenZFS version, for `ZVBENCH_LAB_OPENZFS`.
     pub openzfs: String,
+    /// A pool to create on all the disks before the command, its file system mounted on
+    /// `/var/tmp/<pool>` (it goes with the VM's disks).
+    pub pool: Option<String>,
+    /// The host's cache directory's parent, as `XDG_CACHE_HOME`: a zvbench inside finds
+    /// the guest kernel the host fetched (the VM has no network).
+    pub cache_home: PathBuf,
 }
 
 /// Files in the control share.
@@ -98,6 +104,27 @@ fn run(job_path: &Path) -> Result<()> {
             crate::chain(&e)
         ));
     }
+    if let Some(pool) = &job.pool {
+        let mut argv = vec![
+            "zpool".to_string(),
+            "create".into(),
+            "-f".into(),
+            "-o".into(),
+            "cachefile=none".into(),
+            "-m".into(),
+            format!("/var/tmp/{pool}"),
+            pool.clone(),
+        ];
+        argv.extend(job.disks.iter().cloned());
+        crate::cmd::Argv::new(&argv)
+            .command()
+            .env("PATH", search_path(&job.userland, "/usr/sbin:/usr/bin:/sbin:/bin"))
+            .env("LD_LIBRARY_PATH", job.userland.join("lib/x86_64-linux-gnu"))
+            .status()
+            .ok()
+            .filter(|s| s.success())
+            .with_context(|| format!("`{}` failed", argv.join(" ")))?;
+    }
     let cwd = if job.cwd.is_dir() {
         job.cwd.clone()
     } else {
@@ -123,6 +150,7 @@ fn run(job_path: &Path) -> Result<()> {
         .env("LD_LIBRARY_PATH", job.userland.join("lib/x86_64-linux-gnu"))
         .env("ZVBENCH_LAB_DISKS", job.disks.join(" "))
         .env("ZVBENCH_LAB_OPENZFS", &job.openzfs)
+        .env("XDG_CACHE_HOME", &job.cache_home)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(ctl.join(STDOUT))?)
         .stderr(std::fs::File::create(ctl.join(STDERR))?)

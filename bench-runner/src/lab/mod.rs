@@ -34,6 +34,9 @@ pub struct LabOptions {
     pub memory_bytes: u64,
     /// Guest CPUs.
     pub cpus: u32,
+    /// A pool to create on the disks before the command (`zpool create`, mounted on
+    /// `/var/tmp/<pool>` inside).
+    pub pool: Option<String>,
     /// A host directory the guest sees read-write at the same path.
     pub share: Option<PathBuf>,
     /// Where the lab's temporary directory is made (must support O_DIRECT).
@@ -89,6 +92,12 @@ fn validate(o: &LabOptions) -> Result<()> {
     if o.memory_bytes < 512 << 20 {
         bail!("--memory must be at least 512M (OpenZFS's ARC and the 9p root need it)");
     }
+    if let Some(p) = &o.pool {
+        crate::names::check_dataset(p).map_err(anyhow::Error::msg)?;
+        if p.contains('/') || o.disks == 0 {
+            bail!("--pool {p} must be a pool name (no '/') and needs --disks 1 or more");
+        }
+    }
     if let Some(s) = &o.share {
         if !s.is_absolute() || !s.is_dir() {
             bail!(
@@ -142,6 +151,8 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
         userland: build.userland.clone(),
         disks: (0..o.disks).map(vm::guest_disk).collect(),
         openzfs: build.version.clone(),
+        cache_home: cache.parent().unwrap_or(cache).to_owned(),
+        pool: o.pool.clone(),
     };
     std::fs::write(ctl.join("job.json"), serde_json::to_vec_pretty(&job)?)?;
     let deps = Argv::new([
@@ -288,6 +299,7 @@ mod tests {
             memory_bytes: 1 << 30,
             cpus: 1,
             share: None,
+            pool: None,
             tmp: "/var/tmp".into(),
             timeout: Duration::from_secs(60),
             accel: Accel::Tcg,
@@ -333,6 +345,21 @@ mod tests {
                     ..opts()
                 },
                 "more than 16",
+            ),
+            (
+                LabOptions {
+                    pool: Some("a/b".into()),
+                    ..opts()
+                },
+                "pool name",
+            ),
+            (
+                LabOptions {
+                    pool: Some("t".into()),
+                    disks: 0,
+                    ..opts()
+                },
+                "--disks 1",
             ),
             (
                 LabOptions {
