@@ -8,6 +8,7 @@ use crate::qemu::Accel;
 use crate::scenario::{key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan};
 use crate::storage::{check_blockdev, provision, Provisioned};
 use crate::vbox::{VboxDisk, VboxRun};
+use crate::zfs;
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -265,9 +266,17 @@ fn run_target(
     let p: Provisioned = provision(t, run_id, &opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
     prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
+    if let Some(z) = &p.zvol {
+        zfs::snapshot_clean_argv(z).run()?;
+        prov["storage"][&t.name]["repetitions_start"] =
+            format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT).into();
+    }
     for rep in 1..=plan.repetitions {
         if stop.is_set() {
             bail!("interrupted");
+        }
+        if let (Some(z), true) = (&p.zvol, rep > 1) {
+            zfs::rollback_clean_argv(z).run()?;
         }
         progress.step(&format!("{} repetition {rep}/{}", t.name, plan.repetitions));
         match (&t.guest, &p.host_file, &p.disk) {

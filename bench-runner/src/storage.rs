@@ -99,6 +99,9 @@ pub struct Provisioned {
     pub disk: Option<(PathBuf, &'static str)>,
     /// The host block device whose counters are the bottom of the trace.
     pub host_stat: Option<StatSource>,
+    /// A zvol's dataset name: snapshot before the first repetition, rolled back to before
+    /// each later one, so that every repetition starts from the same state.
+    pub zvol: Option<String>,
     /// ZIL commit counter of a zvol.
     pub zil: Option<ZilSource>,
     /// The whole disks under a zvol's pool's leaf vdevs: the trace's bottom layer.
@@ -135,6 +138,29 @@ fn stat_of_file(p: &Path) -> Option<StatSource> {
         Path::new("/sys"),
         libc::major(dev) as u64,
         libc::minor(dev) as u64,
+    )
+}
+
+/// The whole disks under a pool's leaf vdevs.
+fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
+    let status = zfs::status_argv(pool).stdout()?;
+    let mut v: Vec<StatSource> = zfs::leaf_vdevs(&status)
+        .iter()
+        .filter_map(|d| stat_of_disk(d))
+        .collect();
+    v.dedup();
+    Ok(v)
+}
+
+/// The whole disk under a device node, a partition (`/dev/vda1`) resolving to its disk:
+/// the kernel counts flushes per disk only.
+fn stat_of_disk(dev: &Path) -> Option<StatSource> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(dev).ok()?.rdev();
+    StatSource::for_devno(
+        Path::new("/sys"),
+        libc::major(rdev) as u64,
+        libc::minor(rdev) as u64,
     )
 }
 
@@ -320,22 +346,15 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
                 .map_err(anyhow::Error::msg)?;
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
-            let pool = name.split('/').next().unwrap_or(&name);
-            let status = zfs::status_argv(pool).stdout()?;
-            p.vdevs = zfs::leaf_vdevs(&status)
-                .iter()
-                .filter_map(|d| stat_of_device(d))
-                .collect();
-            p.vdevs.dedup();
+            p.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
             let zil_source = match &p.zil {
                 Some(ZilSource::Objset(_)) => "dataset",
                 Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
                 None => "none",
             };
             put(&mut p, "zil_source", zil_source.into());
-            let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
-            put(&mut p, "vdevs", vdevs.join(" ").into());
             put(&mut p, "zvol", name.clone().into());
+            p.zvol = Some(name.clone());
             put(&mut p, "zfs_create", argv.display().into());
             for prop in [
                 "volblocksize",
@@ -357,6 +376,21 @@ pub fn provision(t: &TargetPlan, run_id: &str, allow: &[PathBuf]) -> Result<Prov
             put(&mut p, "device", device.display().to_string().into());
             p.disk = Some((device.clone(), "raw"));
         }
+    }
+    // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
+    // (the dataset's anonymous device has no /sys/block counters).
+    if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
+        &t.storage
+    {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        if let Some(pool) = zfs::pool_of_dir(&mounts, &canon) {
+            p.vdevs = pool_vdevs(&pool)?;
+        }
+    }
+    if !p.vdevs.is_empty() {
+        let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
+        put(&mut p, "vdevs", vdevs.join(" ").into());
     }
     Ok(p)
 }

@@ -54,6 +54,19 @@ pub fn list_tagged_argv(types: &str) -> Argv {
     ])
 }
 
+/// The snapshot a zvol target's repetitions start from.
+pub const CLEAN_SNAPSHOT: &str = "zvbench-clean";
+
+/// `zfs snapshot NAME@zvbench-clean`, taken before the first repetition.
+pub fn snapshot_clean_argv(name: &str) -> Argv {
+    Argv::new(["zfs", "snapshot", &format!("{name}@{CLEAN_SNAPSHOT}")])
+}
+
+/// `zfs rollback -r NAME@zvbench-clean`, before every later repetition.
+pub fn rollback_clean_argv(name: &str) -> Argv {
+    Argv::new(["zfs", "rollback", "-r", &format!("{name}@{CLEAN_SNAPSHOT}")])
+}
+
 /// `zfs list -H -o name NAME`: succeeds only when the dataset exists.
 pub fn exists_argv(name: &str) -> Argv {
     Argv::new(["zfs", "list", "-H", "-o", "name", name])
@@ -92,6 +105,28 @@ pub fn leaf_vdevs(status: &str) -> Vec<PathBuf> {
         .collect();
     v.dedup();
     v
+}
+
+/// The pool of the kernel ZFS file system holding `dir` (an absolute, resolved path), from
+/// `/proc/self/mountinfo` text: the longest mount point above it, when its type is `zfs`.
+pub fn pool_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
+    let mut best: Option<(usize, &str, &str)> = None;
+    for l in mountinfo.lines().take(100_000) {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|w| *w == "-") else {
+            continue;
+        };
+        let (Some(mp), Some(fstype), Some(source)) = (f.get(4), f.get(sep + 1), f.get(sep + 2))
+        else {
+            continue;
+        };
+        if dir.starts_with(mp) && best.is_none_or(|b| mp.len() > b.0) {
+            best = Some((mp.len(), fstype, source));
+        }
+    }
+    let (_, fstype, source) = best?;
+    let pool = source.split('/').next()?;
+    (fstype == "zfs" && check_dataset(pool).is_ok()).then(|| pool.to_string())
 }
 
 /// The Linux device node of a zvol.
@@ -235,6 +270,31 @@ mod tests {
             "zfs destroy -r tank/zvbench/r1-zvol"
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
+        assert_eq!(
+            snapshot_clean_argv("tank/v").display(),
+            "zfs snapshot tank/v@zvbench-clean"
+        );
+        assert_eq!(
+            rollback_clean_argv("tank/v").display(),
+            "zfs rollback -r tank/v@zvbench-clean"
+        );
+    }
+
+    #[test]
+    fn pool_of_a_directory_from_mountinfo() {
+        let mi = "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+40 22 0:50 / /var/tmp rw - tmpfs tmpfs rw
+41 40 0:51 / /var/tmp/tank rw - zfs tank rw,xattr
+42 41 0:52 / /var/tmp/tank/sub rw - zfs tank/sub rw,xattr
+43 22 0:53 / /srv/fuse rw - fuse zfs-fuse rw
+";
+        let p = |d: &str| pool_of_dir(mi, Path::new(d));
+        assert_eq!(p("/var/tmp/tank/sub/x").as_deref(), Some("tank"));
+        assert_eq!(p("/var/tmp/tank").as_deref(), Some("tank"));
+        assert_eq!(p("/var/tmp/tankx"), None);
+        assert_eq!(p("/var/tmp/other"), None);
+        assert_eq!(p("/srv/fuse/a"), None);
+        assert_eq!(p("/home"), None);
     }
 
     #[test]

@@ -18,11 +18,31 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn require_root() {
+/// Root, then OpenZFS built (or found in the cache) once for all the tests of this file,
+/// so that parallel tests neither fetch the kernel nor build at the same time.
+fn require_lab() {
     assert!(
         common::is_root(),
         "the ZFS lab tests need root (QEMU's 9p export of / and the pool disks); run as root"
     );
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let start = Instant::now();
+        let out = zvbench().args(["lab", "--build-only"]).output().unwrap();
+        eprintln!(
+            "zvbench lab --build-only: {:.0} s\n{}",
+            start.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    if let Err(e) = built {
+        panic!("the ZFS lab cannot be built here: {e}");
+    }
 }
 
 /// A directory for the lab's files under /var/tmp (O_DIRECT works there; /tmp may be tmpfs).
@@ -95,7 +115,7 @@ fn fields(line: &str) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn zvol_fsyncs_reach_the_zil_and_the_pool_vdev_unless_sync_is_disabled() {
-    require_root();
+    require_lab();
     const N: u64 = 48;
     let tmp = lab_tmp();
     let agent = common::agent();
@@ -150,7 +170,7 @@ fn zvol_fsyncs_reach_the_zil_and_the_pool_vdev_unless_sync_is_disabled() {
 
 #[test]
 fn output_and_exit_status_come_back_and_nothing_is_left() {
-    require_root();
+    require_lab();
     let tmp = lab_tmp();
     let share = tempfile::Builder::new()
         .prefix("zvbench-labshare-")
@@ -190,7 +210,7 @@ fn output_and_exit_status_come_back_and_nothing_is_left() {
 
 #[test]
 fn ctrl_c_stops_the_vm_and_removes_its_files() {
-    require_root();
+    require_lab();
     let tmp = lab_tmp();
     let mut child = zvbench()
         .arg("lab")
@@ -224,5 +244,79 @@ fn ctrl_c_stops_the_vm_and_removes_its_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_nothing_left(tmp.path());
+}
+
+#[test]
+fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
+    require_lab();
+    let tmp = lab_tmp();
+    // The results must outlive the VM: a share outside the guest's tmpfs.
+    let share = tempfile::Builder::new()
+        .prefix("zvbench-labshare-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let out_dir = share.path().join("run");
+    common::agent(); // zvbench inside finds it next to its own target directory
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab-zvol.toml");
+    let out = lab(
+        tmp.path(),
+        &[
+            "--pool",
+            "tank",
+            "--memory",
+            "2G",
+            "--share",
+            share.path().to_str().unwrap(),
+        ],
+        &[
+            env!("CARGO_BIN_EXE_zvbench"),
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--accel",
+            "tcg",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the scenario failed in the lab:\n{stdout}"
+    );
+    let rows = zvbench_reports::read_results(&out_dir.join("results.csv")).unwrap();
+    let row = |t: &str| {
+        rows.iter()
+            .find(|r| r.target == t)
+            .unwrap_or_else(|| panic!("no row for {t}"))
+    };
+    let std = row("zvol-standard");
+    let n = std.agent_flushes;
+    assert_eq!(n, 32, "32 writes, an fsync after each: {std:?}");
+    // agent → guest device → hypervisor → (zvol: blind) → ZIL → vdevs, all non-zero.
+    for (layer, v) in [
+        ("guest device", std.guest_dev_flushes),
+        ("hypervisor", std.hv_flushes),
+        ("ZIL", std.zil_commits),
+        ("pool vdevs", std.vdev_flushes),
+    ] {
+        assert!(v.is_some_and(|v| v >= n), "{layer}: {v:?} for {n} fsyncs");
+    }
+    let dis = row("zvol-disabled");
+    assert_eq!(dis.agent_flushes, n);
+    assert_eq!(dis.zil_commits, Some(0), "{dis:?}");
+    assert!(dis.vdev_flushes.is_some_and(|v| v < n / 4), "{dis:?}");
+    // The VDI file on the pool's file system (cache=none): its flushes reach the vdevs too.
+    let vdi = row("vdi");
+    assert!(vdi.vdev_flushes.is_some_and(|v| v >= n), "{vdi:?}");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["storage"]["zvol-standard"]["zil_source"], "dataset");
+    assert_eq!(run["storage"]["zvol-disabled"]["sync"], "disabled");
+    let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("`zfs-sync-disabled` **zvol-disabled"),
+        "the diagnosis names sync=disabled:\n{summary}"
+    );
     assert_nothing_left(tmp.path());
 }

@@ -118,7 +118,10 @@ fn run(job_path: &Path) -> Result<()> {
         argv.extend(job.disks.iter().cloned());
         crate::cmd::Argv::new(&argv)
             .command()
-            .env("PATH", search_path(&job.userland, "/usr/sbin:/usr/bin:/sbin:/bin"))
+            .env(
+                "PATH",
+                search_path(&job.userland, "/usr/sbin:/usr/bin:/sbin:/bin"),
+            )
             .env("LD_LIBRARY_PATH", job.userland.join("lib/x86_64-linux-gnu"))
             .status()
             .ok()
