@@ -155,17 +155,20 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
         pool: o.pool.clone(),
     };
     std::fs::write(ctl.join("job.json"), serde_json::to_vec_pretty(&job)?)?;
-    let deps = Argv::new([
-        "modinfo".as_ref(),
-        "-F".as_ref(),
-        "depends".as_ref(),
-        build.modules[1].as_os_str(),
-    ])
-    .stdout()?;
+    // What the OpenZFS modules need from the kernel (their own names are filtered out).
+    let mut deps = Vec::new();
+    for m in &build.modules {
+        let text = Argv::new([
+            "modinfo".as_ref(),
+            "-F".as_ref(),
+            "depends".as_ref(),
+            m.as_os_str(),
+        ])
+        .stdout()?;
+        deps.extend(vm::depends_names(&text));
+    }
     let mut modules = Vec::new();
-    for (path, params) in
-        vm::module_list(&kernel.modules, &build.modules, &vm::depends_names(&deps))?
-    {
+    for (path, params) in vm::module_list(&kernel.modules, &build.modules, &deps)? {
         modules.push((
             std::fs::read(&path).with_context(|| format!("read {}", path.display()))?,
             params,

@@ -45,7 +45,8 @@ impl Branch {
 pub struct Build {
     /// Debian's package version, e.g. `2.3.2-2~bpo12+2`.
     pub version: String,
-    /// `spl.ko` then `zfs.ko`, debug info stripped.
+    /// The modules in load order (`spl.ko` … `zfs.ko`; 2.1 also builds icp, zcommon,
+    /// znvpair, …), debug info stripped.
     pub modules: Vec<PathBuf>,
     /// The unpacked `zfsutils-linux` and libraries (`sbin/zfs`, `lib/x86_64-linux-gnu/…`).
     pub userland: PathBuf,
@@ -53,9 +54,16 @@ pub struct Build {
 
 impl Build {
     fn at(dir: &Path, version: &str) -> Option<Build> {
-        let modules = vec![dir.join("modules/spl.ko"), dir.join("modules/zfs.ko")];
+        let order = std::fs::read_to_string(dir.join("modules/order"))
+            .unwrap_or_else(|_| "spl\nzfs\n".into());
+        let modules: Vec<PathBuf> = order
+            .lines()
+            .map(|n| dir.join("modules").join(format!("{n}.ko")))
+            .collect();
         let userland = dir.join("userland");
-        (dir.join("done").exists() && modules.iter().all(|m| m.exists())).then(|| Build {
+        let complete = modules.iter().all(|m| m.exists())
+            && modules.last().is_some_and(|m| m.ends_with("zfs.ko"));
+        (dir.join("done").exists() && complete).then(|| Build {
             version: version.to_string(),
             modules,
             userland,
@@ -327,18 +335,30 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
     }
     let modules = dir.join("modules");
     std::fs::create_dir_all(&modules)?;
-    for name in ["spl.ko", "zfs.ko"] {
-        let built = find_file(&zfs_src.join("module"), name, 4)
-            .with_context(|| format!("make produced no {name}"))?;
+    let mut deps = Vec::new();
+    for built in find_modules(&zfs_src.join("module"), 4) {
+        let name = zvbench_agent::init::module_name(&built.to_string_lossy());
+        let stripped = modules.join(format!("{name}.ko"));
         Argv::new([
             "strip".as_ref(),
             "--strip-debug".as_ref(),
             "-o".as_ref(),
-            modules.join(name).as_os_str(),
+            stripped.as_os_str(),
             built.as_os_str(),
         ])
         .run()?;
+        let d = Argv::new([
+            "modinfo".as_ref(),
+            "-F".as_ref(),
+            "depends".as_ref(),
+            built.as_os_str(),
+        ])
+        .stdout()?;
+        deps.push((name, super::vm::depends_names(&d)));
     }
+    let order = load_order(&deps)
+        .context("make produced no zfs.ko, or modules that depend on each other in a cycle")?;
+    std::fs::write(modules.join("order"), order.join("\n") + "\n")?;
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&debs);
     Ok(())
@@ -359,24 +379,40 @@ pub fn retarget_include(makefile: &str, common: &Path) -> String {
         + "\n"
 }
 
-fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
-    let rd = std::fs::read_dir(dir).ok()?;
-    let mut subdirs = Vec::new();
-    for e in rd.flatten() {
+/// Every `.ko` file under `dir`, `depth` levels down at most.
+fn find_modules(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.file_name().is_some_and(|n| n == name) && p.is_file() {
-            return Some(p);
-        }
-        if p.is_dir() {
-            subdirs.push(p);
+        if p.extension().is_some_and(|x| x == "ko") && p.is_file() {
+            out.push(p);
+        } else if p.is_dir() && depth > 0 {
+            out.extend(find_modules(&p, depth - 1));
         }
     }
-    if depth == 0 {
-        return None;
+    out.sort();
+    out
+}
+
+/// The built modules in load order, each after the built modules it depends on (kernel
+/// modules it needs are loaded before all of them), ending with `zfs`. `None` without a
+/// `zfs` module or with a dependency cycle.
+pub fn load_order(deps: &[(String, Vec<String>)]) -> Option<Vec<String>> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < deps.len() {
+        let next = deps.iter().find(|(n, ds)| {
+            !order.contains(n)
+                && ds
+                    .iter()
+                    .all(|d| order.contains(d) || !deps.iter().any(|(m, _)| m == d))
+        })?;
+        order.push(next.0.clone());
     }
-    subdirs
-        .into_iter()
-        .find_map(|d| find_file(&d, name, depth - 1))
+    order.retain(|n| n != "zfs");
+    deps.iter().any(|(n, _)| n == "zfs").then(|| {
+        order.push("zfs".into());
+        order
+    })
 }
 
 #[cfg(test)]
@@ -433,6 +469,43 @@ mod tests {
         assert_eq!(
             retarget_include(mk, Path::new("/c/h-common")),
             "include /c/h-common/Makefile\noverride ARCH = x86\n"
+        );
+    }
+
+    #[test]
+    fn module_load_order() {
+        let d = |n: &str, ds: &[&str]| (n.to_string(), ds.iter().map(|s| s.to_string()).collect());
+        // OpenZFS 2.1: zfs on top of seven helpers; spl first; kernel modules ignored.
+        let got = load_order(&[
+            d(
+                "zfs",
+                &[
+                    "zunicode", "zzstd", "zlua", "zcommon", "icp", "znvpair", "zavl", "spl",
+                ],
+            ),
+            d("icp", &["spl"]),
+            d("zcommon", &["znvpair", "spl"]),
+            d("znvpair", &["spl"]),
+            d("zavl", &["spl"]),
+            d("zunicode", &["spl"]),
+            d("zlua", &[]),
+            d("zzstd", &["zlib_deflate"]),
+            d("spl", &[]),
+        ])
+        .unwrap();
+        let pos = |n: &str| got.iter().position(|x| x == n).unwrap();
+        assert_eq!(got.len(), 9);
+        assert_eq!(got.last().unwrap(), "zfs");
+        assert!(pos("spl") < pos("icp") && pos("znvpair") < pos("zcommon"));
+        // 2.3: two modules.
+        assert_eq!(
+            load_order(&[d("zfs", &["spl"]), d("spl", &[])]).unwrap(),
+            ["spl", "zfs"]
+        );
+        assert_eq!(load_order(&[d("spl", &[])]), None);
+        assert_eq!(
+            load_order(&[d("a", &["b"]), d("b", &["a"]), d("zfs", &[])]),
+            None
         );
     }
 
