@@ -131,14 +131,19 @@ impl Drop for Undo {
     }
 }
 
-fn stat_of_file(p: &Path) -> Option<StatSource> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(p).ok()?.dev();
+/// The whole disk of a device number (a partition resolves to its disk: the kernel counts
+/// flushes per disk only).
+fn stat_of_devno(dev: u64) -> Option<StatSource> {
     StatSource::for_devno(
         Path::new("/sys"),
         libc::major(dev) as u64,
         libc::minor(dev) as u64,
     )
+}
+
+fn stat_of_file(p: &Path) -> Option<StatSource> {
+    use std::os::unix::fs::MetadataExt;
+    stat_of_devno(std::fs::metadata(p).ok()?.dev())
 }
 
 /// The whole disks under a pool's leaf vdevs.
@@ -152,16 +157,10 @@ fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
     Ok(v)
 }
 
-/// The whole disk under a device node, a partition (`/dev/vda1`) resolving to its disk:
-/// the kernel counts flushes per disk only.
+/// The whole disk under a device node (`/dev/vda1` → `vda`).
 fn stat_of_disk(dev: &Path) -> Option<StatSource> {
     use std::os::unix::fs::MetadataExt;
-    let rdev = std::fs::metadata(dev).ok()?.rdev();
-    StatSource::for_devno(
-        Path::new("/sys"),
-        libc::major(rdev) as u64,
-        libc::minor(rdev) as u64,
-    )
+    stat_of_devno(std::fs::metadata(dev).ok()?.rdev())
 }
 
 fn stat_of_device(dev: &Path) -> Option<StatSource> {
