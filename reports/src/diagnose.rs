@@ -93,6 +93,9 @@ fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
         ("virtualbox", _, "host device" | "ZIL") => {
             "VirtualBox IgnoreFlush (on when the host I/O cache is on) or a raw-disk VMDK drops guest flushes: the results are not durable"
         }
+        (_, _, "host device") if r.storage == "zvol" => {
+            "the zvol acknowledged them without a ZIL commit or a flush of the pool's disks (what sync=disabled does): writes acknowledged as durable are not"
+        }
         _ => "flushes stop here: writes acknowledged as durable are not",
     }
 }
@@ -398,6 +401,10 @@ mod tests {
         );
         // A zero ZIL above a counting vdev layer is not a drop at the host device.
         assert!(flushes_dropped(&groups(&rows)).is_empty());
+        // With the vdevs silent too, the drop is named at the zvol.
+        let silent = [zvol("off", 0, 0)];
+        let d = flushes_dropped(&groups(&silent));
+        assert!(d[0].message.contains("the zvol acknowledged them"), "{}", d[0].message);
         let idle = [flushing(row("off", "zvol", "seqwr", 1.0), 0, 0, 0, 0)];
         assert!(zfs_sync_disabled(&groups(&idle), &ctx).is_empty());
     }
