@@ -404,7 +404,11 @@ mod tests {
         // With the vdevs silent too, the drop is named at the zvol.
         let silent = [zvol("off", 0, 0)];
         let d = flushes_dropped(&groups(&silent));
-        assert!(d[0].message.contains("the zvol acknowledged them"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("the zvol acknowledged them"),
+            "{}",
+            d[0].message
+        );
         let idle = [flushing(row("off", "zvol", "seqwr", 1.0), 0, 0, 0, 0)];
         assert!(zfs_sync_disabled(&groups(&idle), &ctx).is_empty());
     }
