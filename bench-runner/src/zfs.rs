@@ -225,10 +225,13 @@ impl ZilSource {
                     continue;
                 }
                 if let Ok(text) = std::fs::read_to_string(e.path()) {
-                    let is_it = text.lines().any(|l| {
-                        let mut it = l.split_whitespace();
-                        it.next() == Some("dataset_name") && it.nth(1) == Some(name)
-                    });
+                    // OpenZFS 2.1's objset kstats name the dataset but count no ZIL
+                    // commits: those fall back to the global kstat below.
+                    let is_it = kstat_value(&text, "zil_commit_count").is_some()
+                        && text.lines().any(|l| {
+                            let mut it = l.split_whitespace();
+                            it.next() == Some("dataset_name") && it.nth(1) == Some(name)
+                        });
                     if is_it {
                         return Some(ZilSource::Objset(e.path()));
                     }
@@ -368,6 +371,13 @@ errors: No known data errors
         assert_eq!(s, ZilSource::Objset(dir.path().join("tank/objset-0x36")));
         assert_eq!(s.read(), Some(51));
         assert_eq!(ZilSource::find(dir.path(), "tank/x"), None);
+        // 2.1: an objset kstat without zil_commit_count is not a source.
+        std::fs::write(
+            dir.path().join("tank/objset-0x38"),
+            "dataset_name 7 tank/old\nwrites 4 3\n",
+        )
+        .unwrap();
+        assert_eq!(ZilSource::find(dir.path(), "tank/old"), None);
         std::fs::write(dir.path().join("zil"), "zil_commit_count 4 9\n").unwrap();
         assert_eq!(
             ZilSource::find(dir.path(), "tank/x").unwrap().read(),

@@ -18,7 +18,9 @@ flushes() { awk '{ print $16 }' "/sys/block/$vdev/stat"; }
 zil_kstat() {
   for k in /proc/spl/kstat/zfs/$pool/objset-*; do
     [ -e "$k" ] || continue
-    if awk -v ds="$1" '$1 == "dataset_name" && $3 == ds { found = 1 } END { exit !found }' "$k"; then
+    # OpenZFS 2.1's objset kstats have no zil_commit_count.
+    if awk -v ds="$1" '$1 == "dataset_name" && $3 == ds { n = 1 } $1 == "zil_commit_count" { c = 1 }
+                       END { exit !(n && c) }' "$k"; then
       echo "$k dataset"
       return
     fi
