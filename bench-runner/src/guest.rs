@@ -23,6 +23,7 @@ pub struct Snapshot {
     hv: Option<BlockStats>,
     host: Option<DevStat>,
     zil: Option<u64>,
+    vdev: Option<u64>,
 }
 
 /// What the layers below the guest did during one pass.
@@ -38,6 +39,8 @@ pub struct LowerLayers {
     pub host_write_bytes: Option<u64>,
     /// ZIL commits.
     pub zil_commits: Option<u64>,
+    /// Flushes of the zvol's pool's leaf vdevs.
+    pub vdev_flushes: Option<u64>,
 }
 
 /// One pass's result from a guest.
@@ -100,6 +103,8 @@ pub struct GuestRun<'a> {
     pub host_stat: Option<&'a StatSource>,
     /// ZIL counter.
     pub zil: Option<&'a ZilSource>,
+    /// The pool's leaf vdevs under a zvol.
+    pub vdevs: &'a [StatSource],
     /// Directory for logs, sockets and the initramfs.
     pub work: PathBuf,
     /// Longest the guest may run.
@@ -181,12 +186,25 @@ pub fn snapshot(
     hv: Option<BlockStats>,
     host_stat: Option<&StatSource>,
     zil: Option<&ZilSource>,
+    vdevs: &[StatSource],
 ) -> Snapshot {
     Snapshot {
         hv,
         host: host_stat.and_then(|s| s.read().ok()),
         zil: zil.and_then(|z| z.read()),
+        vdev: vdev_flushes(vdevs),
     }
+}
+
+/// The flushes of `vdevs` summed; `None` without vdevs or when one cannot be read.
+pub fn vdev_flushes(vdevs: &[StatSource]) -> Option<u64> {
+    if vdevs.is_empty() {
+        return None;
+    }
+    vdevs
+        .iter()
+        .map(|s| s.read().ok().and_then(|d| d.flush_ios))
+        .sum()
 }
 
 /// Where a session stands after some bytes.
@@ -519,7 +537,7 @@ impl GuestRun<'_> {
             let step = session
                 .feed(
                     &buf[..n],
-                    &mut || snapshot(qmp.blockstats().ok(), self.host_stat, self.zil),
+                    &mut || snapshot(qmp.blockstats().ok(), self.host_stat, self.zil, self.vdevs),
                     &mut || Ok(writer.write_all(b"A")?),
                     on_pass,
                 )
@@ -562,5 +580,6 @@ fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
         host_flush_ms: host.as_ref().and_then(|d| d.flush_ms),
         host_write_bytes: host.as_ref().map(|d| d.write_bytes),
         zil_commits: a.zil.zip(b.zil).map(|(x, y)| y.saturating_sub(x)),
+        vdev_flushes: a.vdev.zip(b.vdev).map(|(x, y)| y.saturating_sub(x)),
     }
 }

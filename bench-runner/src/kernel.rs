@@ -167,7 +167,7 @@ pub fn is_kernel_image(head: &[u8]) -> bool {
 }
 
 /// Debian's `linux-image-amd64` dependency, downloaded, extracted and depmod'ed once.
-fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
+pub fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
     let root = cache.join("kernel/root");
     if let Some(k) = extracted(&root, cache)? {
         return Ok(k);

@@ -9,6 +9,7 @@ pub mod import;
 pub mod initramfs;
 pub mod iso;
 pub mod kernel;
+pub mod lab;
 pub mod loopdev;
 pub mod names;
 pub mod owner;

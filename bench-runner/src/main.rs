@@ -133,6 +133,51 @@ enum Cmd {
     },
     /// Say what this host can run and what is missing.
     Doctor,
+    /// Run a command in the ZFS lab: a VM with real OpenZFS (modules built once for the
+    /// guest kernel), the host's root read-only, and pool disks /dev/vda, /dev/vdb, ….
+    /// Exits with the command's status.
+    Lab {
+        /// OpenZFS version: 2.3 (bookworm-backports) or 2.1 (bookworm).
+        #[arg(long, value_enum, default_value = "2.3")]
+        openzfs: zvbench::lab::openzfs::Branch,
+        /// Number of pool disks (raw files, virtio-blk, cache=none).
+        #[arg(long, default_value_t = 1)]
+        disks: usize,
+        /// Size of each pool disk (sparse).
+        #[arg(long, default_value = "1G")]
+        disk_size: zvbench_agent::size::ByteSize,
+        /// Guest memory.
+        #[arg(long, default_value = "1536M")]
+        memory: zvbench_agent::size::ByteSize,
+        /// Guest CPUs.
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Create this pool on all the disks before the command (its file system on
+        /// /var/tmp/POOL inside).
+        #[arg(long)]
+        pool: Option<String>,
+        /// A host directory the command can write, seen at the same path inside.
+        #[arg(long)]
+        share: Option<PathBuf>,
+        /// Where the lab's disk files and control files go (removed at the end).
+        #[arg(long, default_value = "/var/tmp")]
+        tmp: PathBuf,
+        /// Time limit for the whole VM, seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Only build (or find) OpenZFS for the guest kernel and print where it is.
+        #[arg(long, conflicts_with = "argv")]
+        build_only: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required_unless_present = "build_only")]
+        argv: Vec<String>,
+    },
+    /// Inside the lab VM: PID 1 on the host's root (started by the lab's initramfs).
+    #[command(hide = true)]
+    LabGuest {
+        /// The job file in the control share.
+        job: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -490,5 +535,47 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             Ok(i32::from(failed))
         }
         Cmd::Doctor => Ok(zvbench::doctor::report(&cache_dir())),
+        Cmd::Lab {
+            openzfs,
+            disks,
+            disk_size,
+            memory,
+            cpus,
+            pool,
+            share,
+            tmp,
+            timeout,
+            build_only,
+            argv,
+        } => {
+            let cache = cache_dir();
+            if build_only {
+                let b = zvbench::lab::build_only(&cache, openzfs, stop)?;
+                println!("{}", b.userland.parent().unwrap_or(&b.userland).display());
+                return Ok(0);
+            }
+            let opts = zvbench::lab::LabOptions {
+                branch: openzfs,
+                disks,
+                disk_bytes: disk_size.bytes(),
+                memory_bytes: memory.bytes(),
+                cpus,
+                pool,
+                share,
+                tmp,
+                timeout: std::time::Duration::from_secs(timeout),
+                accel: Accel::Tcg,
+                argv,
+            };
+            let o = zvbench::lab::run(&opts, &cache, stop)?;
+            eprintln!(
+                "zvbench lab: exit {}; command started {} s after boot; VM ran {:.1} s",
+                o.code,
+                o.boot_s.map_or("?".into(), |b| format!("{b:.1}")),
+                o.vm_s
+            );
+            Ok(o.code)
+        }
+        Cmd::LabGuest { job } => zvbench::lab::guest::main(&job),
     }
 }

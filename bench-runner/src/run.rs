@@ -9,6 +9,7 @@ use crate::qemu::Accel;
 use crate::scenario::{key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan};
 use crate::storage::{check_blockdev, provision, Provisioned};
 use crate::vbox::{VboxDisk, VboxRun};
+use crate::zfs;
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -419,9 +420,17 @@ fn run_target(
     let p: Provisioned = provision(t, lock, &opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
     prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
+    if let Some(z) = &p.zvol {
+        zfs::snapshot_clean_argv(z).run()?;
+        prov["storage"][&t.name]["repetitions_start"] =
+            format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT).into();
+    }
     for rep in 1..=plan.repetitions {
         if stop.is_set() {
             bail!("interrupted");
+        }
+        if let (Some(z), true) = (&p.zvol, rep > 1) {
+            zfs::rollback_clean_argv(z).run()?;
         }
         progress.step(&format!("{} repetition {rep}/{}", t.name, plan.repetitions));
         match (&t.guest, &p.host_file, &p.disk) {
@@ -472,6 +481,7 @@ fn run_target(
                     row.host_dev_flush_ms = gp.lower.host_flush_ms;
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
                     row.zil_commits = gp.lower.zil_commits;
+                    row.vdev_flushes = gp.lower.vdev_flushes;
                     row.guest_boot_ms = gp.boot.guest_uptime_ms;
                     row.boot_hello_ms = gp.boot.hello_ms;
                     row.boot_first_pass_ms = gp.boot.first_pass_ms;
@@ -491,6 +501,7 @@ fn run_target(
                         disk: (disk, format),
                         host_stat: p.host_stat.as_ref(),
                         zil: p.zil.as_ref(),
+                        vdevs: &p.vdevs,
                         work,
                         timeout,
                         name: crate::vbox::vm_name(run_id, &t.name, rep),
@@ -523,6 +534,7 @@ fn run_target(
                             disk: vdisk,
                             host_stat: p.host_stat.as_ref(),
                             zil: p.zil.as_ref(),
+                            vdevs: &p.vdevs,
                             work,
                             timeout,
                         }

@@ -11,7 +11,7 @@ use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zvbench_agent::devstat::StatSource;
 use zvbench_agent::target::check_writable;
 
@@ -100,10 +100,15 @@ pub struct Provisioned {
     pub disk: Option<(PathBuf, &'static str)>,
     /// The host block device whose counters are the bottom of the trace.
     pub host_stat: Option<StatSource>,
+    /// A zvol's dataset name: snapshot before the first repetition, rolled back to before
+    /// each later one, so that every repetition starts from the same state.
+    pub zvol: Option<String>,
     /// ZIL commit counter of a zvol.
     pub zil: Option<ZilSource>,
     /// The loop device of a loop target, checked before each use.
     pub loop_dev: Option<LoopBinding>,
+    /// The whole disks under a zvol's pool's leaf vdevs: the trace's bottom layer.
+    pub vdevs: Vec<StatSource>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
     steps: Undo,
@@ -150,14 +155,36 @@ impl Drop for Undo {
     }
 }
 
-fn stat_of_file(p: &Path) -> Option<StatSource> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(p).ok()?.dev();
+/// The whole disk of a device number (a partition resolves to its disk: the kernel counts
+/// flushes per disk only).
+fn stat_of_devno(dev: u64) -> Option<StatSource> {
     StatSource::for_devno(
         Path::new("/sys"),
         libc::major(dev) as u64,
         libc::minor(dev) as u64,
     )
+}
+
+fn stat_of_file(p: &Path) -> Option<StatSource> {
+    use std::os::unix::fs::MetadataExt;
+    stat_of_devno(std::fs::metadata(p).ok()?.dev())
+}
+
+/// The whole disks under a pool's leaf vdevs.
+fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
+    let status = zfs::status_argv(pool).stdout()?;
+    let mut v: Vec<StatSource> = zfs::leaf_vdevs(&status)
+        .iter()
+        .filter_map(|d| stat_of_disk(d))
+        .collect();
+    v.dedup();
+    Ok(v)
+}
+
+/// The whole disk under a device node (`/dev/vda1` → `vda`).
+fn stat_of_disk(dev: &Path) -> Option<StatSource> {
+    use std::os::unix::fs::MetadataExt;
+    stat_of_devno(std::fs::metadata(dev).ok()?.rdev())
 }
 
 fn stat_of_device(dev: &Path) -> Option<StatSource> {
@@ -308,20 +335,19 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
             argv.run()?;
             p.own(lock, Teardown::DestroyDataset(name.clone()))?;
-            let dev = zfs::zvol_dev(&name);
-            let start = Instant::now();
-            while !dev.exists() {
-                if start.elapsed() > Duration::from_secs(30) {
-                    bail!(
-                        "{} did not appear within 30 s after zfs create",
-                        dev.display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let dev = zfs::find_zvol(Path::new("/dev"), &name, Duration::from_secs(30))
+                .map_err(anyhow::Error::msg)?;
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
+            p.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
+            let zil_source = match &p.zil {
+                Some(ZilSource::Objset(_)) => "dataset",
+                Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
+                None => "none",
+            };
+            put(&mut p, "zil_source", zil_source.into());
             put(&mut p, "zvol", name.clone().into());
+            p.zvol = Some(name.clone());
             put(&mut p, "zfs_create", argv.display().into());
             for prop in [
                 "volblocksize",
@@ -343,6 +369,21 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             put(&mut p, "device", device.display().to_string().into());
             p.disk = Some((device.clone(), "raw"));
         }
+    }
+    // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
+    // (the dataset's anonymous device has no /sys/block counters).
+    if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
+        &t.storage
+    {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        if let Some(pool) = zfs::pool_of_dir(&mounts, &canon) {
+            p.vdevs = pool_vdevs(&pool)?;
+        }
+    }
+    if !p.vdevs.is_empty() {
+        let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
+        put(&mut p, "vdevs", vdevs.join(" ").into());
     }
     Ok(p)
 }

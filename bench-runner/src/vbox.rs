@@ -564,6 +564,8 @@ pub struct VboxRun<'a> {
     pub host_stat: Option<&'a StatSource>,
     /// ZIL counter.
     pub zil: Option<&'a ZilSource>,
+    /// The pool's leaf vdevs under a zvol.
+    pub vdevs: &'a [StatSource],
     /// Directory for the ISO, logs and the VM's folder.
     pub work: PathBuf,
     /// Longest the guest may run.
@@ -714,7 +716,7 @@ impl VboxRun<'_> {
             let step = session
                 .feed(
                     &buf[..n],
-                    &mut || snapshot(stats(), self.host_stat, self.zil),
+                    &mut || snapshot(stats(), self.host_stat, self.zil, self.vdevs),
                     &mut || Ok(()),
                     on_pass,
                 )

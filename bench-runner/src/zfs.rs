@@ -54,6 +54,19 @@ pub fn list_tagged_argv(types: &str) -> Argv {
     ])
 }
 
+/// The snapshot a zvol target's repetitions start from.
+pub const CLEAN_SNAPSHOT: &str = "zvbench-clean";
+
+/// `zfs snapshot NAME@zvbench-clean`, taken before the first repetition.
+pub fn snapshot_clean_argv(name: &str) -> Argv {
+    Argv::new(["zfs", "snapshot", &format!("{name}@{CLEAN_SNAPSHOT}")])
+}
+
+/// `zfs rollback -r NAME@zvbench-clean`, before every later repetition.
+pub fn rollback_clean_argv(name: &str) -> Argv {
+    Argv::new(["zfs", "rollback", "-r", &format!("{name}@{CLEAN_SNAPSHOT}")])
+}
+
 /// `zfs list -H -o name NAME`: succeeds only when the dataset exists.
 pub fn exists_argv(name: &str) -> Argv {
     Argv::new(["zfs", "list", "-H", "-o", "name", name])
@@ -75,9 +88,112 @@ pub fn parse_tagged(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `zpool status -P -L POOL`: vdevs by full path, symlinks (by-id, by-path) resolved.
+pub fn status_argv(pool: &str) -> Argv {
+    Argv::new(["zpool", "status", "-P", "-L", pool])
+}
+
+/// The leaf vdevs' device paths from `zpool status -P -L` output: config lines whose
+/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out).
+pub fn leaf_vdevs(status: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = status
+        .lines()
+        .take(10_000)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
+        .map(PathBuf::from)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// The pool of the kernel ZFS file system holding `dir` (an absolute, resolved path), from
+/// `/proc/self/mountinfo` text: the longest mount point above it, when its type is `zfs`.
+pub fn pool_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
+    let mut best: Option<(usize, &str, &str)> = None;
+    for l in mountinfo.lines().take(100_000) {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|w| *w == "-") else {
+            continue;
+        };
+        let (Some(mp), Some(fstype), Some(source)) = (f.get(4), f.get(sep + 1), f.get(sep + 2))
+        else {
+            continue;
+        };
+        if dir.starts_with(mp) && best.is_none_or(|b| mp.len() > b.0) {
+            best = Some((mp.len(), fstype, source));
+        }
+    }
+    let (_, fstype, source) = best?;
+    let pool = source.split('/').next()?;
+    (fstype == "zfs" && check_dataset(pool).is_ok()).then(|| pool.to_string())
+}
+
 /// The Linux device node of a zvol.
 pub fn zvol_dev(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/zvol/{name}"))
+}
+
+nix::ioctl_read!(
+    /// OpenZFS's `BLKZNAME` (include/sys/fs/zfs.h): `_IOR(0x12, 125, char[256])`, the
+    /// dataset name of a zvol device; what udev's `zvol_id` asks to make `/dev/zvol/...`.
+    blkzname,
+    0x12,
+    125,
+    [u8; 256]
+);
+
+/// The dataset name behind a `/dev/zdN` device, by `BLKZNAME`.
+fn zvol_name_of(dev: &Path) -> Option<String> {
+    let f = std::fs::File::open(dev).ok()?;
+    let mut buf = [0u8; 256];
+    // SAFETY: the fd is open for the call's duration and `buf` is exactly the 256 bytes
+    // the ioctl writes.
+    unsafe { blkzname(std::os::fd::AsRawFd::as_raw_fd(&f), &mut buf) }.ok()?;
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok()
+}
+
+/// Whether a `/dev` entry is a whole zvol (`zd0`, `zd16`; not the partition `zd0p1`).
+pub fn is_zvol_node(file: &str) -> bool {
+    file.strip_prefix("zd")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The device of zvol `name`: the udev link `/dev/zvol/<name>` when it exists, else the
+/// `/dev/zdN` that answers `name` to `BLKZNAME` (a host without udev has no link).
+/// Waits up to `limit`; the error says what was looked for.
+pub fn find_zvol(
+    dev_root: &Path,
+    name: &str,
+    limit: std::time::Duration,
+) -> Result<PathBuf, String> {
+    let start = std::time::Instant::now();
+    let link = dev_root.join("zvol").join(name);
+    loop {
+        if link.exists() {
+            return Ok(link);
+        }
+        let nodes = std::fs::read_dir(dev_root).into_iter().flatten().flatten();
+        for e in nodes {
+            if is_zvol_node(&e.file_name().to_string_lossy())
+                && zvol_name_of(&e.path()).as_deref() == Some(name)
+            {
+                return Ok(e.path());
+            }
+        }
+        if start.elapsed() > limit {
+            return Err(format!(
+                "zvol {name} has no device after {} s: neither {} (made by udev with OpenZFS's \
+                 zvol rule) nor a {}/zd* device naming it; is the zvol's volmode dev, and are \
+                 zvols enabled (zvol_inhibit_dev=0)?",
+                limit.as_secs(),
+                link.display(),
+                dev_root.display()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Reads a named counter from kstat text (`name type data` lines).
@@ -109,10 +225,13 @@ impl ZilSource {
                     continue;
                 }
                 if let Ok(text) = std::fs::read_to_string(e.path()) {
-                    let is_it = text.lines().any(|l| {
-                        let mut it = l.split_whitespace();
-                        it.next() == Some("dataset_name") && it.nth(1) == Some(name)
-                    });
+                    // OpenZFS 2.1's objset kstats name the dataset but count no ZIL
+                    // commits: those fall back to the global kstat below.
+                    let is_it = kstat_value(&text, "zil_commit_count").is_some()
+                        && text.lines().any(|l| {
+                            let mut it = l.split_whitespace();
+                            it.next() == Some("dataset_name") && it.nth(1) == Some(name)
+                        });
                     if is_it {
                         return Some(ZilSource::Objset(e.path()));
                     }
@@ -154,6 +273,76 @@ mod tests {
             "zfs destroy -r tank/zvbench/r1-zvol"
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
+        assert_eq!(
+            snapshot_clean_argv("tank/v").display(),
+            "zfs snapshot tank/v@zvbench-clean"
+        );
+        assert_eq!(
+            rollback_clean_argv("tank/v").display(),
+            "zfs rollback -r tank/v@zvbench-clean"
+        );
+    }
+
+    #[test]
+    fn pool_of_a_directory_from_mountinfo() {
+        let mi = "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+40 22 0:50 / /var/tmp rw - tmpfs tmpfs rw
+41 40 0:51 / /var/tmp/tank rw - zfs tank rw,xattr
+42 41 0:52 / /var/tmp/tank/sub rw - zfs tank/sub rw,xattr
+43 22 0:53 / /srv/fuse rw - fuse zfs-fuse rw
+";
+        let p = |d: &str| pool_of_dir(mi, Path::new(d));
+        assert_eq!(p("/var/tmp/tank/sub/x").as_deref(), Some("tank"));
+        assert_eq!(p("/var/tmp/tank").as_deref(), Some("tank"));
+        assert_eq!(p("/var/tmp/tankx"), None);
+        assert_eq!(p("/var/tmp/other"), None);
+        assert_eq!(p("/srv/fuse/a"), None);
+        assert_eq!(p("/home"), None);
+    }
+
+    #[test]
+    fn leaf_vdevs_from_status() {
+        let s = "  pool: tank
+ state: ONLINE
+config:
+
+\tNAME           STATE     READ WRITE CKSUM
+\ttank           ONLINE       0     0     0
+\t  mirror-0     ONLINE       0     0     0
+\t    /dev/vda1  ONLINE       0     0     0
+\t    /dev/vdb1  ONLINE       0     0     0
+\tlogs
+\t  /dev/vdc1    ONLINE       0     0     0
+\t  /var/tmp/f   ONLINE       0     0     0
+
+errors: No known data errors
+";
+        assert_eq!(
+            leaf_vdevs(s),
+            ["/dev/vda1", "/dev/vdb1", "/dev/vdc1"].map(PathBuf::from)
+        );
+        assert_eq!(status_argv("tank").display(), "zpool status -P -L tank");
+    }
+
+    #[test]
+    fn zvol_nodes_and_a_clear_error_when_none_appears() {
+        assert!(is_zvol_node("zd0") && is_zvol_node("zd112"));
+        for not in ["zd", "zd0p1", "zda", "vda", "zram0"] {
+            assert!(!is_zvol_node(not), "{not}");
+        }
+        let dev = tempfile::tempdir().unwrap();
+        std::fs::write(dev.path().join("zd0"), b"").unwrap();
+        let e = find_zvol(dev.path(), "tank/v", std::time::Duration::ZERO).unwrap_err();
+        assert!(
+            e.contains("zvol tank/v has no device") && e.contains("udev"),
+            "{e}"
+        );
+        std::fs::create_dir_all(dev.path().join("zvol/tank")).unwrap();
+        std::fs::write(dev.path().join("zvol/tank/v"), b"").unwrap();
+        assert_eq!(
+            find_zvol(dev.path(), "tank/v", std::time::Duration::ZERO).unwrap(),
+            dev.path().join("zvol/tank/v")
+        );
     }
 
     #[test]
@@ -182,6 +371,13 @@ mod tests {
         assert_eq!(s, ZilSource::Objset(dir.path().join("tank/objset-0x36")));
         assert_eq!(s.read(), Some(51));
         assert_eq!(ZilSource::find(dir.path(), "tank/x"), None);
+        // 2.1: an objset kstat without zil_commit_count is not a source.
+        std::fs::write(
+            dir.path().join("tank/objset-0x38"),
+            "dataset_name 7 tank/old\nwrites 4 3\n",
+        )
+        .unwrap();
+        assert_eq!(ZilSource::find(dir.path(), "tank/old"), None);
         std::fs::write(dir.path().join("zil"), "zil_commit_count 4 9\n").unwrap();
         assert_eq!(
             ZilSource::find(dir.path(), "tank/x").unwrap().read(),

@@ -27,6 +27,8 @@ pub struct Context {
     pub volblocksize: BTreeMap<String, u64>,
     /// VirtualBox targets whose `VBox.log` says async flushes were disabled: the line.
     pub async_flushes_disabled: BTreeMap<String, String>,
+    /// The `sync` property of zvol targets, by target.
+    pub zfs_sync: BTreeMap<String, String>,
 }
 
 /// Rows of one (target, workload), in file order.
@@ -51,16 +53,24 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
 type Counter = fn(&ResultRow) -> Option<u64>;
 
 /// The layers of the flush trace, top to bottom.
-pub const LAYERS: [&str; 5] = ["agent", "guest device", "hypervisor", "host device", "ZIL"];
+pub const LAYERS: [&str; 6] = [
+    "agent",
+    "guest device",
+    "hypervisor",
+    "host device",
+    "ZIL",
+    "pool vdevs",
+];
 
 /// The flush trace of a group as (layer, median count), top to bottom, present layers only.
 pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
-    let counters: [Counter; 5] = [
+    let counters: [Counter; 6] = [
         |r| Some(r.agent_flushes),
         |r| r.guest_dev_flushes,
         |r| r.hv_flushes,
         |r| r.host_dev_flushes,
         |r| r.zil_commits,
+        |r| r.vdev_flushes,
     ];
     LAYERS
         .iter()
@@ -91,6 +101,9 @@ fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
         }
         ("virtualbox", _, "host device" | "ZIL") => {
             "VirtualBox's settings pass the flushes, yet none reached the host: look in the target's VBox.log for \"disabling async flushes\": the results are not durable"
+        }
+        (_, _, "host device") if r.storage == "zvol" => {
+            "the zvol acknowledged them without a ZIL commit or a flush of the pool's disks (what sync=disabled does): writes acknowledged as durable are not"
         }
         _ => "flushes stop here: writes acknowledged as durable are not",
     }
@@ -360,6 +373,29 @@ pub fn acknowledged_writes_lost(g: &Groups<'_>) -> Vec<Finding> {
     out
 }
 
+/// A zvol with `sync=disabled` whose guest or agent flushed: ZFS itself acknowledges the
+/// flushes without committing anything (no ZIL commit; the pool's vdevs flush only at
+/// transaction-group syncs).
+pub fn zfs_sync_disabled(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if ctx.zfs_sync.get(t).map(String::as_str) != Some("disabled") {
+            continue;
+        }
+        let tr = trace(rows);
+        if tr.first().is_some_and(|&(_, agent)| agent > 0.0) {
+            out.push(Finding {
+                rule: "zfs-sync-disabled",
+                target: t.clone(),
+                workload: w.clone(),
+                message: "the zvol has sync=disabled: ZFS acknowledges every flush without committing it (no ZIL commit; the pool's vdevs flush only at transaction-group syncs): the results are not durable; `zfs set sync=standard` makes them so".into(),
+                evidence: format!("sync=disabled; {}", fmt_trace(&tr)),
+            });
+        }
+    }
+    out
+}
+
 /// Every rule, in report order.
 pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     let g = groups(rows);
@@ -368,6 +404,7 @@ pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     f.extend(flush_amplification(&g));
     f.extend(guest_faster_than_host(&g));
     f.extend(reads_from_cache(&g));
+    f.extend(zfs_sync_disabled(&g, ctx));
     f.extend(volblocksize_mismatch(&g, ctx));
     f.extend(shared_host_counter(&g));
     f.extend(async_flushes_disabled(ctx));
@@ -430,6 +467,41 @@ mod tests {
             f[0].evidence
         );
         assert!(acknowledged_writes_lost(&groups(&[row("t", "loop", "seqwr", 1.0)])).is_empty());
+    }
+
+    #[test]
+    fn sync_disabled_is_named_only_for_that_zvol() {
+        let zvol = |t: &str, zil: u64, vdev: u64| {
+            let mut r = flushing(row(t, "zvol", "seqwr", 1.0), 33, 33, 33, 0);
+            r.zil_commits = Some(zil);
+            r.vdev_flushes = Some(vdev);
+            r
+        };
+        let rows = [zvol("std", 32, 36), zvol("off", 0, 2)];
+        let mut ctx = Context::default();
+        ctx.zfs_sync.insert("std".into(), "standard".into());
+        ctx.zfs_sync.insert("off".into(), "disabled".into());
+        let f = zfs_sync_disabled(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].target, "off");
+        assert!(f[0].message.contains("sync=disabled"), "{}", f[0].message);
+        assert!(
+            f[0].evidence.ends_with("ZIL 0 → pool vdevs 2"),
+            "{}",
+            f[0].evidence
+        );
+        // A zero ZIL above a counting vdev layer is not a drop at the host device.
+        assert!(flushes_dropped(&groups(&rows)).is_empty());
+        // With the vdevs silent too, the drop is named at the zvol.
+        let silent = [zvol("off", 0, 0)];
+        let d = flushes_dropped(&groups(&silent));
+        assert!(
+            d[0].message.contains("the zvol acknowledged them"),
+            "{}",
+            d[0].message
+        );
+        let idle = [flushing(row("off", "zvol", "seqwr", 1.0), 0, 0, 0, 0)];
+        assert!(zfs_sync_disabled(&groups(&idle), &ctx).is_empty());
     }
 
     #[test]

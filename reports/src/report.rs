@@ -41,8 +41,8 @@ pub struct Written {
     pub files: Vec<PathBuf>,
 }
 
-/// The diagnosis context from `run.json`: the volblocksize of each zvol target, and the
-/// `VBox.log` line of VirtualBox targets whose async flushes were disabled.
+/// The diagnosis context from `run.json`: the volblocksize and `sync` of each zvol target,
+/// and the `VBox.log` line of VirtualBox targets whose async flushes were disabled.
 pub fn context(run: &serde_json::Value) -> Context {
     let mut ctx = Context::default();
     if let Some(storage) = run["storage"].as_object() {
@@ -59,6 +59,9 @@ pub fn context(run: &serde_json::Value) -> Context {
             {
                 ctx.async_flushes_disabled
                     .insert(target.clone(), line.to_string());
+            }
+            if let Some(s) = props["sync"].as_str() {
+                ctx.zfs_sync.insert(target.clone(), s.to_string());
             }
         }
     }

@@ -83,6 +83,10 @@ pub struct ResultRow {
     pub host_dev_flush_ms: Option<u64>,
     /// ZIL commits of the zvol.
     pub zil_commits: Option<u64>,
+    /// Flushes the zvol's pool's leaf vdevs completed (their `/sys/block` stat field 16,
+    /// summed): the bottom of the trace below a zvol, whose own counters see no flushes.
+    #[serde(default)]
+    pub vdev_flushes: Option<u64>,
     /// Bytes the host device wrote during the pass.
     pub host_dev_write_bytes: Option<u64>,
     /// Kernel start to agent start in the guest.

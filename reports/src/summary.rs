@@ -43,7 +43,7 @@ pub const COLUMNS: [(&str, bool); 9] = [
     ("p99 flush µs", true),
     ("vs host", true),
     (
-        "flushes: agent → guest dev → hypervisor → host dev → ZIL",
+        "flushes: agent → guest dev → hypervisor → host dev → ZIL → vdevs",
         false,
     ),
 ];
@@ -408,10 +408,10 @@ mod tests {
 
 ## fsync — seqwr bs 16384 B, 1048576 B, direct=false, sync=fsync every 1
 
-| target | storage | cache | MiB/s median (min–max) | IOPS | p99 latency µs | p99 flush µs | vs host | flushes: agent → guest dev → hypervisor → host dev → ZIL |
+| target | storage | cache | MiB/s median (min–max) | IOPS | p99 latency µs | p99 flush µs | vs host | flushes: agent → guest dev → hypervisor → host dev → ZIL → vdevs |
 |---|---|---|---:|---:|---:|---:|---:|---|
-| host | host | – | 36.0 (30.0–40.0) | 2304 (1920–2560) | 100 (100–100) | 2000 (2000–2000) | 1.00x host | 65 → · → · → 65 → · |
-| vdi | image | unsafe | 54.0 (50.0–60.0) | 3456 (3200–3840) | 300 (300–300) | 500 (500–500) | 1.50x host | 65 → 65 → 65 → 0 → · |
+| host | host | – | 36.0 (30.0–40.0) | 2304 (1920–2560) | 100 (100–100) | 2000 (2000–2000) | 1.00x host | 65 → · → · → 65 → · → · |
+| vdi | image | unsafe | 54.0 (50.0–60.0) | 3456 (3200–3840) | 300 (300–300) | 500 (500–500) | 1.50x host | 65 → 65 → 65 → 0 → · → · |
 
 ## Diagnosis
 

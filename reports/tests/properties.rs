@@ -82,7 +82,7 @@ prop_compose! {
     fn valid_row()(
         names in proptest::collection::vec(text(), 8),
         ints in proptest::collection::vec(any::<u64>(), 4),
-        opt_ints in proptest::collection::vec(proptest::option::of(any::<u64>()), 10),
+        opt_ints in proptest::collection::vec(proptest::option::of(any::<u64>()), 11),
         floats in proptest::collection::vec(measured(), 8),
         opt_floats in proptest::collection::vec(proptest::option::of(measured()), 8),
         cache in proptest::option::of("[a-z ]{1,12}"),
@@ -131,6 +131,7 @@ prop_compose! {
             guest_boot_ms: opt_ints[6],
             boot_hello_ms: opt_ints[8],
             boot_first_pass_ms: opt_ints[9],
+            vdev_flushes: opt_ints[10],
             cpu_user_s: floats[6],
             cpu_sys_s: floats[7],
             verify_ok: opt_ints[7],

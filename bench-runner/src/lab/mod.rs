@@ -1,0 +1,419 @@
+//! The ZFS lab: real OpenZFS on a host that cannot load it. `zvbench lab -- CMD...` builds
+//! (once, cached) OpenZFS modules for Debian's guest kernel, boots that kernel under QEMU
+//! with the host's root read-only over virtio-9p and the modules loaded, gives it pool
+//! disks (raw files on virtio-blk, `cache=none`), runs CMD inside and brings back its
+//! output and exit status. Everything it made (VM, disk files, control files) is gone when
+//! it returns, on an error or Ctrl-C too.
+//!
+//! It is a zvbench subcommand rather than a script because it is zvbench's own code that
+//! must run inside (the guest half is `zvbench lab-guest`), and because it reuses the
+//! runner's kernel fetch, initramfs writer, QEMU guard and interrupt handling.
+
+pub mod guest;
+pub mod openzfs;
+pub mod vm;
+
+use crate::cmd::Argv;
+use crate::qemu::{base_args, boot_args, machine_args, size_args, Accel, QemuGuard};
+use crate::Interrupt;
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `zvbench lab` was asked for.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// OpenZFS 2.3 or 2.1.
+    pub branch: openzfs::Branch,
+    /// Number of pool disks.
+    pub disks: usize,
+    /// Size of each, bytes (sparse files).
+    pub disk_bytes: u64,
+    /// Guest memory, bytes.
+    pub memory_bytes: u64,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// A pool to create on the disks before the command (`zpool create`, mounted on
+    /// `/var/tmp/<pool>` inside).
+    pub pool: Option<String>,
+    /// A host directory the guest sees read-write at the same path.
+    pub share: Option<PathBuf>,
+    /// Where the lab's temporary directory is made (must support O_DIRECT).
+    pub tmp: PathBuf,
+    /// The whole VM's time limit.
+    pub timeout: Duration,
+    /// Accelerator.
+    pub accel: Accel,
+    /// The command.
+    pub argv: Vec<String>,
+}
+
+/// How a lab run went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The command's exit code (128 + N for signal N).
+    pub code: i32,
+    /// Seconds from QEMU's start to its power-off.
+    pub vm_s: f64,
+    /// The guest's uptime when the command started (kernel boot, modules, udev), seconds.
+    pub boot_s: Option<f64>,
+}
+
+/// Builds (or finds) OpenZFS for Debian's guest kernel without booting anything.
+pub fn build_only(
+    cache: &Path,
+    branch: openzfs::Branch,
+    stop: &Interrupt,
+) -> Result<openzfs::Build> {
+    let kernel = crate::kernel::debian_kernel(cache)?;
+    openzfs::ensure(cache, &release_of(&kernel)?, branch, stop)
+}
+
+fn release_of(k: &crate::kernel::GuestKernel) -> Result<String> {
+    Ok(k.modules
+        .file_name()
+        .context("kernel modules directory has no name")?
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// Checks the options before anything is made.
+fn validate(o: &LabOptions) -> Result<()> {
+    if o.argv.is_empty() {
+        bail!("no command: give it after `--`, e.g. zvbench lab -- zpool version");
+    }
+    if o.disks > 16 {
+        bail!("--disks {} is more than 16", o.disks);
+    }
+    if o.disk_bytes < 64 << 20 || o.disk_bytes > 1 << 40 {
+        bail!("--disk-size must be from 64M to 1T (OpenZFS needs 64 MiB per vdev)");
+    }
+    if o.memory_bytes < 512 << 20 {
+        bail!("--memory must be at least 512M (OpenZFS's ARC and the 9p root need it)");
+    }
+    if let Some(p) = &o.pool {
+        crate::names::check_dataset(p).map_err(anyhow::Error::msg)?;
+        if p.contains('/') || o.disks == 0 {
+            bail!("--pool {p} must be a pool name (no '/') and needs --disks 1 or more");
+        }
+    }
+    if let Some(s) = &o.share {
+        if !s.is_absolute() || !s.is_dir() {
+            bail!(
+                "--share {} must be an existing directory, given as an absolute path",
+                s.display()
+            );
+        }
+        if s.to_string_lossy().contains(['\n', '\0']) {
+            bail!("--share {} has a newline in its name", s.display());
+        }
+    }
+    Ok(())
+}
+
+/// Builds or reuses OpenZFS, boots the lab, runs the command; the command's output is
+/// copied to this process's stdout and stderr as it comes.
+pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
+    validate(o)?;
+    let kernel = crate::kernel::debian_kernel(cache)?;
+    let build = openzfs::ensure(cache, &release_of(&kernel)?, o.branch, stop)?;
+    let exe = std::env::current_exe().context("find the zvbench binary")?;
+    for (what, p) in [
+        ("the zvbench binary", &exe),
+        ("the OpenZFS cache", &build.userland),
+    ] {
+        if let Some(d) = hidden_in_guest(p) {
+            bail!(
+                "{what} ({}) is under {d}, which the lab VM covers with an empty tmpfs; \
+                 move it (for the cache: set XDG_CACHE_HOME elsewhere)",
+                p.display()
+            );
+        }
+    }
+    let work = tempfile::Builder::new()
+        .prefix("zvbench-lab-")
+        .tempdir_in(&o.tmp)
+        .with_context(|| format!("make a directory in {}", o.tmp.display()))?;
+    let ctl = work.path().join("ctl");
+    std::fs::create_dir(&ctl)?;
+    let disks: Vec<PathBuf> = (0..o.disks)
+        .map(|i| work.path().join(format!("disk{i}.img")))
+        .collect();
+    for d in &disks {
+        std::fs::File::create(d)
+            .and_then(|f| f.set_len(o.disk_bytes))
+            .with_context(|| format!("create {}", d.display()))?;
+    }
+    let job = guest::Job {
+        argv: o.argv.clone(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        userland: build.userland.clone(),
+        disks: (0..o.disks).map(vm::guest_disk).collect(),
+        openzfs: build.version.clone(),
+        cache_home: cache.parent().unwrap_or(cache).to_owned(),
+        pool: o.pool.clone(),
+    };
+    std::fs::write(ctl.join("job.json"), serde_json::to_vec_pretty(&job)?)?;
+    // What the OpenZFS modules need from the kernel (their own names are filtered out).
+    let mut deps = Vec::new();
+    for m in &build.modules {
+        let text = Argv::new([
+            "modinfo".as_ref(),
+            "-F".as_ref(),
+            "depends".as_ref(),
+            m.as_os_str(),
+        ])
+        .stdout()?;
+        deps.extend(vm::depends_names(&text));
+    }
+    let mut modules = Vec::new();
+    for (path, params) in vm::module_list(&kernel.modules, &build.modules, &deps)? {
+        modules.push((
+            std::fs::read(&path).with_context(|| format!("read {}", path.display()))?,
+            params,
+        ));
+    }
+    let busybox = std::fs::read("/bin/busybox")
+        .context("read /bin/busybox: install busybox-static (scripts/install-deps)")?;
+    let initrd = work.path().join("initrd.gz");
+    std::fs::write(
+        &initrd,
+        vm::initramfs(&busybox, &modules, &exe, o.share.as_deref())?,
+    )?;
+    let console = work.path().join("console.log");
+    let mut args = base_args();
+    args.extend(machine_args(o.accel));
+    args.extend(size_args(o.memory_bytes, o.cpus));
+    args.extend(boot_args(&kernel.image, &initrd, vm::APPEND));
+    args.extend([
+        "-serial".into(),
+        format!("file:{}", crate::qemu::qemu_escape(&console)).into(),
+    ]);
+    args.extend(vm::shares_args(&ctl, o.share.as_deref()));
+    args.extend(vm::disk_args(&disks));
+    let start = Instant::now();
+    let mut qemu = QemuGuard::spawn(&args, &work.path().join("qemu.log"))
+        .with_context(|| format!("start {}", crate::qemu::QEMU))?;
+    let mut out = Follow::new(ctl.join(guest::STDOUT));
+    let mut err = Follow::new(ctl.join(guest::STDERR));
+    let status = loop {
+        out.copy_to(&mut std::io::stdout());
+        err.copy_to(&mut std::io::stderr());
+        if let Some(st) = qemu.wait_timeout(Duration::from_millis(200)) {
+            break st;
+        }
+        if stop.is_set() {
+            bail!("interrupted; the lab VM was stopped");
+        }
+        if start.elapsed() > o.timeout {
+            bail!(
+                "the lab VM did not finish within {} s (--timeout); console: {}",
+                o.timeout.as_secs(),
+                tail(&console)
+            );
+        }
+    };
+    out.copy_to(&mut std::io::stdout());
+    err.copy_to(&mut std::io::stderr());
+    let vm_s = start.elapsed().as_secs_f64();
+    let Ok(exit) = std::fs::read_to_string(ctl.join(guest::EXIT)) else {
+        bail!(
+            "the lab VM ended ({status}) without the command's exit status; console: {}\nqemu: {}",
+            tail(&console),
+            tail(&work.path().join("qemu.log"))
+        );
+    };
+    let code =
+        parse_exit(&exit).with_context(|| format!("bad exit status {exit:?} from the lab"))?;
+    let boot_s = std::fs::read_to_string(ctl.join(guest::STARTED))
+        .ok()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0);
+    Ok(Outcome { code, vm_s, boot_s })
+}
+
+/// The directory of the guest's own tmpfs that hides `p` on the host root, if any.
+pub fn hidden_in_guest(p: &Path) -> Option<&'static str> {
+    vm::TMPFS.into_iter().find(|d| p.starts_with(d))
+}
+
+/// The guest's exit file: `N` or `signal N` (as a shell reports it, 128 + N).
+pub fn parse_exit(text: &str) -> Option<i32> {
+    let t = text.trim();
+    match t.strip_prefix("signal ") {
+        Some(n) => n
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..64).contains(n))
+            .map(|n| 128 + n),
+        None => t.parse::<i32>().ok().filter(|c| (0..=255).contains(c)),
+    }
+}
+
+/// The last lines of a log, for an error message.
+fn tail(p: &Path) -> String {
+    let text = std::fs::read(p).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[text.len().saturating_sub(3000)..]).into_owned();
+    let lines: Vec<&str> = text.lines().rev().take(20).collect();
+    format!(
+        "{}\n{}",
+        p.display(),
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// Copies what was appended to a file since the last call.
+struct Follow {
+    path: PathBuf,
+    pos: u64,
+}
+
+impl Follow {
+    fn new(path: PathBuf) -> Follow {
+        Follow { path, pos: 0 }
+    }
+
+    fn copy_to(&mut self, to: &mut dyn Write) {
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if let Ok(n) = f.take(16 << 20).read_to_end(&mut buf) {
+            self.pos += n as u64;
+            let _ = to.write_all(&buf);
+            let _ = to.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> LabOptions {
+        LabOptions {
+            branch: openzfs::Branch::V2_3,
+            disks: 1,
+            disk_bytes: 1 << 30,
+            memory_bytes: 1 << 30,
+            cpus: 1,
+            share: None,
+            pool: None,
+            tmp: "/var/tmp".into(),
+            timeout: Duration::from_secs(60),
+            accel: Accel::Tcg,
+            argv: vec!["true".into()],
+        }
+    }
+
+    #[test]
+    fn paths_under_the_guests_tmpfs_are_named() {
+        assert_eq!(
+            hidden_in_guest(Path::new("/var/tmp/c/zvbench")),
+            Some("/var/tmp")
+        );
+        assert_eq!(hidden_in_guest(Path::new("/run/x")), Some("/run"));
+        assert_eq!(hidden_in_guest(Path::new("/tmpx/a")), None);
+        assert_eq!(hidden_in_guest(Path::new("/root/.cache/zvbench")), None);
+    }
+
+    #[test]
+    fn exit_status_text() {
+        assert_eq!(parse_exit("0\n"), Some(0));
+        assert_eq!(parse_exit("3"), Some(3));
+        assert_eq!(parse_exit("signal 9"), Some(137));
+        for bad in ["", "-1", "256", "signal 0", "signal x", "1e3"] {
+            assert_eq!(parse_exit(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn options_are_checked_first() {
+        assert!(validate(&opts()).is_ok());
+        for (o, want) in [
+            (
+                LabOptions {
+                    argv: vec![],
+                    ..opts()
+                },
+                "no command",
+            ),
+            (
+                LabOptions {
+                    disks: 17,
+                    ..opts()
+                },
+                "more than 16",
+            ),
+            (
+                LabOptions {
+                    pool: Some("a/b".into()),
+                    ..opts()
+                },
+                "pool name",
+            ),
+            (
+                LabOptions {
+                    pool: Some("t".into()),
+                    disks: 0,
+                    ..opts()
+                },
+                "--disks 1",
+            ),
+            (
+                LabOptions {
+                    disk_bytes: 1 << 20,
+                    ..opts()
+                },
+                "64M",
+            ),
+            (
+                LabOptions {
+                    memory_bytes: 128 << 20,
+                    ..opts()
+                },
+                "512M",
+            ),
+            (
+                LabOptions {
+                    share: Some("rel".into()),
+                    ..opts()
+                },
+                "absolute",
+            ),
+            (
+                LabOptions {
+                    share: Some("/nonexistent-zvb".into()),
+                    ..opts()
+                },
+                "existing",
+            ),
+        ] {
+            let e = validate(&o).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn follow_copies_only_what_is_new() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out");
+        let mut f = Follow::new(p.clone());
+        let mut got = Vec::new();
+        f.copy_to(&mut got);
+        std::fs::write(&p, "ab").unwrap();
+        f.copy_to(&mut got);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"c")
+            .unwrap();
+        f.copy_to(&mut got);
+        assert_eq!(got, b"abc");
+    }
+}
