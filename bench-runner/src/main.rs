@@ -362,9 +362,9 @@ fn find_agent(given: Option<PathBuf>) -> Result<PathBuf> {
 fn main() {
     let cli = Cli::parse();
     let stop = Interrupt::default();
-    // A run unwinds through its guards on a signal; every other command has nothing to
-    // tear down and stops at once.
-    if let Err(e) = stop.watch(matches!(cli.cmd, Cmd::Run { .. })) {
+    // A run and a lab VM unwind through their guards on a signal; every other command has
+    // nothing to tear down and stops at once.
+    if let Err(e) = stop.watch(matches!(cli.cmd, Cmd::Run { .. } | Cmd::Lab { .. })) {
         eprintln!("zvbench: warning: cannot catch signals ({e}); an interrupted run may leave files: `zvbench clean`");
     }
     let r = real_main(cli.cmd, &stop);

@@ -242,7 +242,7 @@ fn ctrl_c_stops_the_vm_and_removes_its_files() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "128 + SIGINT: {stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_nothing_left(tmp.path());
 }
