@@ -350,7 +350,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             accel,
             allow_destroy,
         } => {
-            let plan = zvbench::scenario::load(&scenario)?;
+            let (plan, scenario_text) = zvbench::scenario::load_with_text(&scenario)?;
             let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
             let cache = cache_dir();
             let (kernel, agent) = if has_guest {
@@ -376,7 +376,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 kernel,
                 accel,
                 allow_destroy,
-                scenario_text: std::fs::read_to_string(&scenario)?,
+                scenario_text,
                 runtime: zvbench::owner::runtime_dir(),
             };
             let started = std::time::Instant::now();

@@ -243,6 +243,44 @@ fn check_names_the_real_cause_of_bad_scenarios() {
     }
 }
 
+/// A scenario path that never ends (`/dev/zero`) or is not text is refused after a bounded
+/// read instead of being read until memory runs out (the child gets 1 GiB of address space
+/// so that an unbounded read fails fast rather than taking the machine's memory).
+#[test]
+fn an_endless_or_binary_scenario_is_refused_after_a_bounded_read() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let binary = dir.path().join("garbage.toml");
+    std::fs::write(&binary, [0x80u8, 0xff, 0xfe, b'a', 0]).unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let cases = [
+        (Path::new("/dev/zero"), "larger than 1024 KiB"),
+        (big.as_path(), "larger than 1024 KiB"),
+        (binary.as_path(), "not UTF-8 text (invalid byte at offset 0)"),
+    ];
+    for (path, want) in cases {
+        let mut c = zvbench(&dir.path().join("run"));
+        c.arg("check").arg(path);
+        // SAFETY: setrlimit(2) only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 1 << 30,
+                    rlim_max: 1 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (code, err) = code_and_stderr(&mut c);
+        assert_eq!(code, Some(2), "{path:?}: {err}");
+        assert!(err.contains(want), "{path:?}: want {want:?}, got: {err}");
+    }
+}
+
 /// A blockdev holding a file system is refused by `check`, as by `run`.
 #[test]
 fn check_refuses_a_blockdev_holding_a_file_system() {
