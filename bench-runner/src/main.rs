@@ -381,7 +381,10 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
-            if stop.is_set() {
+            if matches!(&result, Err(e) if e.is::<zvbench::run::NothingWritten>()) {
+                // `--out` holds nothing of this run, perhaps another run's results: no
+                // report there.
+            } else if stop.is_set() {
                 eprintln!(
                     "zvbench: stopped by a signal; what was measured is in {} (`zvbench report` makes its report)",
                     out.display()

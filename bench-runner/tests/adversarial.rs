@@ -257,7 +257,10 @@ fn an_endless_or_binary_scenario_is_refused_after_a_bounded_read() {
     let cases = [
         (Path::new("/dev/zero"), "larger than 1024 KiB"),
         (big.as_path(), "larger than 1024 KiB"),
-        (binary.as_path(), "not UTF-8 text (invalid byte at offset 0)"),
+        (
+            binary.as_path(),
+            "not UTF-8 text (invalid byte at offset 0)",
+        ),
     ];
     for (path, want) in cases {
         let mut c = zvbench(&dir.path().join("run"));
@@ -278,6 +281,59 @@ fn an_endless_or_binary_scenario_is_refused_after_a_bounded_read() {
         let (code, err) = code_and_stderr(&mut c);
         assert_eq!(code, Some(2), "{path:?}: {err}");
         assert!(err.contains(want), "{path:?}: want {want:?}, got: {err}");
+    }
+}
+
+/// A run refused before it writes anything (`--out` names an earlier run's directory, or a
+/// host check fails) leaves that directory as it was: it used to make the report there,
+/// rewriting the earlier run's summary.md, report.html and plots (and printing them as
+/// its own).
+#[test]
+fn a_refused_run_does_not_rewrite_an_earlier_runs_report() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let runtime = dir.path().join("run");
+    let out = dir.path().join("out");
+    let text = HOST
+        .replace("@RUN@", "")
+        .replace("@W@", "")
+        .replace("@BS@", "4096")
+        .replace("@SIZE@", "8192");
+    let p = write(dir.path(), "s.toml", &text);
+    let (code, err) = code_and_stderr(zvbench(&runtime).arg("run").arg(&p).arg("--out").arg(&out));
+    assert_eq!(code, Some(0), "{err}");
+    let summary = out.join("summary.md");
+    let mut edited = std::fs::read_to_string(&summary).unwrap();
+    edited.push_str("\nmy notes\n");
+    std::fs::write(&summary, &edited).unwrap();
+    let html = std::fs::read(out.join("report.html")).unwrap();
+    std::fs::remove_dir_all(out.join("plots")).unwrap();
+    let missing = write(
+        dir.path(),
+        "missing.toml",
+        &text.replace(
+            "@DIR@",
+            &dir.path().join("no-such-dir").display().to_string(),
+        ),
+    );
+    for (scenario, want) in [
+        (&p, "choose a new --out directory"),
+        (&missing, "no-such-dir"),
+    ] {
+        let (code, err) = code_and_stderr(
+            zvbench(&runtime)
+                .arg("run")
+                .arg(scenario)
+                .arg("--out")
+                .arg(&out),
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(want), "want {want:?}, got: {err}");
+        assert_eq!(std::fs::read_to_string(&summary).unwrap(), edited);
+        assert_eq!(std::fs::read(out.join("report.html")).unwrap(), html);
+        assert!(
+            !out.join("plots").exists(),
+            "plots written into the earlier run"
+        );
     }
 }
 
