@@ -812,6 +812,62 @@ fn start_guest(dir: &Path, runtime: &Path) -> (Child, i32) {
     (child, qemu[0])
 }
 
+/// While a guest writes a blockdev target, another program cannot take the device
+/// exclusively (what `mkfs` and `mount` do): zvbench holds it with `O_EXCL` from its
+/// checks to its teardown. It used to hold nothing, so `mkfs` succeeded mid-run and the
+/// guest then wrote over the new file system.
+#[test]
+fn a_blockdev_in_use_by_a_run_cannot_be_taken_exclusively() {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !can_boot_guests() || !require(&["losetup"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let runtime = dir.path().join("run");
+    let l = LoopDev::new(dir.path(), "user.img", 32 << 20);
+    let text = format!(
+        "[run]\nrepetitions = 1\ndisk_size = \"32M\"\nguest_timeout_s = 300\n[[target]]\nname = \"d\"\nstorage = \"blockdev\"\ndevice = \"{}\"\n[[workload]]\nname = \"w\"\nkind = \"seqwr\"\nbs = \"1M\"\nsize = \"16M\"\ndirect = true\n",
+        l.dev.display()
+    );
+    let s = write(dir.path(), "s.toml", &text);
+    let mut child = run_cmd(
+        &runtime,
+        &s,
+        &dir.path().join("out"),
+        &kernel().image,
+        "tcg",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let up = wait_for(Duration::from_secs(120), || {
+        !qemu_children(child.id()).is_empty()
+    });
+    let taken = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&l.dev);
+    let st = wait_exit(&mut child, Duration::from_secs(300));
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(up, "QEMU did not start");
+    let e = taken.expect_err("another program took the device while the guest wrote it");
+    assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "the run itself succeeds"
+    );
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&l.dev)
+        .expect("released at teardown");
+}
+
 /// A signal while the guest boots: exit 143, QEMU gone, nothing left.
 #[test]
 fn a_signal_while_the_guest_boots_tears_down() {
