@@ -404,7 +404,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             powercut,
             keep,
         } => {
-            let plan = zvbench::scenario::load(&scenario)?;
+            let (plan, scenario_text) = zvbench::scenario::load_with_text(&scenario)?;
             let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
             let cache = cache_dir();
             let (kernel, agent) = if has_guest {
@@ -430,13 +430,16 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 kernel,
                 accel,
                 allow_destroy,
-                scenario_text: std::fs::read_to_string(&scenario)?,
+                scenario_text,
                 runtime: zvbench::owner::runtime_dir(),
                 powercut: powercut.map(|cuts| zvbench::powercut::Options { cuts, keep }),
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
-            if stop.is_set() {
+            if matches!(&result, Err(e) if e.is::<zvbench::run::NothingWritten>()) {
+                // `--out` holds nothing of this run, perhaps another run's results: no
+                // report there.
+            } else if stop.is_set() {
                 eprintln!(
                     "zvbench: stopped by a signal; what was measured is in {} (`zvbench report` makes its report)",
                     out.display()

@@ -350,15 +350,29 @@ pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Runs a validated plan. Returns the rows written; failing targets are reported and the
-/// run goes on with the next, then fails at the end.
-pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<ResultRow>> {
+/// The context of a run's error when it stopped before creating its own results files:
+/// `--out` holds nothing of this run (perhaps another run's results), so nothing may be
+/// reported there.
+#[derive(Debug, thiserror::Error)]
+#[error("nothing of this run was written to {}", .0.display())]
+pub struct NothingWritten(pub PathBuf);
+
+/// Checks the host and creates the run's results files.
+fn begin(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<ResultsSink> {
     preflight(plan, opts)?;
     if stop.is_set() {
         bail!("interrupted");
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
-    let mut sink = ResultsSink::create(&opts.out)?;
+    ResultsSink::create(&opts.out)
+}
+
+/// Runs a validated plan. Returns the rows written; failing targets are reported and the
+/// run goes on with the next, then fails at the end. An error before the results files
+/// exist has the context [`NothingWritten`].
+pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<ResultRow>> {
+    let mut sink =
+        begin(plan, opts, stop).map_err(|e| e.context(NothingWritten(opts.out.clone())))?;
     let run_id = provenance::run_id();
     // Held until every target is torn down: `zvbench clean` leaves a live run alone.
     let lock = RunLock::acquire(&opts.runtime, &run_id)?;

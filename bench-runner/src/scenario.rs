@@ -473,16 +473,42 @@ const ZSYNC: &[&str] = &["standard", "always", "disabled"];
 const LOGBIAS: &[&str] = &["latency", "throughput"];
 const PRIMARYCACHE: &[&str] = &["all", "none", "metadata"];
 
+/// The largest scenario file read (a scenario is a few KiB; `/dev/zero` is endless).
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    load_with_text(path).map(|(plan, _)| plan)
+}
+
+/// Reads (at most [`MAX_SCENARIO_BYTES`], once: a pipe cannot be read twice), parses and
+/// validates a scenario file; also returns its text.
+pub fn load_with_text(path: &Path) -> Result<(Plan, String), ScenarioError> {
+    use std::io::Read;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let unreadable = |msg: String| ScenarioError {
         file: name.clone(),
         line: 0,
         col: 0,
-        msg: format!("cannot read the scenario: {e}"),
+        msg,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| unreadable(format!("cannot read the scenario: {e}")))?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(unreadable(format!(
+            "the scenario is larger than {} KiB: is this a scenario file?",
+            MAX_SCENARIO_BYTES >> 10
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        unreadable(format!(
+            "cannot read the scenario: not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })?;
-    parse(&name, &text)
+    Ok((parse(&name, &text)?, text))
 }
 
 /// Parses and validates scenario text; `name` is used in messages.

@@ -9,7 +9,7 @@ use crate::owner::{Owned, RunLock};
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
 use crate::zfs::{self, ZilSource};
 use anyhow::{bail, Context, Result};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zvbench_agent::devstat::StatSource;
@@ -111,6 +111,10 @@ pub struct Provisioned {
     pub vdevs: Vec<StatSource>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
+    /// A blockdev target held with `O_EXCL` until teardown: `mkfs`, a mount or another
+    /// zvbench run cannot take the device while this run writes it (QEMU opens it without
+    /// `O_EXCL`, so the guest still can).
+    _held: Option<std::fs::File>,
     steps: Undo,
 }
 
@@ -365,6 +369,15 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
         }
         StorageSpec::Blockdev { device } => {
             check_blockdev(device, allow)?;
+            p._held = Some(
+                std::fs::File::options()
+                    .read(true)
+                    .custom_flags(libc::O_EXCL)
+                    .open(device)
+                    .with_context(|| {
+                        format!("hold {} exclusively for the run", device.display())
+                    })?,
+            );
             p.host_stat = stat_of_device(device);
             put(&mut p, "device", device.display().to_string().into());
             p.disk = Some((device.clone(), "raw"));

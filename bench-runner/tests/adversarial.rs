@@ -243,6 +243,100 @@ fn check_names_the_real_cause_of_bad_scenarios() {
     }
 }
 
+/// A scenario path that never ends (`/dev/zero`) or is not text is refused after a bounded
+/// read instead of being read until memory runs out (the child gets 1 GiB of address space
+/// so that an unbounded read fails fast rather than taking the machine's memory).
+#[test]
+fn an_endless_or_binary_scenario_is_refused_after_a_bounded_read() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let binary = dir.path().join("garbage.toml");
+    std::fs::write(&binary, [0x80u8, 0xff, 0xfe, b'a', 0]).unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let cases = [
+        (Path::new("/dev/zero"), "larger than 1024 KiB"),
+        (big.as_path(), "larger than 1024 KiB"),
+        (
+            binary.as_path(),
+            "not UTF-8 text (invalid byte at offset 0)",
+        ),
+    ];
+    for (path, want) in cases {
+        let mut c = zvbench(&dir.path().join("run"));
+        c.arg("check").arg(path);
+        // SAFETY: setrlimit(2) only, between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 1 << 30,
+                    rlim_max: 1 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (code, err) = code_and_stderr(&mut c);
+        assert_eq!(code, Some(2), "{path:?}: {err}");
+        assert!(err.contains(want), "{path:?}: want {want:?}, got: {err}");
+    }
+}
+
+/// A run refused before it writes anything (`--out` names an earlier run's directory, or a
+/// host check fails) leaves that directory as it was: it used to make the report there,
+/// rewriting the earlier run's summary.md, report.html and plots (and printing them as
+/// its own).
+#[test]
+fn a_refused_run_does_not_rewrite_an_earlier_runs_report() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let runtime = dir.path().join("run");
+    let out = dir.path().join("out");
+    let text = HOST
+        .replace("@RUN@", "")
+        .replace("@W@", "")
+        .replace("@BS@", "4096")
+        .replace("@SIZE@", "8192");
+    let p = write(dir.path(), "s.toml", &text);
+    let (code, err) = code_and_stderr(zvbench(&runtime).arg("run").arg(&p).arg("--out").arg(&out));
+    assert_eq!(code, Some(0), "{err}");
+    let summary = out.join("summary.md");
+    let mut edited = std::fs::read_to_string(&summary).unwrap();
+    edited.push_str("\nmy notes\n");
+    std::fs::write(&summary, &edited).unwrap();
+    let html = std::fs::read(out.join("report.html")).unwrap();
+    std::fs::remove_dir_all(out.join("plots")).unwrap();
+    let missing = write(
+        dir.path(),
+        "missing.toml",
+        &text.replace(
+            "@DIR@",
+            &dir.path().join("no-such-dir").display().to_string(),
+        ),
+    );
+    for (scenario, want) in [
+        (&p, "choose a new --out directory"),
+        (&missing, "no-such-dir"),
+    ] {
+        let (code, err) = code_and_stderr(
+            zvbench(&runtime)
+                .arg("run")
+                .arg(scenario)
+                .arg("--out")
+                .arg(&out),
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(want), "want {want:?}, got: {err}");
+        assert_eq!(std::fs::read_to_string(&summary).unwrap(), edited);
+        assert_eq!(std::fs::read(out.join("report.html")).unwrap(), html);
+        assert!(
+            !out.join("plots").exists(),
+            "plots written into the earlier run"
+        );
+    }
+}
+
 /// A blockdev holding a file system is refused by `check`, as by `run`.
 #[test]
 fn check_refuses_a_blockdev_holding_a_file_system() {
@@ -716,6 +810,62 @@ fn start_guest(dir: &Path, runtime: &Path) -> (Child, i32) {
         panic!("QEMU did not start: {:?}", child.wait());
     }
     (child, qemu[0])
+}
+
+/// While a guest writes a blockdev target, another program cannot take the device
+/// exclusively (what `mkfs` and `mount` do): zvbench holds it with `O_EXCL` from its
+/// checks to its teardown. It used to hold nothing, so `mkfs` succeeded mid-run and the
+/// guest then wrote over the new file system.
+#[test]
+fn a_blockdev_in_use_by_a_run_cannot_be_taken_exclusively() {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !can_boot_guests() || !require(&["losetup"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let runtime = dir.path().join("run");
+    let l = LoopDev::new(dir.path(), "user.img", 32 << 20);
+    let text = format!(
+        "[run]\nrepetitions = 1\ndisk_size = \"32M\"\nguest_timeout_s = 300\n[[target]]\nname = \"d\"\nstorage = \"blockdev\"\ndevice = \"{}\"\n[[workload]]\nname = \"w\"\nkind = \"seqwr\"\nbs = \"1M\"\nsize = \"16M\"\ndirect = true\n",
+        l.dev.display()
+    );
+    let s = write(dir.path(), "s.toml", &text);
+    let mut child = run_cmd(
+        &runtime,
+        &s,
+        &dir.path().join("out"),
+        &kernel().image,
+        "tcg",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let up = wait_for(Duration::from_secs(120), || {
+        !qemu_children(child.id()).is_empty()
+    });
+    let taken = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&l.dev);
+    let st = wait_exit(&mut child, Duration::from_secs(300));
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(up, "QEMU did not start");
+    let e = taken.expect_err("another program took the device while the guest wrote it");
+    assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "the run itself succeeds"
+    );
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(&l.dev)
+        .expect("released at teardown");
 }
 
 /// A signal while the guest boots: exit 143, QEMU gone, nothing left.
