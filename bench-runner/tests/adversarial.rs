@@ -340,20 +340,12 @@ fn a_broken_kvm_is_reported_with_qemus_words() {
 #[test]
 fn a_write_to_a_missing_directory_names_the_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = zvbench_agent::pass::PassSpec {
-        path: dir.path().join("missing/f.dat"),
-        workload: zvbench_agent::pass::Workload::Seqwr,
-        bs: zvbench_agent::ByteSize(4096),
-        size: zvbench_agent::ByteSize(8192),
-        direct: false,
-        sync: Default::default(),
-        sync_every: None,
-        end_fsync: true,
-        verify: false,
-        seed: 1,
-        allow_destroy: false,
-        label: String::new(),
-    };
+    let spec = zvbench_agent::pass::PassSpec::new(
+        dir.path().join("missing/f.dat"),
+        zvbench_agent::pass::Workload::Seqwr,
+        zvbench_agent::ByteSize(4096),
+        zvbench_agent::ByteSize(8192),
+    );
     let e = zvbench_agent::pass::run_pass(&spec, &mut zvbench_agent::pass::Quiet).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("its directory does not exist"), "{msg}");

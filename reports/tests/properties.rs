@@ -88,6 +88,13 @@ prop_compose! {
         cache in proptest::option::of("[a-z ]{1,12}"),
         direct in any::<bool>(),
         repetition in any::<u32>(),
+        shape in (
+            proptest::option::of(0u8..=100),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(text()),
+            proptest::option::of(measured()),
+        ),
     ) -> ResultRow {
         ResultRow {
             target: names[0].clone(),
@@ -131,6 +138,11 @@ prop_compose! {
             cpu_sys_s: floats[7],
             verify_ok: opt_ints[7],
             verify_checked: None,
+            rw_mix_read: shape.0,
+            iodepth: shape.1,
+            numjobs: shape.2,
+            engine: shape.3,
+            runtime_s: shape.4,
         }
     }
 }
