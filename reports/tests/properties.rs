@@ -92,7 +92,7 @@ prop_compose! {
             proptest::option::of(0u8..=100),
             proptest::option::of(any::<u32>()),
             proptest::option::of(any::<u32>()),
-            proptest::option::of(text()),
+            proptest::option::of("[a-z_]{1,12}"),
             proptest::option::of(measured()),
         ),
     ) -> ResultRow {
