@@ -10,6 +10,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// Most intervals a pass keeps (a day at 1 s); later ones are left out of the series
+/// (never out of the pass's totals), so a record stays bounded.
+pub const MAX_POINTS: usize = 86_400;
+
 const SUB: u32 = 8;
 const BUCKETS: usize = 64 * SUB as usize;
 
@@ -101,7 +105,7 @@ impl SeriesRecorder {
         if index != self.cur.index {
             let next = Slot::new(index);
             let old = std::mem::replace(&mut self.cur, next);
-            if old.ops > 0 || old.flushes > 0 {
+            if (old.ops > 0 || old.flushes > 0) && (old.index as usize) < MAX_POINTS {
                 self.done.push(old);
             }
         }
@@ -128,7 +132,7 @@ impl SeriesRecorder {
     }
 
     fn finish(mut self) -> Vec<Slot> {
-        if self.cur.ops > 0 || self.cur.flushes > 0 {
+        if (self.cur.ops > 0 || self.cur.flushes > 0) && (self.cur.index as usize) < MAX_POINTS {
             self.done.push(self.cur);
         }
         self.done

@@ -15,5 +15,6 @@ pub mod row;
 pub mod run_json;
 pub mod stats;
 pub mod summary;
+pub mod timeseries;
 
 pub use row::{read_results, read_rows, ResultRow};
