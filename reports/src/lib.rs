@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod compare;
 pub mod diagnose;
+pub mod export;
 pub mod figures;
 pub mod history;
 pub mod html;
