@@ -552,7 +552,11 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     if let Some(c) = created {
         c.keep();
     }
-    let cache_drop = if writing { Vec::new() } else { drop_caches(&t) };
+    let cache_drop = if writing {
+        Vec::new()
+    } else {
+        drop_caches(&t, !spec.direct)
+    };
     let interval = Duration::from_millis(spec.log_avg_msec);
     let runtime = secs(spec.runtime);
     let ramp = secs(spec.ramp_time);

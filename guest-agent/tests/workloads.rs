@@ -223,3 +223,27 @@ fn loop_device_sees_the_flushes_issued_at_depth() {
     );
     assert_eq!(r.engine, "io_uring");
 }
+
+#[test]
+fn an_o_direct_read_leaves_the_rest_of_the_page_cache_alone() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let p = dir.path().join("f");
+    run_pass(&spec(&p, Workload::Seqwr, BS, 64 * BS), &mut Quiet).unwrap();
+    let mut s = spec(&p, Workload::Randread, BS, 64 * BS);
+    s.direct = true;
+    let steps = run_pass(&s, &mut Quiet).unwrap().cache_drop;
+    let global = steps.iter().find(|c| c.method == "drop_caches").unwrap();
+    assert!(!global.ok, "{steps:?}");
+    assert!(
+        global.error.as_deref().unwrap().contains("O_DIRECT"),
+        "{steps:?}"
+    );
+    assert!(
+        steps.iter().any(|c| c.method == "fadvise_dontneed" && c.ok),
+        "{steps:?}"
+    );
+    s.direct = false;
+    let steps = run_pass(&s, &mut Quiet).unwrap().cache_drop;
+    let global = steps.iter().find(|c| c.method == "drop_caches").unwrap();
+    assert!(global.error.as_deref() != Some("skipped: O_DIRECT bypasses the page cache"));
+}
