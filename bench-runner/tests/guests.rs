@@ -379,6 +379,16 @@ fn randrw_at_depth_with_two_jobs_keeps_the_flush_trace_on_every_bus() {
     assert_nothing_left(dir.path());
     for t in ["virtio", "sata", "nvme"] {
         let r = row(&rows, t, "mix");
+        eprintln!(
+            "{t}: {} {:.1} MiB/s, engine {:?}, flushes agent {} → guest {:?} → hv {:?} → host {:?}",
+            r.kind,
+            r.mib_per_s,
+            r.engine,
+            r.agent_flushes,
+            r.guest_dev_flushes,
+            r.hv_flushes,
+            r.host_dev_flushes
+        );
         assert_eq!((r.kind.as_str(), r.bus.as_str()), ("randrw", t));
         assert_eq!(
             (r.iodepth, r.numjobs, r.rw_mix_read),
