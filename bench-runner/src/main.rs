@@ -32,6 +32,14 @@ enum CompareFormat {
     Md,
     /// JSON array.
     Json,
+    /// github-action-benchmark `customBiggerIsBetter` JSON (throughput, IOPS).
+    GithubBigger,
+    /// github-action-benchmark `customSmallerIsBetter` JSON (latencies).
+    GithubSmaller,
+    /// Bencher Metric Format JSON.
+    Bencher,
+    /// Markdown for `$GITHUB_STEP_SUMMARY`.
+    StepSummary,
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -486,6 +494,22 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                     println!("{}", zvbench_reports::compare::markdown(&c, threshold))
                 }
                 CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
+                CompareFormat::GithubBigger | CompareFormat::GithubSmaller => {
+                    use zvbench_reports::export::{github_action_benchmark, Direction};
+                    let dir = match format {
+                        CompareFormat::GithubBigger => Direction::Bigger,
+                        _ => Direction::Smaller,
+                    };
+                    let v = github_action_benchmark(&c, dir);
+                    println!("{}", serde_json::to_string_pretty(&v)?)
+                }
+                CompareFormat::Bencher => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&zvbench_reports::export::bencher(&c))?
+                ),
+                CompareFormat::StepSummary => {
+                    print!("{}", zvbench_reports::export::step_summary(&c, threshold))
+                }
             }
             let regressed = c
                 .changes

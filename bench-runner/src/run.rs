@@ -134,7 +134,8 @@ impl Progress {
     }
 }
 
-/// The passes of one repetition of a target: a fill before any seqrd with no seqwr before it.
+/// The passes of one repetition of a target: a fill (a size-based sequential write at the
+/// read's block size, depth and jobs) before any read with no covering write before it.
 pub fn passes_for(plan: &Plan, disk: &Path, rep: u32, allow_destroy: bool) -> Vec<PassSpec> {
     let mut v = Vec::new();
     for w in &plan.workloads {
@@ -149,6 +150,10 @@ pub fn passes_for(plan: &Plan, disk: &Path, rep: u32, allow_destroy: bool) -> Ve
                 sync: Default::default(),
                 sync_every: None,
                 end_fsync: true,
+                rwmixread: None,
+                norandommap: false,
+                runtime: None,
+                ramp_time: None,
                 ..s.clone()
             });
         }

@@ -6,6 +6,7 @@ use crate::names::{check_dataset, check_device, check_name};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+use zvbench_agent::engine::IoEngine;
 use zvbench_agent::pass::{PassSpec, SyncMode, Workload};
 use zvbench_agent::ByteSize;
 
@@ -290,7 +291,7 @@ pub struct TargetDef {
 pub struct WorkloadDef {
     /// Unique name.
     pub name: Spanned<String>,
-    /// seqwr | seqrd.
+    /// seqwr | seqrd | randwrite | randread | randrw.
     pub kind: Workload,
     /// Block size.
     pub bs: ByteSize,
@@ -309,6 +310,26 @@ pub struct WorkloadDef {
     /// Verify headers and checks.
     #[serde(default)]
     pub verify: bool,
+    /// Percent of randrw requests that read (default 50).
+    pub rwmixread: Option<u8>,
+    /// Requests in flight per job (default 1).
+    pub iodepth: Option<u32>,
+    /// auto | psync | io_uring | libaio (default auto).
+    #[serde(default)]
+    pub ioengine: IoEngine,
+    /// Jobs, each on its own region (default 1).
+    pub numjobs: Option<u32>,
+    /// Seed of the random offsets (default 1).
+    pub randseed: Option<u64>,
+    /// Independent random blocks instead of each once per pass.
+    #[serde(default)]
+    pub norandommap: bool,
+    /// Seconds to run instead of moving `size` once.
+    pub runtime: Option<f64>,
+    /// Seconds run first and left out.
+    pub ramp_time: Option<f64>,
+    /// Time-series interval, milliseconds (default 1000).
+    pub log_avg_msec: Option<u64>,
 }
 
 /// The guest settings of one target, resolved.
@@ -569,12 +590,23 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             sync_every: w.sync_every,
             end_fsync: w.end_fsync.unwrap_or(true),
             verify: w.verify,
+            rwmixread: w.rwmixread,
+            iodepth: w.iodepth.unwrap_or(1),
+            ioengine: w.ioengine,
+            numjobs: w.numjobs.unwrap_or(1),
+            randseed: w.randseed.unwrap_or(1),
+            norandommap: w.norandommap,
+            runtime: w.runtime,
+            ramp_time: w.ramp_time,
+            log_avg_msec: w.log_avg_msec.unwrap_or(1000),
             ..PassSpec::new(PathBuf::new(), w.kind, w.bs, w.size)
         };
         spec.validate().map_err(|e| {
             at(e.to_string()
                 .replace("--", "")
-                .replace("sync-every", "sync_every"))
+                .replace("sync-every", "sync_every")
+                .replace("ramp-time", "ramp_time")
+                .replace("log-avg-msec", "log_avg_msec"))
         })?;
         if spec.direct && !spec.bs.bytes().is_multiple_of(512) {
             return Err(at(format!(
@@ -582,15 +614,17 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 spec.bs
             )));
         }
-        // A seqrd reads what an earlier seqwr left, if one covered its size (and, when
-        // verifying, wrote verified blocks of the same size); otherwise it fills first.
+        // A read reads what an earlier write left, if one covered its size (every block:
+        // sequential, or random with the random map; and, when verifying, verified blocks
+        // of the same size); otherwise it fills first.
         let covered = workloads.iter().any(|p: &WorkloadPlan| {
             let s = &p.spec;
-            s.workload == Workload::Seqwr
+            matches!(s.workload, Workload::Seqwr | Workload::Randwrite)
+                && !s.norandommap
                 && s.size >= spec.size
                 && (!spec.verify || (s.verify && s.bs == spec.bs))
         });
-        let needs_fill = w.kind == Workload::Seqrd && !covered;
+        let needs_fill = w.kind.reads() && !covered;
         workloads.push(WorkloadPlan {
             name: w.name.get_ref().clone(),
             spec,
@@ -929,6 +963,47 @@ sync_every = 4
     }
 
     #[test]
+    fn random_workload_keys_reach_the_pass_and_reads_fill_first() {
+        let text = "[[target]]\nname=\"h\"\nstorage=\"host\"\ndir=\"/tmp\"\n\
+             [[workload]]\nname=\"mix\"\nkind=\"randrw\"\nbs=\"4K\"\nsize=\"4M\"\n\
+             rwmixread=70\niodepth=16\nnumjobs=2\nioengine=\"io_uring\"\nrandseed=9\n\
+             runtime=2.5\nramp_time=0.5\nlog_avg_msec=100\n";
+        let p = parse("s.toml", text).unwrap();
+        let w = &p.workloads[0];
+        assert!(w.needs_fill, "randrw reads: it fills first");
+        let s = &w.spec;
+        assert_eq!((s.rwmixread, s.iodepth, s.numjobs), (Some(70), 16, 2));
+        assert_eq!((s.ioengine, s.randseed), (IoEngine::IoUring, 9));
+        assert_eq!(
+            (s.runtime, s.ramp_time, s.log_avg_msec),
+            (Some(2.5), Some(0.5), 100)
+        );
+        let passes = crate::run::passes_for(&p, Path::new("/dev/vdb"), 1, true);
+        let fill = &passes[0];
+        assert_eq!(
+            (fill.workload, fill.label.as_str()),
+            (Workload::Seqwr, "fill")
+        );
+        assert_eq!(
+            (fill.runtime, fill.ramp_time, fill.rwmixread),
+            (None, None, None)
+        );
+        assert!(
+            fill.validate().is_ok(),
+            "the fill is a valid size-based write"
+        );
+        assert_eq!(passes[1].workload, Workload::Randrw);
+
+        let e = err(&text.replace(
+            "rwmixread=70",
+            "rwmixread=70\nnorandommap=true\nverify=true",
+        ));
+        assert!(e.contains("verify"), "{e}");
+        let e = err(&text.replace("ramp_time=0.5", "ramp_time=-1.0"));
+        assert!(e.contains("ramp_time -1"), "{e}");
+    }
+
+    #[test]
     fn reads_fill_first_unless_an_earlier_write_covers_them() {
         let text = |w_size: &str, w_verify: bool, r_verify: bool| {
             format!(
@@ -996,7 +1071,7 @@ sync_every = 4
             e.starts_with("s.toml:22:8: target \"zvol\": volblocksize 3K must be a power of two"),
             "{e}"
         );
-        let e = err(&good().replace("kind = \"seqrd\"", "kind = \"randrw\""));
+        let e = err(&good().replace("kind = \"seqrd\"", "kind = \"randrx\""));
         assert!(e.starts_with("s.toml:30:8:") && e.contains("seqwr"), "{e}");
         let e = err(&good().replace("repetitions = 2", "repetitons = 2"));
         assert!(e.contains("unknown field `repetitons`"), "{e}");

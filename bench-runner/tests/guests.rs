@@ -364,3 +364,93 @@ fn image_build_carries_the_targets_job() {
     .unwrap_err();
     assert!(e.to_string().contains("its targets: iso-sata, vb"), "{e}");
 }
+
+const RANDRW: &str = r#"
+[run]
+repetitions = 1
+disk_size = "16M"
+guest_timeout_s = 300
+
+[[target]]
+name = "virtio"
+storage = "loop"
+dir = "@DIR@"
+bus = "virtio"
+
+[[target]]
+name = "sata"
+storage = "loop"
+dir = "@DIR@"
+bus = "sata"
+
+[[target]]
+name = "nvme"
+storage = "loop"
+dir = "@DIR@"
+bus = "nvme"
+
+[[workload]]
+name = "mix"
+kind = "randrw"
+bs = "4K"
+size = "4M"
+direct = true
+iodepth = 16
+numjobs = 2
+sync = "fdatasync"
+sync_every = 64
+log_avg_msec = 100
+"#;
+
+#[test]
+fn randrw_at_depth_with_two_jobs_keeps_the_flush_trace_on_every_bus() {
+    assert!(can_boot_guests(), "this test boots QEMU guests");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let out = dir.path().join("out");
+    let rows = run_text(dir.path(), &out, RANDRW).expect("the run succeeds");
+    assert_nothing_left(dir.path());
+    for t in ["virtio", "sata", "nvme"] {
+        let r = row(&rows, t, "mix");
+        eprintln!(
+            "{t}: {} {:.1} MiB/s, engine {:?}, flushes agent {} → guest {:?} → hv {:?} → host {:?}",
+            r.kind,
+            r.mib_per_s,
+            r.engine,
+            r.agent_flushes,
+            r.guest_dev_flushes,
+            r.hv_flushes,
+            r.host_dev_flushes
+        );
+        assert_eq!((r.kind.as_str(), r.bus.as_str()), ("randrw", t));
+        assert_eq!(
+            (r.iodepth, r.numjobs, r.rw_mix_read),
+            (Some(16), Some(2), Some(50))
+        );
+        let engine = r.engine.as_deref().unwrap_or_default();
+        assert!(engine == "io_uring" || engine == "libaio", "{t}: {r:?}");
+        // 1024 requests, about half writes, a flush every 64 writes of each job + the end.
+        assert!((5..=17).contains(&r.agent_flushes), "{t}: {r:?}");
+        let guest = r.guest_dev_flushes.unwrap();
+        assert!(
+            guest >= r.agent_flushes,
+            "{t}: the guest device sees every fdatasync: {r:?}"
+        );
+        let host = r.host_dev_flushes.unwrap();
+        assert!(
+            host >= 1 && host <= guest,
+            "{t}: flushes reach the host device: {r:?}"
+        );
+    }
+    let jsonl = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let series = jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "randrw")
+        .map(|v| v["series"]["points"].as_array().map_or(0, Vec::len))
+        .collect::<Vec<_>>();
+    assert_eq!(series.len(), 3, "{jsonl}");
+    assert!(
+        series.iter().all(|&n| n >= 1),
+        "a time series per pass: {series:?}"
+    );
+}

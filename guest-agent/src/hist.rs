@@ -66,6 +66,13 @@ impl LatencyHist {
         self.h.saturating_record(ns.clamp(1, MAX_NS));
     }
 
+    /// Adds another histogram's samples (same bounds, so nothing is lost).
+    pub fn add(&mut self, other: &LatencyHist) {
+        self.h
+            .add(&other.h)
+            .expect("histograms with the same bounds always add");
+    }
+
     /// Number of samples.
     pub fn len(&self) -> u64 {
         self.h.len()

@@ -190,6 +190,10 @@ impl Observer for Marks<'_> {
         }
     }
 
+    fn wants_synced(&self) -> bool {
+        self.sync_marks
+    }
+
     fn synced(&mut self, blocks: u64) {
         if self.sync_marks {
             self.sink.send(&Frame::Synced {

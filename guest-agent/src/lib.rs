@@ -10,16 +10,20 @@ pub mod aligned;
 pub mod blkid;
 pub mod cache;
 pub mod devstat;
+pub mod engine;
 pub mod frame;
 pub mod hist;
 pub mod init;
 pub mod job;
+pub mod offsets;
 pub mod output;
 pub mod pass;
 pub mod record;
+pub mod series;
 pub mod size;
 pub mod target;
 pub mod verify;
+pub mod worker;
 
 pub use record::{PassRecord, SCHEMA_VERSION};
 

@@ -117,14 +117,17 @@ fn human(out: &mut dyn Write, r: &PassRecord) -> io::Result<()> {
     let mib = r.bytes as f64 / (1u64 << 20) as f64;
     writeln!(
         out,
-        "{} {} bs={} size={} direct={} sync={} sync_every={}",
+        "{} {} bs={} size={} direct={} sync={} sync_every={} iodepth={} numjobs={} engine={}",
         r.kind.as_str(),
         r.path,
         crate::ByteSize(r.bs_bytes),
         crate::ByteSize(r.size_bytes),
         r.direct,
         r.sync.as_str(),
-        r.sync_every
+        r.sync_every,
+        r.iodepth,
+        r.numjobs,
+        r.engine
     )?;
     writeln!(
         out,
@@ -135,10 +138,10 @@ fn human(out: &mut dyn Write, r: &PassRecord) -> io::Result<()> {
     writeln!(
         out,
         "  {} latency (µs): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-        if r.kind == crate::pass::Workload::Seqwr {
-            "write"
-        } else {
-            "read"
+        match r.rw_mix_read {
+            0 => "write",
+            100 => "read",
+            _ => "read+write",
         },
         l.p50_us,
         l.p90_us,

@@ -1,20 +1,30 @@
-//! One measured pass: sequential writes or reads over a file or block device, with the
-//! flush controls fio and sysbench users know.
+//! One measured pass: sequential, random or mixed reads and writes over a file or block
+//! device, at a queue depth, by one or more jobs, for a size or a time, with the flush
+//! controls fio and sysbench users know.
 //!
-//! The hot loop does no allocation and no formatting: one aligned buffer, two clock reads
-//! and one histogram increment per request.
+//! Each job is a thread on its own region of the target with its own engine
+//! ([`crate::engine`]), buffers and histograms; this thread watches them (progress, the
+//! observer's stop) and merges what they measured. The hot loop does no allocation and no
+//! formatting: buffers, slots and the completion list are made before the clock starts;
+//! per request a histogram increment, and a clock read per batch submitted and reaped.
 
 use crate::aligned::{AlignError, AlignedBuf};
 use crate::cache::drop_caches;
+use crate::engine::{self, IoEngine};
 use crate::hist::LatencyHist;
+use crate::offsets::OffsetGen;
 use crate::record::{PassRecord, VerifyResult, SCHEMA_VERSION};
+use crate::series;
 use crate::size::ByteSize;
 use crate::target::{check_writable, Created, OpenMode, PathKind, Refusal, Target, TargetError};
-use crate::verify::{check_block, fill_block, fill_random};
+use crate::verify::fill_random;
+use crate::worker::{nanos, Acks, End, Job, JobOut, Plan};
 use serde::{Deserialize, Serialize};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Smallest block size.
@@ -22,7 +32,8 @@ pub const MIN_BS: u64 = 512;
 /// Largest block size.
 pub const MAX_BS: u64 = 64 << 20;
 
-/// Sequential write or read.
+/// What a pass does: fio's `rw=write|read|randwrite|randread|randrw`, with sysbench's
+/// names for the sequential two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
@@ -30,6 +41,12 @@ pub enum Workload {
     Seqwr,
     /// Sequential read.
     Seqrd,
+    /// Random write.
+    Randwrite,
+    /// Random read.
+    Randread,
+    /// Random reads and writes, `rwmixread` percent of them reads.
+    Randrw,
 }
 
 impl Workload {
@@ -38,6 +55,39 @@ impl Workload {
         match self {
             Workload::Seqwr => "seqwr",
             Workload::Seqrd => "seqrd",
+            Workload::Randwrite => "randwrite",
+            Workload::Randread => "randread",
+            Workload::Randrw => "randrw",
+        }
+    }
+
+    /// Whether the pass writes (and so may create, and needs the destroy check).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Workload::Seqwr | Workload::Randwrite | Workload::Randrw
+        )
+    }
+
+    /// Whether the pass reads (and so needs data already there).
+    pub fn reads(self) -> bool {
+        !matches!(self, Workload::Seqwr | Workload::Randwrite)
+    }
+
+    /// Whether offsets are random.
+    pub fn random(self) -> bool {
+        matches!(
+            self,
+            Workload::Randwrite | Workload::Randread | Workload::Randrw
+        )
+    }
+
+    /// Percent of requests that read, given `rwmixread` (used by `randrw` only, default 50).
+    pub fn read_pct(self, rwmixread: Option<u8>) -> u8 {
+        match self {
+            Workload::Seqrd | Workload::Randread => 100,
+            Workload::Seqwr | Workload::Randwrite => 0,
+            Workload::Randrw => rwmixread.unwrap_or(50),
         }
     }
 }
@@ -80,6 +130,14 @@ fn default_true() -> bool {
 
 fn default_seed() -> u64 {
     1
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+fn default_log_ms() -> u64 {
+    1000
 }
 
 /// Everything that defines a pass. The same struct is the agent's command line and an
@@ -131,6 +189,43 @@ pub struct PassSpec {
     #[arg(long, default_value = "")]
     #[serde(default)]
     pub label: String,
+    /// Percent of randrw requests that read, 0 to 100 (default 50; fio's `rwmixread`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[serde(default)]
+    pub rwmixread: Option<u8>,
+    /// Requests in flight per job, 1 to 1024 (fio's `iodepth`).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "default_one")]
+    pub iodepth: u32,
+    /// auto (psync at iodepth 1, else io_uring, else libaio), psync, io_uring or libaio.
+    #[arg(long, value_enum, default_value_t = IoEngine::Auto)]
+    #[serde(default)]
+    pub ioengine: IoEngine,
+    /// Jobs (threads), each on its own equal region of the target, 1 to 64.
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "default_one")]
+    pub numjobs: u32,
+    /// Seed of the random offsets and of randrw's read/write choice (fio's `randseed`).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "default_seed")]
+    pub randseed: u64,
+    /// Draw random blocks independently (some repeat, some are missed) instead of every
+    /// block once per pass (fio's `norandommap`).
+    #[arg(long)]
+    #[serde(default)]
+    pub norandommap: bool,
+    /// Run for this many seconds, wrapping over the region, instead of moving --size once.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(default)]
+    pub runtime: Option<f64>,
+    /// Run this many seconds first and leave them out of the results (fio's `ramp_time`).
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(default)]
+    pub ramp_time: Option<f64>,
+    /// Length of one time-series interval, milliseconds (fio's `log_avg_msec`).
+    #[arg(long, default_value_t = 1000)]
+    #[serde(default = "default_log_ms")]
+    pub log_avg_msec: u64,
 }
 
 /// Why a pass could not run or did not complete.
@@ -161,6 +256,19 @@ pub enum PassError {
     /// The observer asked the pass to stop (the host runner's Ctrl-C or SIGTERM).
     #[error("the pass was stopped before its end")]
     Stopped,
+    /// The I/O engine could not be set up.
+    #[error("cannot set up the {engine} engine at --iodepth {iodepth} for {path}; try --ioengine libaio or psync")]
+    Engine {
+        /// The engine asked for.
+        engine: &'static str,
+        /// The queue depth.
+        iodepth: u32,
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// A read, write or flush failed.
     #[error("{op} at offset {offset} of {path} failed")]
     Io {
@@ -195,8 +303,16 @@ pub trait Observer {
     fn phase(&mut self, _phase: Phase) {}
     /// Called when the first `blocks` blocks of a write pass are durable by the pass's own
     /// rules: after each completed fsync/fdatasync (and the end flush), and after each write
-    /// with O_SYNC/O_DSYNC. A power-cut check counts these as acknowledged.
+    /// with O_SYNC/O_DSYNC. A power-cut check counts these as acknowledged. Only for a
+    /// sequential write pass with one job (where what is durable is a prefix), and only
+    /// when [`Observer::wants_synced`] says so; the calls come from the thread that runs
+    /// the pass, in order, at most one poll interval (20 ms) after the sync completed.
     fn synced(&mut self, _blocks: u64) {}
+    /// Whether [`Observer::synced`] is wanted (it costs a message per sync, or per write
+    /// with O_SYNC).
+    fn wants_synced(&self) -> bool {
+        false
+    }
     /// Asked before the pass and then about once a second, with `progress`; `true` ends
     /// the pass at once with [`PassError::Stopped`].
     fn stop_requested(&mut self) -> bool {
@@ -226,6 +342,15 @@ impl PassSpec {
             seed: 1,
             allow_destroy: false,
             label: String::new(),
+            rwmixread: None,
+            iodepth: 1,
+            ioengine: IoEngine::Auto,
+            numjobs: 1,
+            randseed: 1,
+            norandommap: false,
+            runtime: None,
+            ramp_time: None,
+            log_avg_msec: 1000,
         }
     }
 
@@ -258,12 +383,62 @@ impl PassSpec {
                 self.sync.as_str()
             ));
         }
+        let w = self.workload.as_str();
+        if !(1..=1024).contains(&self.iodepth) {
+            return bad(format!("--iodepth {} is outside 1 to 1024", self.iodepth));
+        }
+        if self.ioengine == IoEngine::Psync && self.iodepth > 1 {
+            return bad(format!(
+                "--ioengine psync has one request in flight; use io_uring or libaio for --iodepth {}",
+                self.iodepth
+            ));
+        }
+        if !(1..=64).contains(&self.numjobs) {
+            return bad(format!("--numjobs {} is outside 1 to 64", self.numjobs));
+        }
+        if self.size.bytes() / bs < u64::from(self.numjobs) {
+            return bad(format!(
+                "--size {} holds fewer blocks of --bs {} than --numjobs {}: each job needs a region",
+                self.size, self.bs, self.numjobs
+            ));
+        }
+        if self.rwmixread.is_some() && self.workload != Workload::Randrw {
+            return bad(format!("--rwmixread applies to randrw, not {w}"));
+        }
+        if self.norandommap && !self.workload.random() {
+            return bad(format!(
+                "--norandommap applies to random workloads, not {w}"
+            ));
+        }
+        if self.verify && (self.workload == Workload::Randrw || self.norandommap) {
+            return bad(format!(
+                "--verify needs every block written once before it is read: not with randrw or --norandommap (got {w})"
+            ));
+        }
+        for (name, v, min) in [
+            ("runtime", self.runtime, 1e-3),
+            ("ramp-time", self.ramp_time, 0.0),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < min || v > 1e6 {
+                    return bad(format!(
+                        "--{name} {v} is not a number of seconds from {min} to 1e6"
+                    ));
+                }
+            }
+        }
+        if !(1..=3_600_000).contains(&self.log_avg_msec) {
+            return bad(format!(
+                "--log-avg-msec {} is outside 1 to 3600000",
+                self.log_avg_msec
+            ));
+        }
         Ok(())
     }
 
     fn mode(&self) -> OpenMode {
         OpenMode {
-            write: self.workload == Workload::Seqwr,
+            write: self.workload.writes(),
             direct: self.direct,
             osync: self.sync == SyncMode::Osync,
             odsync: self.sync == SyncMode::Odsync,
@@ -282,8 +457,32 @@ fn cpu_times() -> (f64, f64) {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    d.as_nanos().min(u64::MAX as u128) as u64
+/// Opens a gate once: jobs wait at it for the measured start, which the pass's thread
+/// sets after the ramp, the cache drop and the observer's start phase.
+struct Gate {
+    start: Mutex<Option<Instant>>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn open(&self, at: Instant) {
+        *self.start.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> Instant {
+        let mut g = self.start.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(t) = *g {
+                return t;
+            }
+            g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn secs(s: Option<f64>) -> Option<Duration> {
+    s.filter(|v| *v > 0.0).map(Duration::from_secs_f64)
 }
 
 /// Runs one pass, telling `obs` its progress and phases.
@@ -293,7 +492,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         return Err(PassError::Stopped);
     }
     let path_s = spec.path.display().to_string();
-    let writing = spec.workload == Workload::Seqwr;
+    let writing = spec.workload.writes();
     let created = if writing {
         check_writable(&spec.path, spec.allow_destroy)?;
         Some(Created::new_file(&spec.path)?)
@@ -310,107 +509,231 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
             path: path_s,
         });
     }
-    if (t.kind == PathKind::Blockdev || !writing) && t.size_bytes < size {
+    if (t.kind == PathKind::Blockdev || spec.workload.reads()) && t.size_bytes < size {
         let what = if writing { "device" } else { "file or device" };
         return Err(PassError::Invalid(format!(
             "{path_s}: the {what} has {} bytes but the pass needs {size}; lower --size{}",
             t.size_bytes,
-            if writing {
+            if t.kind == PathKind::Blockdev && !spec.workload.reads() {
                 ""
             } else {
                 " or run a seqwr pass first"
             }
         )));
     }
-    let mut buf = AlignedBuf::new(bs as usize, (t.dio_mem_align as usize).max(4096))?;
-    fill_random(buf.as_mut_slice(), spec.seed);
+    let qd = spec.iodepth as usize;
+    let jobs_n = spec.numjobs as u64;
+    let blocks = size / bs;
+    let per_job = blocks / jobs_n;
+    let stop = AtomicBool::new(false);
+    // The acknowledged prefix, when the observer wants it and what is durable is a prefix.
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
+    let acks = (obs.wants_synced() && spec.workload == Workload::Seqwr && jobs_n == 1)
+        .then_some(Acks {
+            tx: ack_tx,
+            // With more than one write in flight, completions are not in block order: a
+            // completed write proves no prefix, so only the drained flushes count there.
+            each_write: matches!(spec.sync, SyncMode::Osync | SyncMode::Odsync) && qd == 1,
+        });
+    let plan = Plan {
+        file: &t.file,
+        path: &path_s,
+        bs,
+        qd,
+        sync_every: spec.effective_sync_every(),
+        datasync: spec.sync == SyncMode::Fdatasync,
+        verify: spec.verify,
+        seed: spec.seed,
+        stop: &stop,
+        acks,
+    };
+    let done: Vec<AtomicU64> = (0..jobs_n).map(|_| AtomicU64::new(0)).collect();
+    let mut jobs = Vec::with_capacity(jobs_n as usize);
+    for j in 0..jobs_n {
+        let len = bs as usize * (qd + 1);
+        let mut buf = AlignedBuf::new(len, (t.dio_mem_align as usize).max(4096))?;
+        for b in buf.as_mut_slice().chunks_mut(bs as usize) {
+            fill_random(b, spec.seed);
+        }
+        let engine =
+            engine::open(spec.ioengine, t.file.as_raw_fd(), spec.iodepth).map_err(|source| {
+                PassError::Engine {
+                    engine: match spec.ioengine {
+                        IoEngine::Libaio => "libaio",
+                        IoEngine::Psync => "psync",
+                        _ => "io_uring",
+                    },
+                    iodepth: spec.iodepth,
+                    path: path_s.clone(),
+                    source,
+                }
+            })?;
+        jobs.push(Job::new(&plan, engine, buf, j * per_job, &done[j as usize]));
+    }
+    let engine_name = jobs[0].engine_name();
     if let Some(c) = created {
         c.keep();
     }
-    let cache_drop = if writing { Vec::new() } else { drop_caches(&t) };
-    let sync_every = spec.effective_sync_every();
-    let datasync = spec.sync == SyncMode::Fdatasync;
-    let osync = matches!(spec.sync, SyncMode::Osync | SyncMode::Odsync);
-    let io_err = |op, offset| {
-        let path = path_s.clone();
-        move |source| PassError::Io {
-            op,
-            offset,
-            path,
-            source,
-        }
+    let cache_drop = if writing {
+        Vec::new()
+    } else {
+        drop_caches(&t, !spec.direct)
     };
+    let interval = Duration::from_millis(spec.log_avg_msec);
+    let runtime = secs(spec.runtime);
+    let ramp = secs(spec.ramp_time);
+    let expected = runtime.map_or(64, |r| (r.as_nanos() / interval.as_nanos()) as usize + 2);
+    let gate = Gate {
+        start: Mutex::new(None),
+        cv: Condvar::new(),
+    };
+    let ramped = AtomicUsize::new(0);
+    let random = spec.workload.random();
+    let read_pct = spec.workload.read_pct(spec.rwmixread);
 
+    let mut stat_before = None;
+    let mut cpu0 = (0.0, 0.0);
+    let mut start = Instant::now();
+    let mut stopped = false;
+    let results: Vec<Result<JobOut, PassError>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(j, mut job)| {
+                let (gate, ramped, stop) = (&gate, &ramped, &stop);
+                let region = if j as u64 == jobs_n - 1 {
+                    blocks - per_job * (jobs_n - 1)
+                } else {
+                    per_job
+                };
+                let job_seed = spec.randseed.wrapping_add(j as u64);
+                sc.spawn(move || {
+                    let gen =
+                        || OffsetGen::new(region, random, spec.norandommap, job_seed, read_pct);
+                    let ramp_result = match ramp {
+                        Some(r) => {
+                            let t0 = Instant::now();
+                            let mut scratch = JobOut::new(interval, 1);
+                            job.run(&mut gen(), End::At(t0 + r), t0, &mut scratch)
+                        }
+                        None => Ok(()),
+                    };
+                    if ramp_result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    ramped.fetch_add(1, Ordering::Release);
+                    let start = gate.wait();
+                    ramp_result?;
+                    let mut out = JobOut::new(interval, expected);
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(out);
+                    }
+                    let end = match runtime {
+                        Some(r) => End::At(start + r),
+                        None => End::Requests(region),
+                    };
+                    let r = job.run(&mut gen(), end, start, &mut out);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    r.map(|()| out)
+                })
+            })
+            .collect();
+        let poll = Duration::from_millis(20);
+        // The ramp: wait for every job, still answering a stop.
+        let ramp_from = Instant::now();
+        let mut next = Duration::from_secs(1);
+        while ramped.load(Ordering::Acquire) < jobs_n as usize {
+            std::thread::sleep(poll);
+            if ramp_from.elapsed() >= next {
+                next += Duration::from_secs(1);
+                if obs.stop_requested() {
+                    stop.store(true, Ordering::Relaxed);
+                    stopped = true;
+                }
+            }
+        }
+        obs.phase(Phase::Start);
+        stat_before = t.stat_source.as_ref().and_then(|s| s.read().ok());
+        cpu0 = cpu_times();
+        start = Instant::now();
+        gate.open(start);
+        let mut next = Duration::from_secs(1);
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(poll);
+            ack_rx.try_iter().for_each(|n| obs.synced(n));
+            let el = start.elapsed();
+            if el >= next {
+                next = el + Duration::from_secs(1);
+                let d: u64 = done.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+                let total = match runtime {
+                    Some(r) => (d as f64 * r.as_secs_f64() / el.as_secs_f64().max(1e-9)) as u64,
+                    None => size,
+                };
+                obs.progress(d, total.max(d), el);
+                if obs.stop_requested() {
+                    stop.store(true, Ordering::Relaxed);
+                    stopped = true;
+                }
+            }
+        }
+        let joined = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        ack_rx.try_iter().for_each(|n| obs.synced(n));
+        joined
+    });
+    if stopped {
+        return Err(PassError::Stopped);
+    }
+    let mut outs = Vec::with_capacity(results.len());
+    for r in results {
+        outs.push(r?);
+    }
     let mut hist_io = LatencyHist::new();
     let mut hist_flush = LatencyHist::new();
     let mut verify = VerifyResult::default();
-    let mut flushes = 0u64;
-    let mut flush = |offset: u64| -> Result<(), PassError> {
+    let (mut read_bytes, mut write_bytes, mut reads, mut writes, mut flushes) = (0, 0, 0, 0, 0);
+    let mut recorders = Vec::with_capacity(outs.len());
+    for o in outs {
+        hist_io.add(&o.hist_io);
+        hist_flush.add(&o.hist_flush);
+        verify.merge(&o.verify);
+        read_bytes += o.read_bytes;
+        write_bytes += o.write_bytes;
+        reads += o.reads;
+        writes += o.writes;
+        flushes += o.flushes;
+        recorders.push(o.series);
+    }
+    if writing && spec.end_fsync {
         let t0 = Instant::now();
-        let r = if datasync {
+        let r = if plan.datasync {
             t.file.sync_data()
         } else {
             t.file.sync_all()
         };
-        r.map_err(io_err("flush", offset))?;
-        hist_flush.record_ns(nanos(t0.elapsed()));
-        flushes += 1;
-        Ok(())
-    };
-
-    obs.phase(Phase::Start);
-    let stat_before = t.stat_source.as_ref().and_then(|s| s.read().ok());
-    let (cpu_u0, cpu_s0) = cpu_times();
-    let start = Instant::now();
-    let mut next_report = Duration::from_secs(1);
-    let ops = size / bs;
-    for i in 0..ops {
-        let off = i * bs;
-        let done = if writing {
-            if spec.verify {
-                fill_block(buf.as_mut_slice(), i, spec.seed);
-            }
-            let t0 = Instant::now();
-            t.file
-                .write_all_at(buf.as_slice(), off)
-                .map_err(io_err("write", off))?;
-            let t1 = Instant::now();
-            hist_io.record_ns(nanos(t1 - t0));
-            if sync_every > 0 && (i + 1) % sync_every == 0 {
-                flush(off)?;
-                obs.synced(i + 1);
-            } else if osync {
-                obs.synced(i + 1);
-            }
-            t1
-        } else {
-            let t0 = Instant::now();
-            t.file
-                .read_exact_at(buf.as_mut_slice(), off)
-                .map_err(io_err("read", off))?;
-            let t1 = Instant::now();
-            hist_io.record_ns(nanos(t1 - t0));
-            if spec.verify {
-                verify.add(check_block(buf.as_mut_slice(), i, spec.seed));
-            }
-            t1
-        };
-        // Progress reuses the request's end time: no extra clock read per request.
-        let el = done - start;
-        if el >= next_report {
-            next_report = el + Duration::from_secs(1);
-            obs.progress(off + bs, size, el);
-            if obs.stop_requested() {
-                return Err(PassError::Stopped);
-            }
+        r.map_err(|source| PassError::Io {
+            op: "flush",
+            offset: size,
+            path: path_s.clone(),
+            source,
+        })?;
+        let t1 = Instant::now();
+        hist_flush.record_ns(nanos(t1 - t0));
+        if let Some(r0) = recorders.first_mut() {
+            r0.flush(t1 - start);
         }
-    }
-    if writing && spec.end_fsync {
-        flush(size)?;
-        obs.synced(ops);
+        flushes += 1;
+        if plan.acks.is_some() {
+            obs.synced(writes);
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     let (cpu_u1, cpu_s1) = cpu_times();
+    let (cpu_u0, cpu_s0) = cpu0;
     let device = match (&t.stat_source, stat_before) {
         (Some(src), Some(before)) => src.read().ok().map(|after| after.delta(&before, &src.name)),
         _ => None,
@@ -419,6 +742,8 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     let lat = hist_io.percentiles().unwrap_or_default();
     let flush_p = hist_flush.percentiles();
     let secs = seconds.max(1e-9);
+    let bytes = read_bytes + write_bytes;
+    let ops = reads + writes;
     Ok(PassRecord {
         schema_version: SCHEMA_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -430,16 +755,16 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         size_bytes: size,
         direct: spec.direct,
         sync: spec.sync,
-        sync_every,
+        sync_every: plan.sync_every,
         end_fsync: writing && spec.end_fsync,
         verify: spec.verify,
         seed: spec.seed,
         dio_offset_align: t.dio_offset_align,
         dio_mem_align: t.dio_mem_align,
         seconds,
-        bytes: size,
+        bytes,
         ops,
-        mib_per_s: size as f64 / (1u64 << 20) as f64 / secs,
+        mib_per_s: bytes as f64 / (1u64 << 20) as f64 / secs,
         iops: ops as f64 / secs,
         lat_p50_us: lat.p50_us,
         lat_p99_us: lat.p99_us,
@@ -463,9 +788,20 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         cpu_user_s: cpu_u1 - cpu_u0,
         cpu_sys_s: cpu_s1 - cpu_s0,
         cache_drop,
-        verify_result: (!writing && spec.verify).then_some(verify),
+        verify_result: (spec.workload.reads() && spec.verify).then_some(verify),
         hist_io: hist_io.to_base64(),
         hist_flush: hist_flush.to_base64(),
+        rw_mix_read: read_pct,
+        iodepth: spec.iodepth,
+        numjobs: spec.numjobs,
+        engine: engine_name.to_string(),
+        runtime_s: spec.runtime,
+        ramp_time_s: spec.ramp_time,
+        randseed: spec.workload.random().then_some(spec.randseed),
+        norandommap: spec.norandommap,
+        read_bytes,
+        write_bytes,
+        series: Some(series::merge(recorders, seconds)),
     })
 }
 
@@ -480,11 +816,14 @@ mod tests {
 
     /// Records what a pass acknowledged.
     #[derive(Default)]
-    struct Acks(Vec<u64>);
+    struct Acked(Vec<u64>);
 
-    impl Observer for Acks {
+    impl Observer for Acked {
         fn synced(&mut self, blocks: u64) {
             self.0.push(blocks);
+        }
+        fn wants_synced(&self) -> bool {
+            true
         }
     }
 
@@ -508,7 +847,7 @@ mod tests {
             (spec(SyncMode::Osync, None, false), vec![1, 2, 3, 4, 5]),
             (spec(SyncMode::None, None, false), vec![]),
         ] {
-            let mut a = Acks::default();
+            let mut a = Acked::default();
             run_pass(&s, &mut a).unwrap();
             assert_eq!(a.0, want, "{:?} every {:?}", s.sync, s.sync_every);
         }

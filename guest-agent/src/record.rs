@@ -5,6 +5,7 @@
 use crate::devstat::DevDelta;
 use crate::hist::Percentiles;
 use crate::pass::{SyncMode, Workload};
+use crate::series::Series;
 use crate::target::PathKind;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,15 @@ pub struct VerifyResult {
 }
 
 impl VerifyResult {
+    /// Adds another job's counts.
+    pub fn merge(&mut self, o: &VerifyResult) {
+        self.checked += o.checked;
+        self.ok += o.ok;
+        self.mismatched += o.mismatched;
+        self.stale += o.stale;
+        self.torn += o.torn;
+    }
+
     /// Whether every block checked out.
     pub fn passed(&self) -> bool {
         self.checked == self.ok
@@ -131,4 +141,46 @@ pub struct PassRecord {
     pub hist_io: String,
     /// Flush latency histogram, same encoding.
     pub hist_flush: String,
+    /// Percent of requests that read: 100 for read workloads, 0 for writes, `rwmixread`
+    /// for randrw (records older than these fields read as sequential, depth 1, one job).
+    #[serde(default)]
+    pub rw_mix_read: u8,
+    /// Requests in flight per job.
+    #[serde(default = "one")]
+    pub iodepth: u32,
+    /// Jobs (threads), each on its own region.
+    #[serde(default = "one")]
+    pub numjobs: u32,
+    /// The I/O engine used: `psync`, `io_uring` or `libaio`.
+    #[serde(default = "psync")]
+    pub engine: String,
+    /// The time the pass was asked to run for, seconds (absent: a size-based pass).
+    #[serde(default)]
+    pub runtime_s: Option<f64>,
+    /// Seconds run before the measurement and left out of it.
+    #[serde(default)]
+    pub ramp_time_s: Option<f64>,
+    /// Seed of the random offsets (absent for sequential passes).
+    #[serde(default)]
+    pub randseed: Option<u64>,
+    /// Random blocks drawn independently rather than each once per pass.
+    #[serde(default)]
+    pub norandommap: bool,
+    /// Bytes read.
+    #[serde(default)]
+    pub read_bytes: u64,
+    /// Bytes written.
+    #[serde(default)]
+    pub write_bytes: u64,
+    /// Throughput, IOPS, p99 latency and flushes per interval.
+    #[serde(default)]
+    pub series: Option<Series>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn psync() -> String {
+    "psync".to_string()
 }

@@ -196,7 +196,7 @@ impl Target {
             flags |= libc::O_EXCL;
         }
         let file = OpenOptions::new()
-            .read(!mode.write)
+            .read(true) // randrw reads what it writes
             .write(mode.write)
             .custom_flags(flags)
             .open(path)

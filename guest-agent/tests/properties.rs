@@ -184,24 +184,24 @@ proptest! {
 
     /// Pass parameters: validation never panics, and what it accepts is in range.
     #[test]
-    fn pass_validation_bounds(bs in any::<u64>(), size in any::<u64>(), every in any::<Option<u64>>(), fsync in any::<bool>()) {
+    fn pass_validation_bounds(
+        bs in any::<u64>(), size in any::<u64>(), every in any::<Option<u64>>(), fsync in any::<bool>(),
+        iodepth in any::<u32>(), numjobs in any::<u32>(), runtime in any::<Option<f64>>(),
+    ) {
         let s = PassSpec {
-            path: "/nonexistent".into(),
-            workload: Workload::Seqwr,
-            bs: ByteSize(bs),
-            size: ByteSize(size),
-            direct: false,
             sync: if fsync { SyncMode::Fsync } else { SyncMode::None },
             sync_every: every,
-            end_fsync: true,
-            verify: false,
-            seed: 1,
-            allow_destroy: false,
-            label: String::new(),
+            iodepth,
+            numjobs,
+            runtime,
+            ..PassSpec::new("/nonexistent".into(), Workload::Randwrite, ByteSize(bs), ByteSize(size))
         };
         if s.validate().is_ok() {
             prop_assert!((MIN_BS..=MAX_BS).contains(&bs));
             prop_assert!(size >= bs && size % bs == 0);
+            prop_assert!((1..=1024).contains(&iodepth) && (1..=64).contains(&numjobs));
+            prop_assert!(size / bs >= u64::from(numjobs));
+            prop_assert!(runtime.is_none_or(|r| r.is_finite() && r > 0.0));
         }
     }
 

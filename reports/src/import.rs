@@ -175,6 +175,70 @@ fn pct_us(v: &Value, p: &str) -> Option<f64> {
     v["percentile"][p].as_f64().map(|ns| ns / 1000.0)
 }
 
+/// What a fio job's options say about its shape, in zvbench's columns.
+struct FioShape {
+    random: bool,
+    mixed: bool,
+    read_pct: u8,
+    iodepth: u32,
+    numjobs: u32,
+    engine: String,
+    runtime_s: Option<f64>,
+}
+
+impl FioShape {
+    fn of(doc: &Value, job: &Value, rw: &str) -> FioShape {
+        let opt = |k: &str| fio_option(doc, job, k);
+        let rw = rw.split(':').next().unwrap_or(rw);
+        let random = rw.starts_with("rand");
+        let mixed = matches!(rw, "rw" | "readwrite" | "randrw");
+        let num = |k: &str| opt(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let read_pct = if mixed {
+            num("rwmixread")
+                .or_else(|| num("rwmixwrite").map(|w| 100u64.saturating_sub(w)))
+                .unwrap_or(50)
+                .min(100) as u8
+        } else if rw.contains("write") || rw == "trim" || rw == "randtrim" {
+            0
+        } else {
+            100
+        };
+        // fio's runtime is seconds unless suffixed (its JSON leaves `time_based` out, so
+        // a runtime that bounded a size-based job is taken as its runtime too).
+        let runtime_s = opt("runtime").and_then(|v| {
+            let v = v.trim();
+            let (digits, mult) = match v.strip_suffix("ms") {
+                Some(d) => (d, 1e-3),
+                None => match v.strip_suffix('m') {
+                    Some(d) => (d, 60.0),
+                    None => (v.trim_end_matches('s'), 1.0),
+                },
+            };
+            digits.parse::<f64>().ok().map(|x| x * mult)
+        });
+        FioShape {
+            random,
+            mixed,
+            read_pct,
+            iodepth: num("iodepth").unwrap_or(1).clamp(1, u64::from(u32::MAX)) as u32,
+            numjobs: num("numjobs").unwrap_or(1).clamp(1, u64::from(u32::MAX)) as u32,
+            engine: opt("ioengine").unwrap_or("psync").to_string(),
+            runtime_s,
+        }
+    }
+
+    /// zvbench's kind for the `seqwr` or `seqrd` direction of this job: a mixed job's
+    /// two directions are both `randrw` (or `seq`… when sequential), one row each.
+    fn kind(&self, dir_kind: &'static str) -> &'static str {
+        match (self.random, self.mixed, dir_kind) {
+            (true, true, _) => "randrw",
+            (true, false, "seqwr") => "randwrite",
+            (true, false, _) => "randread",
+            (false, _, k) => k,
+        }
+    }
+}
+
 /// The rows of a fio JSON output: one per job and direction that moved data.
 pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> {
     check_size(input)?;
@@ -208,6 +272,7 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
                 _ => ("none", 0),
             }
         };
+        let shape = FioShape::of(&doc, job, rw);
         let synced = &job["sync"];
         let flushes = synced["total_ios"].as_u64().unwrap_or(0);
         // A sync percentile, when the job synced at all.
@@ -227,14 +292,14 @@ pub fn fio(input: &str, origin: &Origin) -> Result<Vec<ResultRow>, ImportError> 
                 .ok_or_else(|| fio_missing(format!("{dir}.runtime of job {name}")))?
                 / 1000.0;
             let clat = &d["clat_ns"];
-            let random = rw.starts_with("rand");
             let row = ResultRow {
                 workload: name.to_string(),
-                kind: if random {
-                    format!("rand{}", &kind[3..])
-                } else {
-                    kind.to_string()
-                },
+                kind: shape.kind(kind).to_string(),
+                rw_mix_read: Some(shape.read_pct),
+                iodepth: Some(shape.iodepth),
+                numjobs: Some(shape.numjobs),
+                engine: Some(shape.engine.clone()),
+                runtime_s: shape.runtime_s,
                 bs_bytes: bs,
                 size_bytes: bytes,
                 direct: opt("direct") == Some("1"),
@@ -312,8 +377,8 @@ pub fn sysbench(
     let kind = match mode {
         m if m.starts_with("sequential write") || m.starts_with("sequential rewrite") => "seqwr",
         m if m.starts_with("sequential read") => "seqrd",
-        m if m.starts_with("random write") => "randwr",
-        m if m.starts_with("random read") => "randrd",
+        m if m.starts_with("random write") => "randwrite",
+        m if m.starts_with("random read") => "randread",
         _ => "randrw",
     };
     let bs = after(input, "Block size")

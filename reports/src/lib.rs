@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod compare;
 pub mod diagnose;
+pub mod export;
 pub mod figures;
 pub mod history;
 pub mod html;
@@ -15,5 +16,6 @@ pub mod row;
 pub mod run_json;
 pub mod stats;
 pub mod summary;
+pub mod timeseries;
 
 pub use row::{read_results, read_rows, ResultRow};

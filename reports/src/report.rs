@@ -6,6 +6,7 @@ use crate::figures::figures;
 use crate::plot::{self, PlotError};
 use crate::row::ReadError;
 use crate::run_json::{self, RunJsonError};
+use crate::timeseries::{self, SeriesError};
 use crate::{html, read_results, summary};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ pub enum ReportError {
     /// `run.json` exists but cannot be read or is not a JSON object.
     #[error(transparent)]
     RunJson(#[from] RunJsonError),
+    /// `results.jsonl` exists but its time series cannot be read.
+    #[error(transparent)]
+    Series(#[from] SeriesError),
     /// A file could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -84,7 +88,9 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let run = run_json::read(dir)?.unwrap_or_default();
     let title = format!("zvbench run {}", run["run_id"].as_str().unwrap_or(""));
     let title = title.trim();
-    let findings = diagnose(&rows, &context(&run));
+    let series = timeseries::read(dir)?;
+    let mut findings = diagnose(&rows, &context(&run));
+    findings.extend(timeseries::diagnose(&series));
     let tables = summary::tables(&rows);
     // The power-cut table (if any pass was checked) goes before the diagnosis it backs.
     let summary = summary::render(title, &tables, &findings).replacen(
@@ -101,7 +107,10 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         source,
     })?;
     let mut inline = Vec::new();
-    for fig in figures(&rows) {
+    for fig in figures(&rows)
+        .into_iter()
+        .chain(timeseries::figures(&series))
+    {
         let svg = plot::svg(&fig)?;
         write_file(
             plots.join(format!("{}.svg", fig.stem)),

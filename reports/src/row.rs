@@ -22,7 +22,7 @@ pub struct ResultRow {
     pub cache: String,
     /// Workload name.
     pub workload: String,
-    /// seqwr | seqrd.
+    /// seqwr | seqrd | randwrite | randread | randrw.
     pub kind: String,
     /// Block size.
     pub bs_bytes: u64,
@@ -126,6 +126,22 @@ pub struct ResultRow {
     pub powercut_verdict: Option<String>,
     /// When not durable: the layer that dropped the flushes, from the flush trace.
     pub powercut_dropped_at: Option<String>,
+    /// Percent of requests that read: 100 read, 0 write, rwmixread for randrw (empty in
+    /// results of zvbench before random workloads).
+    #[serde(default)]
+    pub rw_mix_read: Option<u8>,
+    /// Requests in flight per job.
+    #[serde(default)]
+    pub iodepth: Option<u32>,
+    /// Jobs (threads) of the pass.
+    #[serde(default)]
+    pub numjobs: Option<u32>,
+    /// I/O engine: psync | io_uring | libaio (or the imported tool's).
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// The time a time-based pass was asked to run; empty for a size-based pass.
+    #[serde(default)]
+    pub runtime_s: Option<f64>,
 }
 
 impl ResultRow {
@@ -158,6 +174,11 @@ impl ResultRow {
             cpu_sys_s: r.cpu_sys_s,
             verify_ok: r.verify_result.map(|v| v.ok),
             verify_checked: r.verify_result.map(|v| v.checked),
+            rw_mix_read: Some(r.rw_mix_read),
+            iodepth: Some(r.iodepth),
+            numjobs: Some(r.numjobs),
+            engine: Some(r.engine.clone()),
+            runtime_s: r.runtime_s,
             ..Default::default()
         }
     }
@@ -185,7 +206,7 @@ enum Nan {
 
 impl ResultRow {
     /// Every float column: name, value (`None`: empty cell), and what NaN means there.
-    fn floats(&self) -> [(&'static str, Option<f64>, Nan); 16] {
+    fn floats(&self) -> [(&'static str, Option<f64>, Nan); 17] {
         use Nan::{NotMeasured, Refused};
         [
             ("seconds", Some(self.seconds), Refused),
@@ -204,6 +225,7 @@ impl ResultRow {
             ("hv_flush_ms", self.hv_flush_ms, Refused),
             ("cpu_user_s", Some(self.cpu_user_s), Refused),
             ("cpu_sys_s", Some(self.cpu_sys_s), Refused),
+            ("runtime_s", self.runtime_s, Refused),
         ]
     }
 
@@ -440,11 +462,14 @@ mod tests {
         w.serialize(ResultRow {
             target: "t".into(),
             lat_p90_us: Some(1.0),
+            iodepth: Some(32),
+            engine: Some("io_uring".into()),
             ..Default::default()
         })
         .unwrap();
         w.flush().unwrap();
         drop(w);
+        assert_eq!(read_results(&p).unwrap()[0].iodepth, Some(32));
         let text = std::fs::read_to_string(&p).unwrap();
         let drop_cols = [
             "lat_p90_us",
@@ -452,6 +477,11 @@ mod tests {
             "flush_p90_us",
             "flush_p999_us",
             "flush_max_us",
+            "rw_mix_read",
+            "iodepth",
+            "numjobs",
+            "engine",
+            "runtime_s",
         ];
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         let keep: Vec<usize> = (0..header.len())
@@ -467,6 +497,7 @@ mod tests {
         std::fs::write(&p, old).unwrap();
         let rows = read_results(&p).unwrap();
         assert_eq!((rows[0].target.as_str(), rows[0].lat_p90_us), ("t", None));
+        assert_eq!((rows[0].iodepth, rows[0].engine.as_deref()), (None, None));
     }
 
     /// A results.csv of one good row with `column` set to the text `value`.

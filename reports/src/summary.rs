@@ -59,8 +59,26 @@ pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
         } else {
             String::new()
         };
+        // Queue depth, jobs, mix and time: only where they differ from a plain pass.
+        let mut shape = String::new();
+        if f.kind == "randrw" {
+            if let Some(m) = f.rw_mix_read {
+                shape.push_str(&format!(", {m}% reads"));
+            }
+        }
+        if let (Some(qd), Some(engine)) = (f.iodepth, f.engine.as_deref()) {
+            if qd > 1 || f.numjobs.is_some_and(|n| n > 1) {
+                shape.push_str(&format!(", iodepth={qd} ({engine})"));
+            }
+        }
+        if let Some(n) = f.numjobs.filter(|&n| n > 1) {
+            shape.push_str(&format!(", numjobs={n}"));
+        }
+        if let Some(t) = f.runtime_s {
+            shape.push_str(&format!(", runtime={t} s"));
+        }
         let heading = format!(
-            "{w} — {} bs {} B, {} B, direct={}, sync={}{every}",
+            "{w} — {} bs {} B, {} B, direct={}, sync={}{every}{shape}",
             f.kind, f.bs_bytes, f.size_bytes, f.direct, f.sync
         );
         let host_mib = Spread::of(
@@ -420,5 +438,27 @@ mod tests {
 - `software-emulation` guests ran under TCG software emulation: compare guests with each other and flush counts anywhere, but not guest throughput with a KVM host. Evidence: accel=tcg for vdi
 ";
         assert_eq!(md, want);
+    }
+
+    #[test]
+    fn headings_name_depth_jobs_mix_and_time_only_when_set() {
+        let mut rows = rows();
+        for r in &mut rows {
+            (r.kind, r.rw_mix_read, r.iodepth, r.numjobs) =
+                ("randrw".into(), Some(70), Some(16), Some(2));
+            (r.engine, r.runtime_s) = (Some("io_uring".into()), Some(10.0));
+        }
+        let md = render("t", &tables(&rows), &[]);
+        assert!(
+            md.contains(
+                "sync=fsync every 1, 70% reads, iodepth=16 (io_uring), numjobs=2, runtime=10 s\n"
+            ),
+            "{md}"
+        );
+        for r in &mut rows {
+            (r.kind, r.iodepth, r.numjobs, r.runtime_s) = ("seqwr".into(), Some(1), Some(1), None);
+        }
+        let md = render("t", &tables(&rows), &[]);
+        assert!(md.contains("sync=fsync every 1\n"), "{md}");
     }
 }

@@ -111,3 +111,43 @@ fn sysbench_fileio_text() {
     );
     sb("seqwr", &["cleanup"]);
 }
+
+#[test]
+fn fio_random_mixed_at_depth_with_jobs_maps_onto_the_same_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.dat");
+    let json = run(Command::new("fio")
+        .arg("--output-format=json")
+        .args([
+            "--name=mix",
+            "--rw=randrw",
+            "--rwmixread=70",
+            "--bs=4k",
+            "--size=4M",
+            "--ioengine=io_uring",
+            "--iodepth=8",
+            "--numjobs=2",
+            "--runtime=1",
+            "--time_based",
+        ])
+        .arg(format!("--filename={}", file.display()))
+        .args(["--name=rr", "--rw=randread", "--bs=4k", "--size=4M"])
+        .arg(format!("--filename={}", file.display())));
+    let rows = fio(&json, &origin()).unwrap();
+    // Two clones of "mix", each a write and a read row, then "rr".
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    for m in &rows[..4] {
+        assert_eq!(m.kind, "randrw");
+        assert_eq!(m.rw_mix_read, Some(70));
+        assert_eq!((m.iodepth, m.numjobs), (Some(8), Some(2)));
+        assert_eq!(m.engine.as_deref(), Some("io_uring"));
+        assert_eq!(m.runtime_s, Some(1.0));
+    }
+    let r = &rows[4];
+    assert_eq!((r.kind.as_str(), r.rw_mix_read), ("randread", Some(100)));
+    assert_eq!(
+        (r.iodepth, r.numjobs, r.runtime_s),
+        (Some(1), Some(1), None)
+    );
+    assert_eq!(r.engine.as_deref(), Some("psync"));
+}

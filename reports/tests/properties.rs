@@ -90,6 +90,13 @@ prop_compose! {
         repetition in any::<u32>(),
         powercut in proptest::collection::vec(proptest::option::of(any::<u64>()), 8),
         powercut_text in proptest::collection::vec(proptest::option::of("[a-z ]{1,12}"), 2),
+        shape in (
+            proptest::option::of(0u8..=100),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of("[a-z_]{1,12}"),
+            proptest::option::of(measured()),
+        ),
     ) -> ResultRow {
         ResultRow {
             target: names[0].clone(),
@@ -146,6 +153,11 @@ prop_compose! {
             powercut_log_flushes: powercut[7],
             powercut_verdict: powercut_text[0].clone(),
             powercut_dropped_at: powercut_text[1].clone(),
+            rw_mix_read: shape.0,
+            iodepth: shape.1,
+            numjobs: shape.2,
+            engine: shape.3,
+            runtime_s: shape.4,
         }
     }
 }

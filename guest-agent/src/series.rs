@@ -1,0 +1,251 @@
+//! Performance over time: per-interval bytes, requests, flushes and 99th percentile
+//! latency (fio's `log_avg_msec`), where a median hides ZFS transaction-group stalls and
+//! write-back bursts.
+//!
+//! Each job keeps its own intervals; they are merged by interval number when the pass
+//! ends. An interval's latency histogram is small (eight buckets per power of two, about
+//! ±4.5 % on the 99th percentile) so that keeping one per interval and job stays cheap;
+//! the pass's exact percentiles come from its HdrHistogram.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Most intervals a pass keeps (a day at 1 s); later ones are left out of the series
+/// (never out of the pass's totals), so a record stays bounded.
+pub const MAX_POINTS: usize = 86_400;
+
+const SUB: u32 = 8;
+const BUCKETS: usize = 64 * SUB as usize;
+
+/// A coarse log-scale latency histogram in nanoseconds.
+#[derive(Clone)]
+struct SmallHist([u32; BUCKETS]);
+
+impl SmallHist {
+    fn bucket(ns: u64) -> usize {
+        let ns = ns.max(1);
+        let oct = 63 - ns.leading_zeros();
+        let frac = if oct >= 3 {
+            (ns >> (oct - 3)) & 7
+        } else {
+            (ns << (3 - oct)) & 7
+        };
+        (oct * SUB) as usize + frac as usize
+    }
+
+    /// The middle of a bucket's range, ns.
+    fn value(b: usize) -> f64 {
+        let oct = (b as u32 / SUB) as i32;
+        let frac = (b as u32 % SUB) as f64;
+        2f64.powi(oct) * (1.0 + (frac + 0.5) / f64::from(SUB))
+    }
+
+    fn quantile_ns(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.0.iter().map(|&c| u64::from(c)).sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (b, &c) in self.0.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= want {
+                return Some(Self::value(b));
+            }
+        }
+        None
+    }
+}
+
+/// One interval's totals, kept by a job.
+#[derive(Clone)]
+struct Slot {
+    index: u64,
+    read_bytes: u64,
+    write_bytes: u64,
+    ops: u64,
+    flushes: u64,
+    hist: SmallHist,
+}
+
+impl Slot {
+    fn new(index: u64) -> Slot {
+        Slot {
+            index,
+            read_bytes: 0,
+            write_bytes: 0,
+            ops: 0,
+            flushes: 0,
+            hist: SmallHist([0; BUCKETS]),
+        }
+    }
+}
+
+/// A job's intervals as it runs. Recording touches only the current interval; moving to
+/// the next one pushes it onto a vector reserved for the expected count.
+pub struct SeriesRecorder {
+    interval_ns: u64,
+    cur: Slot,
+    done: Vec<Slot>,
+}
+
+impl SeriesRecorder {
+    /// Intervals of `interval` (non-zero), with room reserved for `expected` of them.
+    pub fn new(interval: Duration, expected: usize) -> SeriesRecorder {
+        SeriesRecorder {
+            interval_ns: (interval.as_nanos() as u64).max(1),
+            cur: Slot::new(0),
+            done: Vec::with_capacity(expected.clamp(1, 1 << 16)),
+        }
+    }
+
+    #[inline]
+    fn at(&mut self, since_start: Duration) -> &mut Slot {
+        let index = since_start.as_nanos() as u64 / self.interval_ns;
+        if index != self.cur.index {
+            let next = Slot::new(index);
+            let old = std::mem::replace(&mut self.cur, next);
+            if (old.ops > 0 || old.flushes > 0) && (old.index as usize) < MAX_POINTS {
+                self.done.push(old);
+            }
+        }
+        &mut self.cur
+    }
+
+    /// Counts one completed request at `since_start`.
+    #[inline]
+    pub fn io(&mut self, since_start: Duration, bytes: u64, read: bool, lat_ns: u64) {
+        let s = self.at(since_start);
+        if read {
+            s.read_bytes += bytes;
+        } else {
+            s.write_bytes += bytes;
+        }
+        s.ops += 1;
+        s.hist.0[SmallHist::bucket(lat_ns)] += 1;
+    }
+
+    /// Counts one flush completed at `since_start`.
+    #[inline]
+    pub fn flush(&mut self, since_start: Duration) {
+        self.at(since_start).flushes += 1;
+    }
+
+    fn finish(mut self) -> Vec<Slot> {
+        if (self.cur.ops > 0 || self.cur.flushes > 0) && (self.cur.index as usize) < MAX_POINTS {
+            self.done.push(self.cur);
+        }
+        self.done
+    }
+}
+
+/// One point of a pass's time series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    /// End of the interval, seconds since the measured start.
+    pub t_s: f64,
+    /// Throughput in the interval, MiB/s (reads and writes).
+    pub mib_per_s: f64,
+    /// Requests per second in the interval.
+    pub iops: f64,
+    /// 99th percentile latency of the requests completed in the interval, µs (±4.5 %);
+    /// absent when none completed.
+    pub lat_p99_us: Option<f64>,
+    /// Flush calls completed in the interval.
+    pub flushes: u64,
+}
+
+/// A pass's time series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Length of one interval, milliseconds.
+    pub interval_ms: u64,
+    /// One point per interval, in order; intervals with no completion show zero.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// Merges the jobs' recorders into the pass's series; `seconds` is the measured length
+/// (the last interval is scaled by the part of it the pass covered).
+pub fn merge(jobs: Vec<SeriesRecorder>, seconds: f64) -> Series {
+    let interval_ns = jobs.first().map_or(1_000_000_000, |j| j.interval_ns);
+    let mut slots: Vec<Slot> = Vec::new();
+    for j in jobs {
+        for s in j.finish() {
+            let i = s.index as usize;
+            if slots.len() <= i {
+                let from = slots.len() as u64;
+                slots.extend((from..=s.index).map(Slot::new));
+            }
+            let d = &mut slots[i];
+            d.read_bytes += s.read_bytes;
+            d.write_bytes += s.write_bytes;
+            d.ops += s.ops;
+            d.flushes += s.flushes;
+            for (a, b) in d.hist.0.iter_mut().zip(s.hist.0.iter()) {
+                *a += b;
+            }
+        }
+    }
+    let len_s = interval_ns as f64 / 1e9;
+    let points = slots
+        .iter()
+        .map(|s| {
+            let start = s.index as f64 * len_s;
+            let end = (start + len_s).min(seconds.max(start + 1e-9));
+            let span = end - start;
+            SeriesPoint {
+                t_s: end,
+                mib_per_s: (s.read_bytes + s.write_bytes) as f64 / (1u64 << 20) as f64 / span,
+                iops: s.ops as f64 / span,
+                lat_p99_us: s.hist.quantile_ns(0.99).map(|ns| ns / 1000.0),
+                flushes: s.flushes,
+            }
+        })
+        .collect();
+    Series {
+        interval_ms: interval_ns / 1_000_000,
+        points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_close() {
+        let mut last = 0;
+        for ns in [1u64, 2, 7, 8, 9, 100, 1000, 12_345, 1 << 40] {
+            let b = SmallHist::bucket(ns);
+            assert!(b >= last);
+            last = b;
+            let v = SmallHist::value(b);
+            assert!((v - ns as f64).abs() / ns as f64 <= 0.07, "{ns} -> {v}");
+        }
+    }
+
+    #[test]
+    fn merges_jobs_by_interval() {
+        let ms = Duration::from_millis;
+        let mut a = SeriesRecorder::new(ms(100), 4);
+        let mut b = SeriesRecorder::new(ms(100), 4);
+        for i in 0..100u64 {
+            a.io(ms(10), 4096, true, 1000 + i);
+            b.io(ms(50), 4096, false, 1000);
+        }
+        a.flush(ms(250));
+        b.io(ms(260), 4096, false, 50_000);
+        let s = merge(vec![a, b], 0.3);
+        assert_eq!(s.interval_ms, 100);
+        assert_eq!(s.points.len(), 3);
+        let p0 = s.points[0];
+        assert!((p0.iops - 2000.0).abs() < 1e-6, "{p0:?}");
+        assert!((p0.mib_per_s - 200.0 * 4096.0 / 1048576.0 / 0.1).abs() < 1e-6);
+        assert!(p0.lat_p99_us.unwrap() < 1.2);
+        assert_eq!(s.points[1].iops, 0.0);
+        assert_eq!(s.points[1].lat_p99_us, None);
+        assert_eq!(s.points[2].flushes, 1);
+        assert!((s.points[2].lat_p99_us.unwrap() - 50.0).abs() < 3.0);
+        assert!((s.points[2].t_s - 0.3).abs() < 1e-9);
+    }
+}
