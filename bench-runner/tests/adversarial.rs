@@ -144,6 +144,25 @@ fn run_cmd(runtime: &Path, scenario: &Path, out: &Path, kernel: &Path, accel: &s
     c
 }
 
+/// Starts `zvbench run SCENARIO --out DIR/out` under TCG with the test kernel, output
+/// discarded.
+fn spawn_guest_run(runtime: &Path, scenario: &Path, dir: &Path) -> Child {
+    run_cmd(runtime, scenario, &dir.join("out"), &kernel().image, "tcg")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Opens `dev` with `O_EXCL`, as `mkfs` and `mount` do.
+fn open_excl(dev: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(dev)
+}
+
 /// Runs `c` to its end: exit code and stderr.
 fn code_and_stderr(c: &mut Command) -> (Option<i32>, String) {
     let out = c.output().unwrap();
@@ -745,17 +764,7 @@ fn a_signal_while_provisioning_tears_down() {
         )
         .replace("disk_size = \"64M\"", "disk_size = \"1G\"");
     let s = write(dir.path(), "s.toml", &text);
-    let mut c = run_cmd(
-        &runtime,
-        &s,
-        &dir.path().join("out"),
-        &kernel().image,
-        "tcg",
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut c = spawn_guest_run(&runtime, &s, dir.path());
     assert!(wait_for(Duration::from_secs(60), || {
         std::fs::read_dir(dir.path())
             .unwrap()
@@ -795,11 +804,7 @@ sync = "fsync"
 /// Starts a guest run and returns it once its QEMU runs, with QEMU's pid.
 fn start_guest(dir: &Path, runtime: &Path) -> (Child, i32) {
     let s = write(dir, "s.toml", LOOP_GUEST);
-    let mut child = run_cmd(runtime, &s, &dir.join("out"), &kernel().image, "tcg")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_guest_run(runtime, &s, dir);
     let mut qemu = Vec::new();
     let up = wait_for(Duration::from_secs(120), || {
         qemu = qemu_children(child.id());
@@ -818,7 +823,6 @@ fn start_guest(dir: &Path, runtime: &Path) -> (Child, i32) {
 /// guest then wrote over the new file system.
 #[test]
 fn a_blockdev_in_use_by_a_run_cannot_be_taken_exclusively() {
-    use std::os::unix::fs::OpenOptionsExt;
     if !can_boot_guests() || !require(&["losetup"]) {
         return;
     }
@@ -830,24 +834,11 @@ fn a_blockdev_in_use_by_a_run_cannot_be_taken_exclusively() {
         l.dev.display()
     );
     let s = write(dir.path(), "s.toml", &text);
-    let mut child = run_cmd(
-        &runtime,
-        &s,
-        &dir.path().join("out"),
-        &kernel().image,
-        "tcg",
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = spawn_guest_run(&runtime, &s, dir.path());
     let up = wait_for(Duration::from_secs(120), || {
         !qemu_children(child.id()).is_empty()
     });
-    let taken = std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_EXCL)
-        .open(&l.dev);
+    let taken = open_excl(&l.dev);
     let st = wait_exit(&mut child, Duration::from_secs(300));
     if st.is_none() {
         let _ = child.kill();
@@ -861,11 +852,7 @@ fn a_blockdev_in_use_by_a_run_cannot_be_taken_exclusively() {
         Some(0),
         "the run itself succeeds"
     );
-    std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_EXCL)
-        .open(&l.dev)
-        .expect("released at teardown");
+    open_excl(&l.dev).expect("released at teardown");
 }
 
 /// A signal while the guest boots: exit 143, QEMU gone, nothing left.
