@@ -293,6 +293,9 @@ pub fn connect(path: &Path, limit: Duration, guard: &mut QemuGuard) -> std::io::
     }
 }
 
+/// The longest wait for QMP's greeting or a reply.
+const QMP_REPLY_LIMIT: Duration = Duration::from_secs(120);
+
 /// A QMP connection (JSON lines over a UNIX socket). Lines are bounded to 4 MiB. Events
 /// that arrive between replies are kept, so none is lost to a command.
 pub struct Qmp {
@@ -381,7 +384,10 @@ impl BlockStats {
 impl Qmp {
     /// Reads the greeting and enters command mode.
     pub fn handshake(stream: UnixStream) -> anyhow::Result<Qmp> {
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        // QEMU greets once its main loop runs, after loading the kernel and initramfs: a
+        // TCG QEMU nested in a TCG VM (the ZFS lab) took over 10 s there. A QEMU that dies
+        // closes the socket, so a long limit never waits on a dead process.
+        stream.set_read_timeout(Some(QMP_REPLY_LIMIT))?;
         let mut q = Qmp {
             r: BufReader::new(stream.try_clone()?),
             w: stream,
