@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod compare;
 pub mod diagnose;
 pub mod figures;
+pub mod flushgate;
 pub mod history;
 pub mod html;
 pub mod import;
