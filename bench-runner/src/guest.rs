@@ -338,6 +338,7 @@ impl GuestRun<'_> {
             cache: self.cfg.cache,
             aio: self.cfg.aio,
             bus: self.cfg.bus,
+            throttle_bps: self.cfg.throttle_bps,
         }));
         args.extend(qemu::chardev_args(&console, &frames_sock, &qmp_sock));
         std::fs::write(

@@ -49,6 +49,8 @@ pub struct Disk {
     pub aio: Aio,
     /// Controller.
     pub bus: Bus,
+    /// `throttling.bps-total`, bytes per second.
+    pub throttle_bps: Option<u64>,
 }
 
 fn os(parts: &[&str]) -> Vec<OsString> {
@@ -112,6 +114,10 @@ pub fn drive_args(d: &Disk) -> Vec<OsString> {
         qemu_escape(&d.path),
         d.format
     );
+    let drive = match d.throttle_bps {
+        Some(bps) => format!("{drive},throttling.bps-total={bps}"),
+        None => drive,
+    };
     let mut v = vec!["-drive".into(), drive.into()];
     let devs: &[&str] = match d.bus {
         Bus::Virtio => &["-device", "virtio-blk-pci,drive=zvbdisk"],
@@ -533,6 +539,7 @@ mod tests {
             cache: CacheMode::None,
             aio: Aio::Threads,
             bus,
+            throttle_bps: None,
         };
         let head = "file=/dev/loop3,format=raw,if=none,id=zvbdisk,cache=none,aio=threads";
         for (bus, devices) in [
@@ -585,6 +592,7 @@ mod tests {
                 cache,
                 aio,
                 bus: Bus::Virtio,
+                throttle_bps: None,
             };
             let got = s(drive_args(&d));
             assert!(
@@ -592,6 +600,14 @@ mod tests {
                 "{got:?}"
             );
             assert!(got[1].ends_with(want), "{got:?}");
+            let throttled = s(drive_args(&Disk {
+                throttle_bps: Some(3 << 20),
+                ..d
+            }));
+            assert_eq!(
+                throttled[1],
+                format!("{},throttling.bps-total=3145728", got[1])
+            );
         }
     }
 

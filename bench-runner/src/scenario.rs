@@ -79,6 +79,10 @@ pub struct GuestKeys {
     pub aio: Option<Aio>,
     /// QEMU: boot the kernel directly (default) or from the guest ISO.
     pub boot: Option<Boot>,
+    /// QEMU: cap the disk at this many bytes per second, reads and writes together
+    /// (`throttling.bps-total`), to emulate a slower disk or inject a known slowdown
+    /// (scripts/bench-gate). Default: no cap.
+    pub throttle_bps: Option<ByteSize>,
     /// VirtualBox: the controller's host I/O cache (default off, VirtualBox's for SATA/NVMe).
     pub host_io_cache: Option<bool>,
     /// VirtualBox: `IgnoreFlush` extradata (applies with the host I/O cache on; its default
@@ -277,6 +281,8 @@ pub struct TargetDef {
     /// Override.
     pub boot: Option<Boot>,
     /// Override.
+    pub throttle_bps: Option<ByteSize>,
+    /// Override.
     pub host_io_cache: Option<bool>,
     /// Override.
     pub ignore_flush: Option<bool>,
@@ -328,6 +334,8 @@ pub struct GuestConfig {
     pub aio: Aio,
     /// QEMU boot method.
     pub boot: Boot,
+    /// QEMU throughput cap of the disk, bytes per second.
+    pub throttle_bps: Option<u64>,
     /// VirtualBox flush settings.
     pub vbox: VboxFlush,
 }
@@ -694,6 +702,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 cache: t.cache.or(g.cache).unwrap_or(CacheMode::None),
                 aio: t.aio.or(g.aio).unwrap_or(Aio::Threads),
                 boot: t.boot.or(g.boot).unwrap_or_default(),
+                throttle_bps: t.throttle_bps.or(g.throttle_bps).map(|b| b.bytes()),
                 vbox,
             };
             match hypervisor {
@@ -702,6 +711,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                         ("cache", t.cache.is_some() || g.cache.is_some()),
                         ("aio", t.aio.is_some() || g.aio.is_some()),
                         ("boot", t.boot.is_some() || g.boot.is_some()),
+                        ("throttle_bps", cfg.throttle_bps.is_some()),
                     ] {
                         if set {
                             return Err(at(format!("{key} is a QEMU setting; VirtualBox boots the guest ISO and takes host_io_cache, ignore_flush and ignore_flush_async")));
@@ -736,6 +746,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                         }
                     }
                 }
+            }
+            if cfg.throttle_bps.is_some_and(|b| b < 1 << 20) {
+                return Err(at(
+                    "throttle_bps must be at least 1M (bytes per second); leave it out for no cap"
+                        .into(),
+                ));
             }
             if cfg.aio == Aio::Native
                 && !matches!(cfg.cache, CacheMode::None | CacheMode::Directsync)
@@ -924,6 +940,26 @@ sync_every = 4
         assert!(!fill(text("4M", true, true)));
     }
 
+    /// `throttle_bps` (scripts/bench-gate's injected slowdown): at least 1M, reaches the plan.
+    #[test]
+    fn throttle_is_a_checked_qemu_setting() {
+        let e = err(&good().replace(
+            "cache = \"unsafe\"",
+            "cache = \"unsafe\"\nthrottle_bps = 1000",
+        ));
+        assert!(e.contains("throttle_bps must be at least 1M"), "{e}");
+        let p = parse(
+            "s.toml",
+            &good().replace(
+                "cache = \"unsafe\"",
+                "cache = \"unsafe\"\nthrottle_bps = \"20M\"",
+            ),
+        )
+        .unwrap();
+        let g = p.targets[1].guest.as_ref().unwrap();
+        assert_eq!(g.throttle_bps, Some(20 << 20));
+    }
+
     #[test]
     fn parses_and_resolves_overrides() {
         let p = parse("s.toml", &good()).unwrap();
@@ -1067,6 +1103,8 @@ size = "1M"
         assert!(e.contains("vdi or vmdk"), "{e}");
         let e = err(&VBOX.replace("hypervisor = \"virtualbox\"", "hypervisor = \"qemu\""));
         assert!(e.contains("host_io_cache is a VirtualBox setting"), "{e}");
+        let e = err(&VBOX.replace("host_io_cache = true", "throttle_bps = \"10M\""));
+        assert!(e.contains("throttle_bps is a QEMU setting"), "{e}");
         // VirtualBox's own 0|1 is written true|false here; the error points at the value.
         let e = err(&VBOX.replace("host_io_cache = true", "ignore_flush = 1"));
         assert!(

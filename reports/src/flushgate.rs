@@ -8,9 +8,11 @@
 //!   most its closing flush, so a layer below a QEMU hypervisor may see exactly one fewer
 //!   than before: reported as [`FlushVerdict::QemuSkip`], not a loss.
 //! - **Shared host counters.** A host device (and what is below it) also counts other
-//!   programs' flushes, which can only add. When `diagnose::shared_host_counter` finds such
-//!   a counter for a target in either run, its host-side layers are compared by their
-//!   smallest count over the passes (the least disturbed), and a loss still fails. In a
+//!   programs' flushes, which can only add. A target whose file lies on a host filesystem
+//!   (`storage` host or image: the device carries that filesystem's journal and everyone's
+//!   files) shares it always; any other target does when `diagnose::shared_host_counter`
+//!   finds it in either run. Such host-side layers are compared by their smallest count
+//!   over the passes (the least disturbed), and a loss still fails. In a
 //!   workload whose agent issued no flush such a counter holds only other programs'
 //!   flushes: nothing to gate.
 
@@ -107,7 +109,8 @@ pub fn gate(base: &[&ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
         let issued = stat(&counts(brows, LAYERS[0]), false).unwrap_or(0.0) > 0.0;
         let cur_trace = diagnose::trace(crows);
         for (i, &layer) in LAYERS.iter().enumerate() {
-            let is_shared = shared.contains(t) && host_side(layer);
+            let on_host_fs = matches!(crows[0].storage.as_str(), "host" | "image");
+            let is_shared = (on_host_fs || shared.contains(t)) && host_side(layer);
             let (Some(b), Some(c)) = (
                 stat(&counts(brows, layer), is_shared),
                 stat(&counts(crows, layer), is_shared),
