@@ -145,6 +145,20 @@ pub fn bootstrap_ci(base: &[f64], cur: &[f64]) -> (f64, f64) {
     )
 }
 
+/// How far the 95% bootstrap interval of the median of `v` reaches from the median, in
+/// percent of it (`repetitions = "auto"` stops below a bar); infinite for fewer than two
+/// values or a zero median.
+pub fn median_half_width_pct(v: &[f64]) -> f64 {
+    let Some(m) = Spread::of(v.iter().copied()).filter(|s| s.n >= 2 && s.median != 0.0) else {
+        return f64::INFINITY;
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut d: Vec<f64> = (0..2000).map(|_| resampled_median(v, &mut rng)).collect();
+    d.sort_by(f64::total_cmp);
+    let (lo, hi) = (d[d.len() * 25 / 1000], d[d.len() * 975 / 1000]);
+    (m.median - lo).max(hi - m.median) / m.median.abs() * 100.0
+}
+
 /// A matched (target, workload, metric) that could not be compared, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NotCompared {
@@ -618,6 +632,14 @@ mod tests {
             .into();
         let c = compare(&exact, &rows(&[97.0; 3], &[500.0; 3]), S).unwrap();
         assert_eq!(verdict(&c.changes, "mib_per_s"), Verdict::NoChange);
+    }
+
+    #[test]
+    fn half_width_of_the_median() {
+        assert!(median_half_width_pct(&[100.0, 100.5, 99.5, 100.2, 99.8]) < 1.0);
+        assert!(median_half_width_pct(&[100.0, 130.0, 70.0]) > 20.0);
+        assert_eq!(median_half_width_pct(&[100.0]), f64::INFINITY);
+        assert_eq!(median_half_width_pct(&[0.0, 0.0]), f64::INFINITY);
     }
 
     /// Issue 16: the flush gate fails the comparison even when throughput improved.
