@@ -354,10 +354,15 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             let plan = zvbench::scenario::load(&scenario)?;
             zvbench::run::checks(&plan, &allow_destroy)?;
             println!(
-                "{}: ok ({} targets, {} workloads, {} repetitions)",
+                "{}: ok ({} targets, {} workloads, {}{} repetitions)",
                 scenario.display(),
                 plan.targets.len(),
                 plan.workloads.len(),
+                if plan.auto.is_some() {
+                    "auto, at most "
+                } else {
+                    ""
+                },
                 plan.repetitions
             );
             Ok(0)

@@ -227,10 +227,7 @@ mod tests {
         // Never down to zero: the first flush after writes is never skipped.
         let base = vec![pass("raw", "qemu", [1, 1, 1, 1]); 3];
         let cur = vec![pass("raw", "qemu", [1, 1, 1, 0]); 3];
-        assert_eq!(
-            verdicts(&base, &cur),
-            [("host device", FlushVerdict::Lost)]
-        );
+        assert_eq!(verdicts(&base, &cur), [("host device", FlushVerdict::Lost)]);
         // Not under another hypervisor.
         let base = vec![pass("vdi", "virtualbox", [129, 129, 129, 129]); 3];
         let cur = vec![pass("vdi", "virtualbox", [129, 129, 129, 128]); 3];
