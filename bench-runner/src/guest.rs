@@ -462,6 +462,7 @@ impl GuestRun<'_> {
             cache: self.cfg.cache,
             aio: self.cfg.aio,
             bus: self.cfg.bus,
+            throttle_bps: self.cfg.throttle_bps,
         };
         let mut drive = qemu::drive_args(&disk);
         if let Some(log) = &self.powercut_log {

@@ -42,6 +42,15 @@ enum CompareFormat {
     StepSummary,
 }
 
+fn parse_boundary(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.5..=0.99999).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a boundary from 0.5 to 0.99999 (e.g. 0.999)"
+        )),
+    }
+}
+
 fn parse_pct(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .trim_end_matches('%')
@@ -92,15 +101,25 @@ enum Cmd {
         /// A directory written by `zvbench run`.
         dir: PathBuf,
     },
-    /// Compare two run directories; exit 1 on a significant regression, 2 on bad input.
+    /// Compare a history of baseline runs with the current run; exit 1 on a significant
+    /// regression or on flushes lost at any layer, 2 on bad input.
     Compare {
-        /// The baseline run directory.
-        base: PathBuf,
+        /// Baseline run directories or directories of them, oldest first (several runs: a
+        /// t-test over the runs; one: a conservative 25% threshold).
+        #[arg(required = true, num_args = 1..)]
+        base: Vec<PathBuf>,
         /// The current run directory.
+        #[arg(required = true)]
         cur: PathBuf,
-        /// Noise threshold in percent (`5` or `5%`).
+        /// Smallest change that counts, in percent (`5` or `5%`).
         #[arg(long, default_value = "5%", value_parser = parse_pct)]
         threshold: f64,
+        /// Use only the newest N baseline runs (the lookback window).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        lookback: u32,
+        /// One-sided boundary of the t-test, from 0.5 to 0.99999.
+        #[arg(long, default_value_t = zvbench_reports::compare::DEFAULT_BOUNDARY, value_parser = parse_boundary)]
+        boundary: f64,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
         format: CompareFormat,
@@ -395,10 +414,15 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             let plan = zvbench::scenario::load(&scenario)?;
             zvbench::run::checks(&plan, &allow_destroy)?;
             println!(
-                "{}: ok ({} targets, {} workloads, {} repetitions)",
+                "{}: ok ({} targets, {} workloads, {}{} repetitions)",
                 scenario.display(),
                 plan.targets.len(),
                 plan.workloads.len(),
+                if plan.auto.is_some() {
+                    "auto, at most "
+                } else {
+                    ""
+                },
                 plan.repetitions
             );
             Ok(0)
@@ -485,14 +509,28 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             base,
             cur,
             threshold,
+            lookback,
+            boundary,
             format,
         } => {
+            use zvbench_reports::compare;
             let read = |d: &Path| zvbench_reports::read_results(&d.join("results.csv"));
-            let c = zvbench_reports::compare::compare(&read(&base)?, &read(&cur)?, threshold)?;
+            let mut dirs = Vec::new();
+            for b in &base {
+                dirs.extend(zvbench_reports::history::run_dirs(b)?);
+            }
+            let dirs = &dirs[dirs.len().saturating_sub(lookback as usize)..];
+            let history = dirs
+                .iter()
+                .map(|d| read(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let settings = compare::Settings {
+                threshold_pct: threshold,
+                boundary,
+            };
+            let c = compare::compare(&history, &read(&cur)?, settings)?;
             match format {
-                CompareFormat::Md => {
-                    println!("{}", zvbench_reports::compare::markdown(&c, threshold))
-                }
+                CompareFormat::Md => println!("{}", compare::markdown(&c)),
                 CompareFormat::Json => println!("{}", serde_json::to_string_pretty(&c)?),
                 CompareFormat::GithubBigger | CompareFormat::GithubSmaller => {
                     use zvbench_reports::export::{github_action_benchmark, Direction};
@@ -511,11 +549,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                     print!("{}", zvbench_reports::export::step_summary(&c, threshold))
                 }
             }
-            let regressed = c
-                .changes
-                .iter()
-                .any(|c| c.verdict == zvbench_reports::compare::Verdict::Regressed);
-            Ok(i32::from(regressed))
+            Ok(i32::from(c.failed()))
         }
         Cmd::Import { tool } => import(tool),
         Cmd::Image {

@@ -49,6 +49,8 @@ pub struct Disk {
     pub aio: Aio,
     /// Controller.
     pub bus: Bus,
+    /// `throttling.bps-total`, bytes per second.
+    pub throttle_bps: Option<u64>,
 }
 
 fn os(parts: &[&str]) -> Vec<OsString> {
@@ -112,7 +114,7 @@ pub fn drive_args(d: &Disk) -> Vec<OsString> {
         qemu_escape(&d.path),
         d.format
     );
-    let mut v = vec!["-drive".into(), drive.into()];
+    let mut v = vec!["-drive".into(), throttled(drive, d).into()];
     let devs: &[&str] = match d.bus {
         Bus::Virtio => &["-device", "virtio-blk-pci,drive=zvbdisk"],
         Bus::Sata => &[
@@ -144,7 +146,7 @@ pub fn drive_args(d: &Disk) -> Vec<OsString> {
 /// no flush at all, `none`, `writeback`, `writethrough` and `directsync` log every guest
 /// flush (`bdrv_co_flush` skips a no-flush node's own flush, then flushes its children).
 pub fn logged_drive(d: &Disk, log: &Path) -> OsString {
-    format!(
+    let drive = format!(
         "driver={},if=none,id={DRIVE_ID},cache={},aio={},file.driver=blklogwrites,file.file.filename={},file.log.filename={},file.log-sector-size={}",
         d.format,
         key_name(d.cache),
@@ -152,8 +154,16 @@ pub fn logged_drive(d: &Disk, log: &Path) -> OsString {
         qemu_escape(&d.path),
         qemu_escape(log),
         crate::powercut::LOG_SECTOR
-    )
-    .into()
+    );
+    throttled(drive, d).into()
+}
+
+/// A `-drive` value with the disk's `throttling.bps-total`, if it has one.
+fn throttled(drive: String, d: &Disk) -> String {
+    match d.throttle_bps {
+        Some(bps) => format!("{drive},throttling.bps-total={bps}"),
+        None => drive,
+    }
 }
 
 /// ttyS0 to a console log file; ttyS1 the frame channel on a UNIX socket QEMU listens on
@@ -565,6 +575,7 @@ mod tests {
             cache: CacheMode::None,
             aio: Aio::Threads,
             bus,
+            throttle_bps: None,
         };
         let head = "file=/dev/loop3,format=raw,if=none,id=zvbdisk,cache=none,aio=threads";
         for (bus, devices) in [
@@ -617,6 +628,7 @@ mod tests {
                 cache,
                 aio,
                 bus: Bus::Virtio,
+                throttle_bps: None,
             };
             let got = s(drive_args(&d));
             assert!(
@@ -624,6 +636,14 @@ mod tests {
                 "{got:?}"
             );
             assert!(got[1].ends_with(want), "{got:?}");
+            let throttled = s(drive_args(&Disk {
+                throttle_bps: Some(3 << 20),
+                ..d
+            }));
+            assert_eq!(
+                throttled[1],
+                format!("{},throttling.bps-total=3145728", got[1])
+            );
         }
     }
 
@@ -635,6 +655,7 @@ mod tests {
             cache: CacheMode::Unsafe,
             aio: Aio::Threads,
             bus: Bus::Virtio,
+            throttle_bps: None,
         };
         assert_eq!(
             logged_drive(&d, Path::new("/r/a,b.log")),

@@ -6,7 +6,10 @@ use crate::kernel::GuestKernel;
 use crate::owner::RunLock;
 use crate::provenance;
 use crate::qemu::Accel;
-use crate::scenario::{key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan};
+use crate::scenario::{
+    key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan, AUTO_HALF_WIDTH_PCT,
+    AUTO_MIN_REPS,
+};
 use crate::storage::{check_blockdev, provision, Provisioned};
 use crate::vbox::{VboxDisk, VboxRun};
 use crate::zfs;
@@ -444,6 +447,7 @@ fn run_target(
         prov["storage"][&t.name]["repetitions_start"] =
             format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT).into();
     }
+    let started = Instant::now();
     for rep in 1..=plan.repetitions {
         if stop.is_set() {
             bail!("interrupted");
@@ -584,6 +588,30 @@ fn run_target(
             ),
         }
         progress.done += 1;
+        if let Some(auto) = plan.auto {
+            let widths = auto_widths(&sink.rows, &t.name);
+            let stopped =
+                if rep >= AUTO_MIN_REPS && widths.values().all(|w| *w <= AUTO_HALF_WIDTH_PCT) {
+                    Some("converged")
+                } else if started.elapsed().as_secs() >= auto.max_s {
+                    Some("max_auto_s")
+                } else if rep == plan.repetitions {
+                    Some("max_repetitions")
+                } else {
+                    None
+                };
+            if let Some(why) = stopped {
+                prov["repetitions"][&t.name] = serde_json::json!({
+                    "mode": "auto",
+                    "count": rep,
+                    "stopped": why,
+                    "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
+                    "half_width_pct": widths,
+                });
+                progress.done += (plan.repetitions - rep) as usize;
+                break;
+            }
+        }
     }
     Ok(())
 }
@@ -646,10 +674,49 @@ fn remove_powercut_files(files: Option<&(PathBuf, PathBuf)>, pc: Option<crate::p
     }
 }
 
+/// Per workload of `target`, how far the 95% interval of the median MiB/s reaches, percent
+/// (`repetitions = "auto"`); a width that is not finite is written as 1e9 (JSON has no inf).
+fn auto_widths(rows: &[ResultRow], target: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for r in rows.iter().filter(|r| r.target == target) {
+        by.entry(r.workload.clone()).or_default().push(r.mib_per_s);
+    }
+    by.into_iter()
+        .map(|(w, v)| {
+            let h = zvbench_reports::compare::median_half_width_pct(&v);
+            (w, if h.is_finite() { h } else { 1e9 })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use zvbench_agent::ByteSize;
+
+    #[test]
+    fn auto_widths_per_workload_of_the_target() {
+        let row = |t: &str, w: &str, mib| ResultRow {
+            target: t.into(),
+            workload: w.into(),
+            mib_per_s: mib,
+            ..Default::default()
+        };
+        let rows = [
+            row("a", "steady", 100.0),
+            row("a", "steady", 100.5),
+            row("a", "steady", 99.5),
+            row("a", "noisy", 50.0),
+            row("a", "noisy", 150.0),
+            row("a", "noisy", 100.0),
+            row("b", "steady", 1.0),
+        ];
+        let w = auto_widths(&rows, "a");
+        assert_eq!(w.len(), 2);
+        assert!(w["steady"] <= AUTO_HALF_WIDTH_PCT, "{w:?}");
+        assert!(w["noisy"] > AUTO_HALF_WIDTH_PCT, "{w:?}");
+        assert_eq!(auto_widths(&rows, "b")["steady"], 1e9);
+    }
 
     /// results.jsonl was truncated by File::create when only results.csv was checked.
     #[test]

@@ -31,9 +31,18 @@ pub struct ScenarioFile {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
-    /// Each (target, workload) pass is repeated this many times (default 3).
-    #[serde(default = "d_reps")]
-    pub repetitions: u32,
+    /// Each (target, workload) pass is repeated this many times (default 3), or "auto":
+    /// until the 95% interval of every workload's median MiB/s is within
+    /// ±[`AUTO_HALF_WIDTH_PCT`], at least [`AUTO_MIN_REPS`] and at most `max_repetitions`
+    /// times, and no more repetitions once `max_auto_s` have passed on the target.
+    #[serde(default)]
+    pub repetitions: Repetitions,
+    /// Most repetitions of "auto" (default 10).
+    #[serde(default = "d_max_reps")]
+    pub max_repetitions: u32,
+    /// Seconds after which "auto" starts no more repetitions of a target (default 1800).
+    #[serde(default = "d_max_auto_s")]
+    pub max_auto_s: u64,
     /// Size of every provisioned disk unless a target overrides it (default 1G).
     #[serde(default = "d_disk")]
     pub disk_size: ByteSize,
@@ -42,8 +51,42 @@ pub struct RunSection {
     pub guest_timeout_s: u64,
 }
 
-fn d_reps() -> u32 {
-    3
+/// `[run] repetitions`: a count or "auto" (any other word is refused by [`parse`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Repetitions {
+    /// A fixed count.
+    Count(u32),
+    /// "auto": repeat until the median is known to ±[`AUTO_HALF_WIDTH_PCT`].
+    Word(String),
+}
+
+impl Default for Repetitions {
+    fn default() -> Self {
+        Repetitions::Count(3)
+    }
+}
+
+/// "auto" stops when the 95% bootstrap interval of each workload's median MiB/s lies within
+/// ±3.5% of it: a tighter bar than the Phoronix Test Suite's (standard deviation under 3.5%
+/// of the mean), since an interval of the median is narrower than the spread only by √n.
+pub const AUTO_HALF_WIDTH_PCT: f64 = 3.5;
+
+/// "auto" runs at least this many repetitions (an interval from fewer means nothing).
+pub const AUTO_MIN_REPS: u32 = 3;
+
+/// Adaptive repetitions of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AutoReps {
+    /// No new repetition of a target after this many seconds on it.
+    pub max_s: u64,
+}
+
+fn d_max_reps() -> u32 {
+    10
+}
+fn d_max_auto_s() -> u64 {
+    1800
 }
 fn d_disk() -> ByteSize {
     ByteSize(1 << 30)
@@ -55,7 +98,9 @@ fn d_timeout() -> u64 {
 impl Default for RunSection {
     fn default() -> Self {
         RunSection {
-            repetitions: d_reps(),
+            repetitions: Repetitions::default(),
+            max_repetitions: d_max_reps(),
+            max_auto_s: d_max_auto_s(),
             disk_size: d_disk(),
             guest_timeout_s: d_timeout(),
         }
@@ -80,6 +125,10 @@ pub struct GuestKeys {
     pub aio: Option<Aio>,
     /// QEMU: boot the kernel directly (default) or from the guest ISO.
     pub boot: Option<Boot>,
+    /// QEMU: cap the disk at this many bytes per second, reads and writes together
+    /// (`throttling.bps-total`), to emulate a slower disk or inject a known slowdown
+    /// (scripts/bench-gate). Default: no cap.
+    pub throttle_bps: Option<ByteSize>,
     /// VirtualBox: the controller's host I/O cache (default off, VirtualBox's for SATA/NVMe).
     pub host_io_cache: Option<bool>,
     /// VirtualBox: `IgnoreFlush` extradata (applies with the host I/O cache on; its default
@@ -278,6 +327,8 @@ pub struct TargetDef {
     /// Override.
     pub boot: Option<Boot>,
     /// Override.
+    pub throttle_bps: Option<ByteSize>,
+    /// Override.
     pub host_io_cache: Option<bool>,
     /// Override.
     pub ignore_flush: Option<bool>,
@@ -349,6 +400,8 @@ pub struct GuestConfig {
     pub aio: Aio,
     /// QEMU boot method.
     pub boot: Boot,
+    /// QEMU throughput cap of the disk, bytes per second.
+    pub throttle_bps: Option<u64>,
     /// VirtualBox flush settings.
     pub vbox: VboxFlush,
 }
@@ -426,8 +479,10 @@ pub struct WorkloadPlan {
 pub struct Plan {
     /// The scenario as written.
     pub file: ScenarioFile,
-    /// Repetitions.
+    /// Repetitions (with "auto": the most).
     pub repetitions: u32,
+    /// "auto": repeat until the medians are known, within these limits.
+    pub auto: Option<AutoReps>,
     /// Guest timeout.
     pub guest_timeout_s: u64,
     /// Targets in order.
@@ -548,10 +603,36 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
         err_at(off, e.message().to_string())
     })?;
     let run = &file.run;
-    if !(1..=100).contains(&run.repetitions) {
+    let (repetitions, auto) = match &run.repetitions {
+        Repetitions::Count(n) => (*n, None),
+        Repetitions::Word(w) if w != "auto" => {
+            return Err(err_at(
+                key_offset(text, "repetitions"),
+                format!("[run] repetitions = {w:?}: write a count (1 to 100) or \"auto\""),
+            ))
+        }
+        Repetitions::Word(_) => (
+            run.max_repetitions,
+            Some(AutoReps {
+                max_s: run.max_auto_s,
+            }),
+        ),
+    };
+    if !(1..=100).contains(&repetitions) {
+        let key = if auto.is_some() {
+            "max_repetitions"
+        } else {
+            "repetitions"
+        };
         return Err(err_at(
-            key_offset(text, "repetitions"),
-            format!("[run] repetitions = {} must be 1 to 100", run.repetitions),
+            key_offset(text, key),
+            format!("[run] {key} = {repetitions} must be 1 to 100"),
+        ));
+    }
+    if auto.is_some() && (repetitions < AUTO_MIN_REPS || run.max_auto_s == 0) {
+        return Err(err_at(
+            key_offset(text, "max_repetitions"),
+            format!("[run] repetitions = \"auto\" needs max_repetitions of at least {AUTO_MIN_REPS} and max_auto_s above 0"),
         ));
     }
     if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&run.guest_timeout_s) {
@@ -754,6 +835,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 cache: t.cache.or(g.cache).unwrap_or(CacheMode::None),
                 aio: t.aio.or(g.aio).unwrap_or(Aio::Threads),
                 boot: t.boot.or(g.boot).unwrap_or_default(),
+                throttle_bps: t.throttle_bps.or(g.throttle_bps).map(|b| b.bytes()),
                 vbox,
             };
             match hypervisor {
@@ -762,6 +844,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                         ("cache", t.cache.is_some() || g.cache.is_some()),
                         ("aio", t.aio.is_some() || g.aio.is_some()),
                         ("boot", t.boot.is_some() || g.boot.is_some()),
+                        ("throttle_bps", cfg.throttle_bps.is_some()),
                     ] {
                         if set {
                             return Err(at(format!("{key} is a QEMU setting; VirtualBox boots the guest ISO and takes host_io_cache, ignore_flush and ignore_flush_async")));
@@ -797,6 +880,12 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                     }
                 }
             }
+            if cfg.throttle_bps.is_some_and(|b| b < 1 << 20) {
+                return Err(at(
+                    "throttle_bps must be at least 1M (bytes per second); leave it out for no cap"
+                        .into(),
+                ));
+            }
             if cfg.aio == Aio::Native
                 && !matches!(cfg.cache, CacheMode::None | CacheMode::Directsync)
             {
@@ -825,7 +914,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
         });
     }
     Ok(Plan {
-        repetitions: run.repetitions,
+        repetitions,
+        auto,
         guest_timeout_s: run.guest_timeout_s,
         file,
         targets,
@@ -1025,6 +1115,48 @@ sync_every = 4
         assert!(!fill(text("4M", true, true)));
     }
 
+    /// `throttle_bps` (scripts/bench-gate's injected slowdown): at least 1M, reaches the plan.
+    #[test]
+    fn throttle_is_a_checked_qemu_setting() {
+        let e = err(&good().replace(
+            "cache = \"unsafe\"",
+            "cache = \"unsafe\"\nthrottle_bps = 1000",
+        ));
+        assert!(e.contains("throttle_bps must be at least 1M"), "{e}");
+        let p = parse(
+            "s.toml",
+            &good().replace(
+                "cache = \"unsafe\"",
+                "cache = \"unsafe\"\nthrottle_bps = \"20M\"",
+            ),
+        )
+        .unwrap();
+        let g = p.targets[1].guest.as_ref().unwrap();
+        assert_eq!(g.throttle_bps, Some(20 << 20));
+    }
+
+    #[test]
+    fn auto_repetitions_have_limits() {
+        let p = parse("s.toml", &good()).unwrap();
+        assert_eq!((p.repetitions, p.auto), (2, None));
+        let auto = good().replace("repetitions = 2", "repetitions = \"auto\"");
+        let p = parse("s.toml", &auto).unwrap();
+        assert_eq!(
+            (p.repetitions, p.auto),
+            (10, Some(AutoReps { max_s: 1800 }))
+        );
+        let p = parse(
+            "s.toml",
+            &auto.replace("[run]", "[run]\nmax_repetitions = 5\nmax_auto_s = 60"),
+        )
+        .unwrap();
+        assert_eq!((p.repetitions, p.auto), (5, Some(AutoReps { max_s: 60 })));
+        let e = err(&auto.replace("[run]", "[run]\nmax_repetitions = 2"));
+        assert!(e.contains("needs max_repetitions of at least 3"), "{e}");
+        let e = err(&good().replace("repetitions = 2", "repetitions = \"many\""));
+        assert!(e.contains("write a count (1 to 100) or \"auto\""), "{e}");
+    }
+
     #[test]
     fn parses_and_resolves_overrides() {
         let p = parse("s.toml", &good()).unwrap();
@@ -1168,6 +1300,8 @@ size = "1M"
         assert!(e.contains("vdi or vmdk"), "{e}");
         let e = err(&VBOX.replace("hypervisor = \"virtualbox\"", "hypervisor = \"qemu\""));
         assert!(e.contains("host_io_cache is a VirtualBox setting"), "{e}");
+        let e = err(&VBOX.replace("host_io_cache = true", "throttle_bps = \"10M\""));
+        assert!(e.contains("throttle_bps is a QEMU setting"), "{e}");
         // VirtualBox's own 0|1 is written true|false here; the error points at the value.
         let e = err(&VBOX.replace("host_io_cache = true", "ignore_flush = 1"));
         assert!(

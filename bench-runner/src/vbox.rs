@@ -896,6 +896,7 @@ mod tests {
             cache: CacheMode::None,
             aio: Aio::Threads,
             boot: Default::default(),
+            throttle_bps: None,
             vbox: VboxFlush {
                 host_io_cache,
                 ..Default::default()

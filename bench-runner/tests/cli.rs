@@ -574,3 +574,69 @@ fn import_refuses_impossible_numbers_and_names() {
     );
     assert!(!out.exists());
 }
+
+/// Issue 16: a directory of baseline runs is a history; the output names the method and
+/// how many runs it rests on; lost flushes exit 1 naming the layer although throughput
+/// improved; `--lookback` keeps the newest runs.
+#[test]
+fn compare_against_a_history_gates_flush_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let pass = |mib: f64, host: u64| ResultRow {
+        hypervisor: "qemu".into(),
+        agent_flushes: 129,
+        guest_dev_flushes: Some(129),
+        hv_flushes: Some(129),
+        host_dev_flushes: Some(host),
+        ..row("raw", "fsync", mib)
+    };
+    for (i, mib) in [100.0, 103.0, 98.0, 101.0].into_iter().enumerate() {
+        run_dir(
+            &history,
+            &format!("run{i}"),
+            &[pass(mib, 128), pass(mib * 1.01, 128), pass(mib * 0.99, 128)],
+            "2026-11-01T00:00:00Z",
+        );
+    }
+    let h = history.to_str().unwrap();
+    let same = run_dir(
+        dir.path(),
+        "same",
+        &vec![pass(100.0, 128); 3],
+        "2026-11-02T00:00:00Z",
+    );
+    let o = zvbench(&["compare", h, &same]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{md}{}", stderr(&o));
+    assert!(md.contains("t-test over 4 baseline runs"), "{md}");
+    let o = zvbench(&["compare", h, &same, "--lookback", "1"]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("1 baseline run: between-run noise unknown"),
+        "{md}"
+    );
+    let unsafe_cache = run_dir(
+        dir.path(),
+        "unsafe",
+        &vec![pass(300.0, 0); 3],
+        "2026-11-02T00:00:00Z",
+    );
+    let o = zvbench(&["compare", h, &unsafe_cache]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{md}");
+    assert!(
+        md.contains("raw / fsync: **flushes lost at host device**: 128.0 → 0.0 per pass"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| raw | fsync | mib_per_s |") && md.contains("improved"),
+        "{md}"
+    );
+    let o = zvbench(&[
+        "compare",
+        dir.path().join("nowhere").to_str().unwrap(),
+        &same,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot list"), "{}", stderr(&o));
+}

@@ -454,3 +454,43 @@ fn randrw_at_depth_with_two_jobs_keeps_the_flush_trace_on_every_bus() {
         "a time series per pass: {series:?}"
     );
 }
+
+/// Issue 16 item 3: `repetitions = "auto"` on a real host target stops by its rule (every
+/// workload's median known to ±3.5%, or the most repetitions) and says so in run.json.
+#[test]
+fn auto_repetitions_stop_by_the_rule_and_are_recorded() {
+    if !require(&["root"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let out = dir.path().join("out");
+    let text = r#"
+[run]
+repetitions = "auto"
+max_repetitions = 4
+
+[[target]]
+name = "host"
+storage = "host"
+dir = "@DIR@"
+
+[[workload]]
+name = "w"
+kind = "seqwr"
+bs = "64K"
+size = "2M"
+"#;
+    let rows = run_text(dir.path(), &out, text).unwrap();
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let rec = &run["repetitions"]["host"];
+    let count = rec["count"].as_u64().unwrap();
+    let width = rec["half_width_pct"]["w"].as_f64().unwrap();
+    assert_eq!(rows.len() as u64, count, "{rec}");
+    match rec["stopped"].as_str().unwrap() {
+        "converged" => assert!((3..=4).contains(&count) && width <= 3.5, "{rec}"),
+        "max_repetitions" => assert!(count == 4 && width > 3.5, "{rec}"),
+        other => panic!("stopped: {other}: {rec}"),
+    }
+    assert_nothing_left(dir.path());
+}

@@ -100,7 +100,7 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
     let _ = writeln!(
         md,
         "{} {reg} regressed, {imp} improved, {} within ±{threshold_pct}% noise (a change counts when its whole 95% interval is beyond it).\n",
-        if reg > 0 { ":x:" } else { ":white_check_mark:" },
+        if c.failed() { ":x:" } else { ":white_check_mark:" },
         c.changes.len() - reg - imp
     );
     let table = |md: &mut String, rows: &mut dyn Iterator<Item = &crate::compare::Change>| {
@@ -129,6 +129,26 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
                 .iter()
                 .filter(|ch| ch.verdict == Verdict::Regressed),
         );
+        md.push('\n');
+    }
+    let lost: Vec<_> = c
+        .flushes
+        .iter()
+        .filter(|f| f.verdict == crate::flushgate::FlushVerdict::Lost)
+        .collect();
+    if !lost.is_empty() {
+        md.push_str(":x: **Flushes lost** (a regression whatever the throughput did)\n\n| target | workload | layer | base | current |\n|---|---|---|---:|---:|\n");
+        for f in lost {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                f.target.replace('|', "\\|"),
+                f.workload.replace('|', "\\|"),
+                f.layer,
+                fixed(f.base, 0),
+                fixed(f.cur, 0)
+            );
+        }
         md.push('\n');
     }
     md.push_str("<details><summary>Every compared metric</summary>\n\n");
@@ -165,11 +185,16 @@ mod tests {
             .collect()
     }
 
+    const SETTINGS: crate::compare::Settings = crate::compare::Settings {
+        threshold_pct: 5.0,
+        boundary: 0.999,
+    };
+
     fn comparison() -> Comparison {
         compare(
-            &rows(&[100.0, 101.0, 99.0], 50.0),
+            &[rows(&[100.0, 101.0, 99.0], 50.0)],
             &rows(&[60.0, 61.0, 59.0], 50.0),
-            5.0,
+            SETTINGS,
         )
         .unwrap()
     }
@@ -213,9 +238,9 @@ mod tests {
         assert!(md.contains("### Regressions"));
         assert!(md.contains("<details>"));
         let same = compare(
+            &[rows(&[100.0, 101.0, 99.0], 50.0)],
             &rows(&[100.0, 101.0, 99.0], 50.0),
-            &rows(&[100.0, 101.0, 99.0], 50.0),
-            5.0,
+            SETTINGS,
         )
         .unwrap();
         let md = step_summary(&same, 5.0);

@@ -28,6 +28,18 @@ pub enum HistoryError {
         /// What is wrong.
         problem: String,
     },
+    /// A directory of runs cannot be listed.
+    #[error("cannot list {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a run directory nor a directory of them.
+    #[error("{0} holds no results.csv, and no subdirectory of it does: give a run directory (written by `zvbench run` or `zvbench import`) or a directory of them")]
+    NoRuns(PathBuf),
     /// The metric is not one of [`METRICS`].
     #[error("unknown metric {0:?}: use one of {names}", names = metric_names())]
     Metric(String),
@@ -97,6 +109,29 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<Run>, HistoryError> {
         .collect::<Result<Vec<_>, _>>()?;
     runs.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
     Ok(runs)
+}
+
+/// The run directories `path` stands for: itself when it holds `results.csv`, else its
+/// subdirectories that do, by name (`zvbench run`'s default names sort by time).
+pub fn run_dirs(path: &Path) -> Result<Vec<PathBuf>, HistoryError> {
+    if path.join("results.csv").exists() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let io = |source| HistoryError::Dir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("results.csv").is_file())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(HistoryError::NoRuns(path.to_path_buf()));
+    }
+    Ok(dirs)
 }
 
 /// A metric's values per (target, workload) across runs.
@@ -228,6 +263,26 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_directory_of_runs_is_its_runs_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["b", "a", "empty"] {
+            std::fs::create_dir(d.path().join(name)).unwrap();
+        }
+        for name in ["b", "a"] {
+            std::fs::write(d.path().join(name).join("results.csv"), "x").unwrap();
+        }
+        assert_eq!(
+            run_dirs(d.path()).unwrap(),
+            [d.path().join("a"), d.path().join("b")]
+        );
+        assert_eq!(run_dirs(&d.path().join("a")).unwrap(), [d.path().join("a")]);
+        let e = run_dirs(&d.path().join("empty")).unwrap_err().to_string();
+        assert!(e.contains("holds no results.csv"), "{e}");
+        let e = run_dirs(&d.path().join("missing")).unwrap_err().to_string();
+        assert!(e.contains("cannot list"), "{e}");
     }
 
     #[test]

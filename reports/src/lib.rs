@@ -7,6 +7,7 @@ pub mod compare;
 pub mod diagnose;
 pub mod export;
 pub mod figures;
+pub mod flushgate;
 pub mod history;
 pub mod html;
 pub mod import;

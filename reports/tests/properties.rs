@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 use std::sync::mpsc;
 use std::time::Duration;
-use zvbench_reports::compare::compare;
+use zvbench_reports::compare::{compare, Settings};
 use zvbench_reports::history::{self, Run};
 use zvbench_reports::import::{self, ImportError, Origin};
 use zvbench_reports::plot::{self, Bar, Chart, Figure, Series};
@@ -295,10 +295,13 @@ proptest! {
     /// Two runs of rows with any values: a comparison with finite numbers only, and at
     /// least one of them, or an error.
     #[test]
-    fn compare_any_values(base in proptest::collection::vec(wild_row(), 0..6), cur in proptest::collection::vec(wild_row(), 0..6), threshold in 0.0..100.0f64) {
-        match compare(&base, &cur, threshold) {
+    fn compare_any_values(history in proptest::collection::vec(proptest::collection::vec(wild_row(), 0..6), 1..4), cur in proptest::collection::vec(wild_row(), 0..6), threshold in 0.0..100.0f64, boundary in 0.5..0.9999f64) {
+        match compare(&history, &cur, Settings { threshold_pct: threshold, boundary }) {
             Ok(c) => {
-                prop_assert!(!c.changes.is_empty());
+                prop_assert!(!c.changes.is_empty() || c.flushes.iter().any(|f| f.base > 0.0 || f.cur > 0.0));
+                for f in &c.flushes {
+                    prop_assert!(f.base.is_finite() && f.cur.is_finite());
+                }
                 for ch in &c.changes {
                     prop_assert!(ch.base.is_finite() && ch.cur.is_finite() && ch.change_pct.is_finite());
                     prop_assert!(ch.ci_pct.0.is_finite() && ch.ci_pct.1.is_finite());
