@@ -119,18 +119,16 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
     let kernel = crate::kernel::debian_kernel(cache)?;
     let build = openzfs::ensure(cache, &release_of(&kernel)?, o.branch, stop)?;
     let exe = std::env::current_exe().context("find the zvbench binary")?;
-    for (what, p) in [
-        ("the zvbench binary", &exe),
-        ("the OpenZFS cache", &build.userland),
-    ] {
-        if let Some(d) = hidden_in_guest(p) {
-            bail!(
-                "{what} ({}) is under {d}, which the lab VM covers with an empty tmpfs; \
-                 move it (for the cache: set XDG_CACHE_HOME elsewhere)",
-                p.display()
-            );
-        }
+    if let Some(d) = hidden_in_guest(&build.userland) {
+        bail!(
+            "the OpenZFS cache ({}) is under {d}, which the lab VM covers with an empty tmpfs; \
+             set XDG_CACHE_HOME elsewhere",
+            build.userland.display()
+        );
     }
+    // A checkout under /tmp (a CI clone, say): its top directory is shown read-only at its
+    // own path, so the binary, the agent and the scripts beside it stay visible.
+    let tree = visible_tree(&exe)?;
     let work = tempfile::Builder::new()
         .prefix("zvbench-lab-")
         .tempdir_in(&o.tmp)
@@ -179,7 +177,7 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
     let initrd = work.path().join("initrd.gz");
     std::fs::write(
         &initrd,
-        vm::initramfs(&busybox, &modules, &exe, o.share.as_deref())?,
+        vm::initramfs(&busybox, &modules, &exe, tree.as_deref(), o.share.as_deref())?,
     )?;
     let console = work.path().join("console.log");
     let mut args = base_args();
@@ -190,7 +188,7 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
         "-serial".into(),
         format!("file:{}", crate::qemu::qemu_escape(&console)).into(),
     ]);
-    args.extend(vm::shares_args(&ctl, o.share.as_deref()));
+    args.extend(vm::shares_args(&ctl, tree.as_deref(), o.share.as_deref()));
     args.extend(vm::disk_args(&disks));
     let start = Instant::now();
     let mut qemu = QemuGuard::spawn(&args, &work.path().join("qemu.log"))
@@ -236,6 +234,31 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
 /// The directory of the guest's own tmpfs that hides `p` on the host root, if any.
 pub fn hidden_in_guest(p: &Path) -> Option<&'static str> {
     vm::TMPFS.into_iter().find(|d| p.starts_with(d))
+}
+
+/// For a binary under a directory the guest covers with tmpfs (`/tmp/ci/target/debug/x`):
+/// the first directory below that one (`/tmp/ci`), which the lab shows read-only; `None`
+/// when the binary is visible anyway. `/run` is refused: the lab's own mounts live there.
+pub fn visible_tree(exe: &Path) -> Result<Option<PathBuf>> {
+    let Some(d) = hidden_in_guest(exe) else {
+        return Ok(None);
+    };
+    let rest = exe.strip_prefix(d).unwrap_or(exe);
+    let first = rest.components().next().filter(|_| d != "/run");
+    match first {
+        Some(c) if rest.components().count() > 1 => {
+            let t = Path::new(d).join(c);
+            if t.to_string_lossy().contains(['\n', '\0']) {
+                bail!("{} has a newline in its name", t.display());
+            }
+            Ok(Some(t))
+        }
+        _ => bail!(
+            "the zvbench binary ({}) is directly under {d}, which the lab VM covers with an \
+             empty tmpfs; move it into a directory",
+            exe.display()
+        ),
+    }
 }
 
 /// The guest's exit file: `N` or `signal N` (as a shell reports it, 128 + N).
@@ -319,6 +342,16 @@ mod tests {
         assert_eq!(hidden_in_guest(Path::new("/run/x")), Some("/run"));
         assert_eq!(hidden_in_guest(Path::new("/tmpx/a")), None);
         assert_eq!(hidden_in_guest(Path::new("/root/.cache/zvbench")), None);
+    }
+
+    #[test]
+    fn a_checkout_under_tmp_is_shown_by_its_top_directory() {
+        let t = |p: &str| visible_tree(Path::new(p)).map_err(|e| e.to_string());
+        assert_eq!(t("/tmp/ci/target/debug/zvbench"), Ok(Some("/tmp/ci".into())));
+        assert_eq!(t("/var/tmp/w/zvbench"), Ok(Some("/var/tmp/w".into())));
+        assert_eq!(t("/work/main/target/debug/zvbench"), Ok(None));
+        assert!(t("/tmp/zvbench").unwrap_err().contains("directly under /tmp"));
+        assert!(t("/run/x/zvbench").is_err(), "the lab's own mounts live in /run");
     }
 
     #[test]

@@ -17,10 +17,13 @@ pub const TMPFS: [&str; 3] = ["/tmp", "/var/tmp", "/run"];
 const TAG_ROOT: &str = "hostroot";
 const TAG_CTL: &str = "labctl";
 const TAG_SHARE: &str = "labshare";
+const TAG_TREE: &str = "labtree";
 
 /// The busybox script that is the initramfs's `/init`. Module files are `/m/NNN.ko` (load
 /// order) with optional `/m/NNN.params`; `/lab/exe` names the zvbench binary on the host's
-/// root, `/lab/share` the result share's path (empty for none).
+/// root, `/lab/tree` a host directory under a tmpfs-covered one to show read-only at its
+/// own path (the checkout holding that binary; empty for none), `/lab/share` the result
+/// share's path (empty for none).
 pub const INIT: &str = r#"#!/bin/busybox sh
 B=/bin/busybox
 fail() { $B echo "zvbench-lab init: $*" > /dev/console; $B poweroff -f; }
@@ -41,6 +44,11 @@ $B mkdir -p $R/dev/pts $R/dev/shm $R/run/zvbench-lab
 $B mount -t devpts devpts $R/dev/pts
 $B mount -t tmpfs tmpfs $R/dev/shm
 $B mount -t 9p -o "$opts,cache=none" labctl $R/run/zvbench-lab || fail "cannot mount the control share"
+tree=$($B cat /lab/tree)
+if [ -n "$tree" ]; then
+  $B mkdir -p "$R$tree"
+  $B mount -t 9p -o "$opts,ro,cache=loose" labtree "$R$tree" || fail "cannot mount $tree"
+fi
 share=$($B cat /lab/share)
 if [ -n "$share" ]; then
   $B mkdir -p "$R$share"
@@ -58,6 +66,7 @@ pub fn initramfs(
     busybox: &[u8],
     modules: &[(Vec<u8>, String)],
     exe: &Path,
+    tree: Option<&Path>,
     share: Option<&Path>,
 ) -> Result<Vec<u8>> {
     if elf_is_static(busybox) != Some(true) {
@@ -67,6 +76,11 @@ pub fn initramfs(
     c.file("bin/busybox", 0o755, busybox)
         .file("init", 0o755, INIT.as_bytes())
         .file("lab/exe", 0o644, exe.as_os_str().as_encoded_bytes())
+        .file(
+            "lab/tree",
+            0o644,
+            tree.map_or(&[][..], |t| t.as_os_str().as_encoded_bytes()),
+        )
         .file(
             "lab/share",
             0o644,
@@ -99,10 +113,14 @@ fn share_args(id: &str, path: &Path, readonly: bool) -> Vec<OsString> {
     ]
 }
 
-/// The three shares: the host's root read-only, the control directory, the result share.
-pub fn shares_args(ctl: &Path, share: Option<&Path>) -> Vec<OsString> {
+/// The shares: the host's root read-only, the control directory, the tree holding the
+/// zvbench binary when the guest's tmpfs would hide it (read-only), the result share.
+pub fn shares_args(ctl: &Path, tree: Option<&Path>, share: Option<&Path>) -> Vec<OsString> {
     let mut v = share_args(TAG_ROOT, Path::new("/"), true);
     v.extend(share_args(TAG_CTL, ctl, false));
+    if let Some(t) = tree {
+        v.extend(share_args(TAG_TREE, t, true));
+    }
     if let Some(s) = share {
         v.extend(share_args(TAG_SHARE, s, false));
     }
@@ -230,6 +248,7 @@ mod tests {
     fn root_is_read_only_and_shares_are_not() {
         let got = s(shares_args(
             Path::new("/w/ctl"),
+            Some(Path::new("/tmp/ci")),
             Some(Path::new("/srv/out")),
         ));
         assert_eq!(
@@ -243,9 +262,13 @@ mod tests {
         );
         assert_eq!(
             got[9],
+            "local,id=labtree,path=/tmp/ci,security_model=none,multidevs=remap,readonly=on"
+        );
+        assert_eq!(
+            got[13],
             "local,id=labshare,path=/srv/out,security_model=none,multidevs=remap"
         );
-        assert_eq!(s(shares_args(Path::new("/w/ctl"), None)).len(), 8);
+        assert_eq!(s(shares_args(Path::new("/w/ctl"), None, None)).len(), 8);
     }
 
     #[test]
@@ -265,7 +288,7 @@ mod tests {
 
     #[test]
     fn init_mounts_the_tags_the_arguments_export() {
-        for tag in [TAG_ROOT, TAG_CTL, TAG_SHARE] {
+        for tag in [TAG_ROOT, TAG_CTL, TAG_TREE, TAG_SHARE] {
             assert!(INIT.contains(&format!(" {tag} ")), "{tag}");
         }
         assert!(INIT.contains(CTL_MOUNT));
@@ -276,7 +299,7 @@ mod tests {
     #[test]
     fn initramfs_needs_a_static_busybox() {
         let sh = std::fs::read("/bin/sh").unwrap();
-        let e = initramfs(&sh, &[], Path::new("/x/zvbench"), None).unwrap_err();
+        let e = initramfs(&sh, &[], Path::new("/x/zvbench"), None, None).unwrap_err();
         assert!(e.to_string().contains("busybox-static"), "{e}");
     }
 }
