@@ -1,6 +1,7 @@
 //! Which figures a run gets, made from its rows: per workload, throughput with spread,
-//! I/O latency percentiles and flush latency percentiles (log scale), and the flush trace
-//! from the agent down to the ZIL.
+//! I/O latency percentiles and flush latency percentiles (log scale), the flush trace
+//! from the agent down to the pool's vdevs, and, after `--powercut`, the share of
+//! acknowledged blocks lost at the worst cut.
 
 use crate::diagnose::{trace, LAYERS};
 use crate::plot::{stem, Bar, Chart, Figure, Series};
@@ -131,8 +132,40 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
                 },
             });
         }
+        if let Some(f) = powercut_figure(w, &per_target) {
+            out.push(f);
+        }
     }
     out
+}
+
+/// Per target, the percent of acknowledged blocks lost at the worst cut of each checked
+/// pass, median and min–max over repetitions; `None` when no pass was checked.
+fn powercut_figure(w: &str, per_target: &[(&str, Vec<&ResultRow>)]) -> Option<Figure> {
+    let bars: Vec<Bar> = per_target
+        .iter()
+        .filter_map(|(t, rows)| {
+            let pct = rows.iter().filter_map(|r| {
+                let acked = r.powercut_acked_blocks.filter(|&a| a > 0)?;
+                Some(100.0 * r.powercut_lost_blocks? as f64 / acked as f64)
+            });
+            Spread::of(pct).map(|s| Bar {
+                label: t.to_string(),
+                median: s.median,
+                min: s.min,
+                max: s.max,
+            })
+        })
+        .collect();
+    (!bars.is_empty()).then(|| Figure {
+        stem: stem(&["powercut", w]),
+        title: format!("{w}: acknowledged blocks lost at a power cut (worst cut)"),
+        y_label: "% of acknowledged blocks".into(),
+        chart: Chart::Bars {
+            bars,
+            reference: None,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -208,5 +241,31 @@ mod tests {
         assert_eq!(categories, &["agent", "hypervisor", "host device"]);
         assert_eq!(series[0].values, [Some(9.0), None, Some(9.0)]);
         assert_eq!(series[1].values, [Some(9.0), Some(9.0), Some(9.0)]);
+        assert!(!stems.iter().any(|s| s.starts_with("powercut")), "no cut, no figure");
+    }
+
+    #[test]
+    fn power_cut_losses_are_a_share_of_the_acknowledged_blocks() {
+        let cut = |t: &str, lost: u64| ResultRow {
+            powercut_cuts: Some(21),
+            powercut_acked_blocks: Some(128),
+            powercut_lost_blocks: Some(lost),
+            ..row(t, "loop", "fs", 10.0, 129)
+        };
+        let rows = vec![cut("none", 0), cut("unsafe", 128), cut("unsafe", 64)];
+        let f = figures(&rows);
+        let pc = f.iter().find(|f| f.stem == "powercut-fs").expect("a figure");
+        let Chart::Bars { bars, .. } = &pc.chart else {
+            panic!("{:?}", pc.chart)
+        };
+        let got: Vec<_> = bars
+            .iter()
+            .map(|b| (b.label.as_str(), b.median, b.min, b.max))
+            .collect();
+        assert_eq!(got, [("none", 0.0, 0.0, 0.0), ("unsafe", 75.0, 50.0, 100.0)]);
+        // Every target durable: all bars at zero still draw.
+        let durable = figures(&[cut("none", 0), cut("writeback", 0)]);
+        let pc = durable.iter().find(|f| f.stem == "powercut-fs").unwrap();
+        assert!(crate::plot::svg(pc).unwrap().contains("<text"));
     }
 }
