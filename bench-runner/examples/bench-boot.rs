@@ -115,9 +115,11 @@ fn main() -> Result<()> {
         },
         ..pvh.clone()
     };
+    // The guest disk is opened O_DIRECT (cache=none): /var/tmp unless TMPDIR names another
+    // directory on a file system with O_DIRECT (in the ZFS lab: the pool's, not a tmpfs).
     let dir = tempfile::Builder::new()
         .prefix("zvbench-bench-boot-")
-        .tempdir_in("/var/tmp")?;
+        .tempdir_in(std::env::var_os("TMPDIR").unwrap_or_else(|| "/var/tmp".into()))?;
     let disk = dir.path().join("disk.raw");
     std::fs::File::create(&disk)?.set_len(16 << 20)?;
     eprintln!(
