@@ -454,7 +454,7 @@ fn pct(v: f64) -> String {
 }
 
 /// The flush gate: every layer whose count changed, then how many did not.
-fn flush_section(f: &[FlushChange]) -> String {
+pub(crate) fn flush_section(f: &[FlushChange]) -> String {
     let mut md = String::from("## Flush counts per layer\n\n");
     let same = f.iter().filter(|c| c.verdict == FlushVerdict::Same).count();
     for c in f {

@@ -131,24 +131,13 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
         );
         md.push('\n');
     }
-    let lost: Vec<_> = c
+    // Lost flushes fail the gate whatever the throughput did: the same section as `--format md`.
+    if c
         .flushes
         .iter()
-        .filter(|f| f.verdict == crate::flushgate::FlushVerdict::Lost)
-        .collect();
-    if !lost.is_empty() {
-        md.push_str(":x: **Flushes lost** (a regression whatever the throughput did)\n\n| target | workload | layer | base | current |\n|---|---|---|---:|---:|\n");
-        for f in lost {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                f.target.replace('|', "\\|"),
-                f.workload.replace('|', "\\|"),
-                f.layer,
-                fixed(f.base, 0),
-                fixed(f.cur, 0)
-            );
-        }
+        .any(|f| f.verdict != crate::flushgate::FlushVerdict::Same)
+    {
+        md.push_str(&crate::compare::flush_section(&c.flushes));
         md.push('\n');
     }
     md.push_str("<details><summary>Every compared metric</summary>\n\n");
