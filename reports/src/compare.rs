@@ -341,7 +341,6 @@ pub fn compare(
     settings: Settings,
 ) -> Result<Comparison, NothingComparable> {
     let base: Vec<ResultRow> = history.iter().flatten().cloned().collect();
-    let base_refs: Vec<&ResultRow> = base.iter().collect();
     let (base_keys, cur_keys) = (keys(&base), keys(cur));
     let only = |a: &[(String, String)], b: &[(String, String)]| -> Vec<(String, String)> {
         a.iter().filter(|k| !b.contains(k)).cloned().collect()
@@ -351,7 +350,7 @@ pub fn compare(
         only_in_base: only(&base_keys, &cur_keys),
         only_in_current: only(&cur_keys, &base_keys),
         not_compared: Vec::new(),
-        flushes: flushgate::gate(&base_refs, cur),
+        flushes: flushgate::gate(&base, cur),
         baseline_runs: history.len(),
         settings,
     };

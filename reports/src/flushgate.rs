@@ -71,14 +71,6 @@ fn host_side(layer: &str) -> bool {
     matches!((at(layer), at("hypervisor")), (Some(i), Some(h)) if i > h)
 }
 
-/// Targets whose host counters count flushes of passes that issued none, in `rows`.
-fn shared_targets(rows: &[ResultRow]) -> BTreeSet<String> {
-    diagnose::shared_host_counter(&diagnose::groups(rows))
-        .into_iter()
-        .map(|f| f.target)
-        .collect()
-}
-
 /// The count of `layer` in each pass that has it.
 fn counts(rows: &[&ResultRow], layer: &str) -> Vec<f64> {
     rows.iter()
@@ -98,14 +90,15 @@ fn stat(v: &[f64], shared: bool) -> Option<f64> {
 
 /// Gates the flush counts of every (target, workload) of `cur` that is in `base` (all
 /// baseline runs' rows together: counts do not drift between runs).
-pub fn gate(base: &[&ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
-    let base_owned: Vec<ResultRow> = base.iter().map(|r| (*r).clone()).collect();
-    let shared: BTreeSet<String> = shared_targets(&base_owned)
-        .into_iter()
-        .chain(shared_targets(cur))
-        .collect();
-    let bg = diagnose::groups(&base_owned);
+pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
+    let bg = diagnose::groups(base);
     let cg = diagnose::groups(cur);
+    // Targets whose host counters count flushes of passes that issued none.
+    let shared: BTreeSet<String> = diagnose::shared_host_counter(&bg)
+        .into_iter()
+        .chain(diagnose::shared_host_counter(&cg))
+        .map(|f| f.target)
+        .collect();
     let mut out = Vec::new();
     for ((t, w), crows) in &cg {
         let Some(brows) = bg.get(&(t.clone(), w.clone())) else {
@@ -115,8 +108,8 @@ pub fn gate(base: &[&ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
         // On a shared counter, passes that issued no flush count only other programs'.
         let issued = stat(&counts(brows, LAYERS[0]), false).unwrap_or(0.0) > 0.0;
         let cur_trace = diagnose::trace(crows);
+        let on_host_fs = matches!(crows[0].storage.as_str(), "host" | "image");
         for (i, &layer) in LAYERS.iter().enumerate() {
-            let on_host_fs = matches!(crows[0].storage.as_str(), "host" | "image");
             let is_shared = (on_host_fs || shared.contains(t)) && host_side(layer);
             let (Some(b), Some(c)) = (
                 stat(&counts(brows, layer), is_shared),
@@ -133,7 +126,6 @@ pub fn gate(base: &[&ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
             let noise = if is_shared {
                 let quiet: Vec<&ResultRow> = base
                     .iter()
-                    .copied()
                     .chain(cur)
                     .filter(|r| &r.target == t && r.agent_flushes == 0)
                     .collect();
@@ -190,8 +182,7 @@ mod tests {
     }
 
     fn verdicts(base: &[ResultRow], cur: &[ResultRow]) -> Vec<(&'static str, FlushVerdict)> {
-        let b: Vec<&ResultRow> = base.iter().collect();
-        gate(&b, cur)
+        gate(base, cur)
             .into_iter()
             .filter(|c| c.verdict != FlushVerdict::Same)
             .map(|c| (c.layer, c.verdict))
@@ -276,7 +267,7 @@ mod tests {
         // ...and noise in the baseline does not make the current run lose flushes.
         let cur = vec![host(129), host(129), host(129), quiet(0)];
         assert!(verdicts(&base, &cur).is_empty());
-        let g = gate(&base.iter().collect::<Vec<_>>(), &cur);
+        let g = gate(&base, &cur);
         assert!(g.iter().any(|c| c.layer == "host device" && c.shared));
         // A difference within what quiet passes saw is noise...
         let noisy = vec![host(0), host(140), host(129), quiet(5)];
