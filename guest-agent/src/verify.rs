@@ -14,7 +14,8 @@ pub const HEADER_LEN: usize = 40;
 const CRC_OFF: usize = 32;
 
 /// SplitMix64: a small, fast, well-mixed generator for patterns.
-fn splitmix(state: &mut u64) -> u64 {
+#[inline]
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(GOLDEN);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(MUL1);
