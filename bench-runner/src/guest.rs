@@ -359,7 +359,7 @@ impl<'a> Session<'a> {
                         Phase::End => {
                             self.lower = delta(self.start_snap.take().unwrap_or_default(), snap);
                             self.trace.end_log = self.log_len();
-                            self.trace.end_ms = self.started.elapsed().as_millis() as u64;
+                            self.trace.end_ms = self.elapsed_ms();
                         }
                     }
                     ack()?;
@@ -379,7 +379,7 @@ impl<'a> Session<'a> {
                 Scanned::Frame(Frame::Synced { blocks, .. }) => {
                     if self.powercut_log.is_some() {
                         self.trace.acks.push(crate::powercut::Ack {
-                            ms: self.started.elapsed().as_millis() as u64,
+                            ms: self.elapsed_ms(),
                             blocks,
                             log_len: self.log_len(),
                         });

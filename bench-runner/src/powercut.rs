@@ -190,12 +190,18 @@ impl<'a> Replay<'a> {
     /// the caller to overlay, with `extra` unflushed writes it chose (reordered cases), so
     /// the image itself never holds a write a later cut might not. Cuts must not decrease.
     pub fn cut(&mut self, cut: u64, img: &mut dyn Image) -> io::Result<Vec<usize>> {
-        let upto = self.entries[..].iter().take_while(|e| e.end <= cut).count();
-        let durable = self.entries[..upto]
+        // Entries are in log order and cuts do not decrease: everything before `applied`
+        // is inside this cut already, so each cut only looks at what is new.
+        let from = self.applied;
+        let upto = from
+            + self.entries[from..]
+                .iter()
+                .take_while(|e| e.end <= cut)
+                .count();
+        let durable = self.entries[from..upto]
             .iter()
             .rposition(|e| e.op == Op::Flush)
-            .map_or(0, |i| i + 1)
-            .max(self.applied);
+            .map_or(from, |i| from + i + 1);
         for e in &self.entries[self.applied..durable] {
             if let Op::Write { offset, data, .. } = &e.op {
                 img.write_at(*offset, &self.data(data)?)?;
