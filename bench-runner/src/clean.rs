@@ -66,6 +66,7 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
         .map(|r| r.run_id.clone())
         .collect();
     let mut out = Vec::new();
+    let mut qemus = qemu_processes();
     let mut dead_ids = HashSet::new();
     for run in runs.into_iter().filter(|r| !r.alive()) {
         let in_scope = !scope.only_dirs
@@ -77,7 +78,7 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
         if in_scope {
             dead_ids.insert(run.run_id.clone());
             // QEMU first: it holds the loop devices and files.
-            stop_qemu(|id| id == run.run_id, &mut out);
+            stop_qemu(&mut qemus, |id| id == run.run_id, &mut out);
             clean_run(run, &mut out);
         }
     }
@@ -88,7 +89,7 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
     if scope.only_dirs {
         return out;
     }
-    stop_qemu(|id| !is_live(id), &mut out);
+    stop_qemu(&mut qemus, |id| !is_live(id), &mut out);
     if let Ok(list) = zfs::list_tagged_argv("volume,filesystem").stdout() {
         for (name, tag) in zfs::parse_tagged(&list) {
             if is_live(&tag) {
@@ -208,33 +209,41 @@ fn qemu_of_run(pid: i32) -> Option<(String, i32)> {
     Some((id.to_string(), ppid))
 }
 
-/// Stops zvbench's QEMU processes whose run `wanted` selects, unless the run's own process
-/// is still their parent (a live run of another runtime directory).
-fn stop_qemu(wanted: impl Fn(&str) -> bool, out: &mut Vec<Outcome>) {
+/// zvbench's QEMU processes: pid, the run id in their `-name`, parent pid. Read once per
+/// `clean` from `/proc`.
+fn qemu_processes() -> Vec<(i32, String, i32)> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
+        return Vec::new();
     };
-    for pid in rd
-        .flatten()
+    rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Some((id, ppid)) = qemu_of_run(pid) else {
-            continue;
-        };
-        if !wanted(&id) {
-            continue;
+        .filter_map(|pid| qemu_of_run(pid).map(|(id, ppid)| (pid, id, ppid)))
+        .collect()
+}
+
+/// Stops the QEMU processes in `procs` whose run `wanted` selects, unless the run's own
+/// process is still their parent (a live run of another runtime directory); those stopped
+/// are dropped from `procs`.
+fn stop_qemu(
+    procs: &mut Vec<(i32, String, i32)>,
+    wanted: impl Fn(&str) -> bool,
+    out: &mut Vec<Outcome>,
+) {
+    procs.retain(|(pid, id, ppid)| {
+        if !wanted(id) {
+            return true;
         }
-        if owner::run_pid(&id) == Some(ppid) {
+        if owner::run_pid(id) == Some(*ppid) {
             out.push(Outcome::InUse(format!(
                 "QEMU pid {pid}: run {id} is running"
             )));
-            continue;
+            return true;
         }
-        out.push(outcome(
-            format!("stopped QEMU pid {pid} of run {id}"),
-            kill(pid, &id),
-        ));
-    }
+        let r = kill(*pid, id);
+        let stopped = r.is_ok();
+        out.push(outcome(format!("stopped QEMU pid {pid} of run {id}"), r));
+        !stopped
+    });
 }
 
 /// SIGKILL through a pidfd after checking, on the pinned process, that it is still the
