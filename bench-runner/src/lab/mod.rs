@@ -177,7 +177,13 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
     let initrd = work.path().join("initrd.gz");
     std::fs::write(
         &initrd,
-        vm::initramfs(&busybox, &modules, &exe, tree.as_deref(), o.share.as_deref())?,
+        vm::initramfs(
+            &busybox,
+            &modules,
+            &exe,
+            tree.as_deref(),
+            o.share.as_deref(),
+        )?,
     )?;
     let console = work.path().join("console.log");
     let mut args = base_args();
@@ -347,11 +353,19 @@ mod tests {
     #[test]
     fn a_checkout_under_tmp_is_shown_by_its_top_directory() {
         let t = |p: &str| visible_tree(Path::new(p)).map_err(|e| e.to_string());
-        assert_eq!(t("/tmp/ci/target/debug/zvbench"), Ok(Some("/tmp/ci".into())));
+        assert_eq!(
+            t("/tmp/ci/target/debug/zvbench"),
+            Ok(Some("/tmp/ci".into()))
+        );
         assert_eq!(t("/var/tmp/w/zvbench"), Ok(Some("/var/tmp/w".into())));
         assert_eq!(t("/work/main/target/debug/zvbench"), Ok(None));
-        assert!(t("/tmp/zvbench").unwrap_err().contains("directly under /tmp"));
-        assert!(t("/run/x/zvbench").is_err(), "the lab's own mounts live in /run");
+        assert!(t("/tmp/zvbench")
+            .unwrap_err()
+            .contains("directly under /tmp"));
+        assert!(
+            t("/run/x/zvbench").is_err(),
+            "the lab's own mounts live in /run"
+        );
     }
 
     #[test]
