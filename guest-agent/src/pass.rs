@@ -528,8 +528,8 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     let stop = AtomicBool::new(false);
     // The acknowledged prefix, when the observer wants it and what is durable is a prefix.
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
-    let acks = (obs.wants_synced() && spec.workload == Workload::Seqwr && jobs_n == 1)
-        .then_some(Acks {
+    let acks =
+        (obs.wants_synced() && spec.workload == Workload::Seqwr && jobs_n == 1).then_some(Acks {
             tx: ack_tx,
             // With more than one write in flight, completions are not in block order: a
             // completed write proves no prefix, so only the drained flushes count there.

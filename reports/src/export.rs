@@ -132,8 +132,7 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
         md.push('\n');
     }
     // Lost flushes fail the gate whatever the throughput did: the same section as `--format md`.
-    if c
-        .flushes
+    if c.flushes
         .iter()
         .any(|f| f.verdict != crate::flushgate::FlushVerdict::Same)
     {

@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(categories, &["agent", "hypervisor", "host device"]);
         assert_eq!(series[0].values, [Some(9.0), None, Some(9.0)]);
         assert_eq!(series[1].values, [Some(9.0), Some(9.0), Some(9.0)]);
-        assert!(!stems.iter().any(|s| s.starts_with("powercut")), "no cut, no figure");
+        assert!(
+            !stems.iter().any(|s| s.starts_with("powercut")),
+            "no cut, no figure"
+        );
     }
 
     #[test]
@@ -254,7 +257,10 @@ mod tests {
         };
         let rows = vec![cut("none", 0), cut("unsafe", 128), cut("unsafe", 64)];
         let f = figures(&rows);
-        let pc = f.iter().find(|f| f.stem == "powercut-fs").expect("a figure");
+        let pc = f
+            .iter()
+            .find(|f| f.stem == "powercut-fs")
+            .expect("a figure");
         let Chart::Bars { bars, .. } = &pc.chart else {
             panic!("{:?}", pc.chart)
         };
@@ -262,7 +268,10 @@ mod tests {
             .iter()
             .map(|b| (b.label.as_str(), b.median, b.min, b.max))
             .collect();
-        assert_eq!(got, [("none", 0.0, 0.0, 0.0), ("unsafe", 75.0, 50.0, 100.0)]);
+        assert_eq!(
+            got,
+            [("none", 0.0, 0.0, 0.0), ("unsafe", 75.0, 50.0, 100.0)]
+        );
         // Every target durable: all bars at zero still draw.
         let durable = figures(&[cut("none", 0), cut("writeback", 0)]);
         let pc = durable.iter().find(|f| f.stem == "powercut-fs").unwrap();
