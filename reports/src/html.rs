@@ -58,13 +58,15 @@ fn provenance_pairs(v: &serde_json::Value, prefix: &str, out: &mut Vec<(String, 
     }
 }
 
-/// Renders the page. `figures` are (caption, SVG document) pairs; `run` is `run.json`.
+/// Renders the page. `figures` are (caption, SVG document) pairs; `run` is `run.json`;
+/// `powercut` ([`powercut_table`], maybe empty) follows the diagnosis it backs.
 pub fn render(
     title: &str,
     tables: &[Table],
     findings: &[Finding],
     figures: &[(String, String)],
     run: &serde_json::Value,
+    powercut: &str,
 ) -> String {
     let mut h = String::new();
     let _ = write!(
@@ -94,6 +96,7 @@ pub fn render(
         );
     }
     h.push_str("</ul>\n");
+    h.push_str(powercut);
     for t in tables {
         let _ = writeln!(h, "<h2>{}</h2>\n<table>\n<tr>", escape(&t.heading));
         for (c, _) in COLUMNS {
@@ -178,7 +181,7 @@ mod tests {
         };
         let run =
             serde_json::json!({"run_id": "r\"1", "host": {"cpus": 2}, "scenario": "x = \"<y>\""});
-        let page = render("t", &[t], &[], &[], &run);
+        let page = render("t", &[t], &[], &[], &run, "");
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("w&lt;script&gt;"));
         assert!(page.contains("<td>a&amp;b</td>"));

@@ -92,12 +92,8 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let mut findings = diagnose(&rows, &context(&run));
     findings.extend(timeseries::diagnose(&series));
     let tables = summary::tables(&rows);
-    // The power-cut table (if any pass was checked) goes before the diagnosis it backs.
-    let summary = summary::render(title, &tables, &findings).replacen(
-        "## Diagnosis\n",
-        &format!("{}## Diagnosis\n", summary::render_powercut(&rows)),
-        1,
-    ) + &summary::boot_overhead(&rows);
+    let summary = summary::render(title, &tables, &findings, &summary::render_powercut(&rows))
+        + &summary::boot_overhead(&rows);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 
@@ -122,11 +118,13 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         files.push(png);
         inline.push((format!("plots/{0}.png, plots/{0}.svg", fig.stem), svg));
     }
-    // The power-cut table follows the diagnosis list (the page's first `</ul>`) it backs.
-    let page = html::render(title, &tables, &findings, &inline, &run).replacen(
-        "</ul>\n",
-        &format!("</ul>\n{}", html::powercut_table(&rows)),
-        1,
+    let page = html::render(
+        title,
+        &tables,
+        &findings,
+        &inline,
+        &run,
+        &html::powercut_table(&rows),
     );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })

@@ -214,8 +214,9 @@ pub fn place(f: &Finding) -> String {
 pub const NO_FINDINGS: &str =
     "No rule fired: no flush dropped or amplified between layers, no guest faster than its host, no cache measured.";
 
-/// Renders the summary of `tables` (see [`tables`]). `title` heads the page.
-pub fn render(title: &str, tables: &[Table], findings: &[Finding]) -> String {
+/// Renders the summary of `tables` (see [`tables`]). `title` heads the page; `powercut`
+/// ([`render_powercut`], maybe empty) goes before the diagnosis it backs.
+pub fn render(title: &str, tables: &[Table], findings: &[Finding], powercut: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# {title}\n");
     for t in tables {
@@ -232,6 +233,7 @@ pub fn render(title: &str, tables: &[Table], findings: &[Finding]) -> String {
         }
         md.push('\n');
     }
+    md.push_str(powercut);
     let _ = writeln!(md, "## Diagnosis\n");
     if findings.is_empty() {
         let _ = writeln!(md, "{NO_FINDINGS}");
@@ -421,6 +423,7 @@ mod tests {
             "zvbench quick",
             &tables(&rows),
             &diagnose(&rows, &Context::default()),
+            "",
         );
         let want = "# zvbench quick
 
@@ -448,7 +451,7 @@ mod tests {
                 ("randrw".into(), Some(70), Some(16), Some(2));
             (r.engine, r.runtime_s) = (Some("io_uring".into()), Some(10.0));
         }
-        let md = render("t", &tables(&rows), &[]);
+        let md = render("t", &tables(&rows), &[], "");
         assert!(
             md.contains(
                 "sync=fsync every 1, 70% reads, iodepth=16 (io_uring), numjobs=2, runtime=10 s\n"
@@ -458,7 +461,7 @@ mod tests {
         for r in &mut rows {
             (r.kind, r.iodepth, r.numjobs, r.runtime_s) = ("seqwr".into(), Some(1), Some(1), None);
         }
-        let md = render("t", &tables(&rows), &[]);
+        let md = render("t", &tables(&rows), &[], "");
         assert!(md.contains("sync=fsync every 1\n"), "{md}");
     }
 }

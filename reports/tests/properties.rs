@@ -375,13 +375,13 @@ proptest! {
             let ctx = zvbench_reports::diagnose::Context::default();
             let findings = zvbench_reports::diagnose::diagnose(&rows, &ctx);
             let tables = zvbench_reports::summary::tables(&rows);
-            let _ = zvbench_reports::summary::render("t", &tables, &findings);
+            let _ = zvbench_reports::summary::render("t", &tables, &findings, "");
             let figures = zvbench_reports::figures::figures(&rows);
             let inline: Vec<(String, String)> = figures
                 .iter()
                 .map(|f| (f.stem.clone(), plot::svg(f).unwrap()))
                 .collect();
-            let page = zvbench_reports::html::render("t", &tables, &findings, &inline, &serde_json::json!({}));
+            let page = zvbench_reports::html::render("t", &tables, &findings, &inline, &serde_json::json!({}), "");
             (figures.len(), page)
         });
         prop_assert!(n >= 2 && html.contains("</html>"));
