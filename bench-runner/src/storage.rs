@@ -370,13 +370,13 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
         StorageSpec::Blockdev { device } => {
             check_blockdev(device, allow)?;
             p._held = Some(
-                std::fs::File::options()
-                    .read(true)
-                    .custom_flags(libc::O_EXCL)
-                    .open(device)
-                    .with_context(|| {
-                        format!("hold {} exclusively for the run", device.display())
-                    })?,
+                zvbench_agent::target::open_patiently(
+                    std::fs::File::options()
+                        .read(true)
+                        .custom_flags(libc::O_EXCL),
+                    device,
+                )
+                .with_context(|| format!("hold {} exclusively for the run", device.display()))?,
             );
             p.host_stat = stat_of_device(device);
             put(&mut p, "device", device.display().to_string().into());

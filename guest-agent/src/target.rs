@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Block-device ioctls from `<linux/fs.h>`.
 mod ioctl {
@@ -195,12 +196,14 @@ impl Target {
             // those to others while the pass runs.
             flags |= libc::O_EXCL;
         }
-        let file = OpenOptions::new()
-            .read(true) // randrw reads what it writes
-            .write(mode.write)
-            .custom_flags(flags)
-            .open(path)
-            .map_err(|source| {
+        let file = open_patiently(
+            OpenOptions::new()
+                .read(true) // randrw reads what it writes
+                .write(mode.write)
+                .custom_flags(flags),
+            path,
+        )
+        .map_err(|source| {
                 let hint = match source.raw_os_error() {
                     Some(libc::EINVAL) if mode.direct => {
                         ": this file system does not support O_DIRECT; run without --direct or put the file elsewhere"
@@ -447,11 +450,10 @@ fn users_of(canon: &Path, blockdev: bool) -> Vec<String> {
     if blockdev {
         found.extend(device_users(sys, &read("/proc/self/mounts"), canon));
         if found.is_empty() {
-            if let Err(e) = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_EXCL)
-                .open(canon)
-            {
+            if let Err(e) = open_patiently(
+                OpenOptions::new().read(true).custom_flags(libc::O_EXCL),
+                canon,
+            ) {
                 found.push(format!("open exclusively by another program ({e})"));
             }
         }
@@ -459,6 +461,30 @@ fn users_of(canon: &Path, blockdev: bool) -> Vec<String> {
         found.extend(loop_users(sys, canon));
     }
     found
+}
+
+/// How long an exclusive open waits out another's claim before calling the device in use.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Opens `path` with `opts`, retrying while the open fails with EBUSY, for at most
+/// [`CLAIM_PATIENCE`]. An exclusive claim on a block device can be momentary and not the
+/// user's: udev rereading a partition table after a write claims the disk for the scan,
+/// and a multithreaded program's child holds a copy of every descriptor — a just-closed
+/// exclusive one included — between its fork and its exec. Mounts, swap and dm/md/LVM
+/// holders are found in sysfs before this, and a program that really holds the device
+/// (mkfs, a VM) holds it for longer than the wait, so the answer stays "in use" for them.
+pub fn open_patiently(opts: &OpenOptions, path: &Path) -> io::Result<File> {
+    let give_up = Instant::now() + CLAIM_PATIENCE;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match opts.open(path) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// `used as swap` when `/proc/swaps` text lists `canon`.
