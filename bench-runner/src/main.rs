@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use zvbench::qemu::{choose_accel, Accel};
 use zvbench::run::RunOptions;
@@ -389,6 +390,15 @@ fn find_agent(given: Option<PathBuf>) -> Result<PathBuf> {
 fn main() {
     let cli = Cli::parse();
     let stop = Interrupt::default();
+    if !matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Lab { .. } | Cmd::LabGuest { .. }
+    ) {
+        // Output-only commands stop quietly when their reader goes (`zvbench compare … |
+        // head`), as Unix tools do, instead of panicking on a write to a closed pipe.
+        // SAFETY: setting a signal's disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // A run and a lab VM unwind through their guards on a signal; every other command has
     // nothing to tear down and stops at once.
     if let Err(e) = stop.watch(matches!(cli.cmd, Cmd::Run { .. } | Cmd::Lab { .. })) {
@@ -478,7 +488,11 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 );
             } else if out.join("results.csv").exists() {
                 match zvbench::report::write(&out) {
-                    Ok(md) => println!("{md}"),
+                    Ok(md) => {
+                        // Everything is torn down by now: a reader that went away is
+                        // no reason to fail the run.
+                        let _ = writeln!(std::io::stdout().lock(), "{md}");
+                    }
                     // The run's own error says more (a run that failed before its first
                     // pass leaves a results.csv without rows).
                     Err(e) if result.is_err() => {

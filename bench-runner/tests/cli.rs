@@ -465,6 +465,31 @@ fn compare_with_nothing_comparable_exits_2_and_lists_unmatched_rows() {
     assert_eq!(v["changes"][0]["verdict"], "no_change");
 }
 
+/// `zvbench compare … | head`: a reader that stops early ended the output commands with a
+/// panic ("failed printing to stdout: Broken pipe", exit 101); they now stop quietly.
+#[test]
+fn compare_into_a_closed_pipe_stops_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = "2026-11-01T00:00:00Z";
+    let rows: Vec<_> = (0..200)
+        .map(|i| row(&format!("t{i}"), "w", 100.0))
+        .collect();
+    let base = run_dir(dir.path(), "base", &rows, d);
+    let cur = run_dir(dir.path(), "cur", &rows, d);
+    let (rd, wr) = nix::unistd::pipe().unwrap();
+    drop(rd); // the reader is gone before the first write
+    let o = Command::new(env!("CARGO_BIN_EXE_zvbench"))
+        .args(["compare", &base, &cur])
+        .stdout(Stdio::from(wr))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{o:?}");
+}
+
 /// Issue 9 item 11: `report` on an empty or header-only results.csv, or a directory in its
 /// place, wrote an empty report and exited 0.
 #[test]
