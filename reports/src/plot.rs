@@ -102,6 +102,14 @@ pub enum PlotError {
         /// The backend's words.
         message: String,
     },
+    /// The file could not be written (the old one, if any, is left as it was).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A file stem from a free-form name: everything outside `[A-Za-z0-9._-]` becomes `_`.
@@ -454,10 +462,17 @@ pub fn svg(fig: &Figure) -> Result<String, PlotError> {
     Ok(out)
 }
 
-/// Writes the figure as a PNG file.
+/// Writes the figure as a PNG file, atomically: a full disk leaves the old file or none,
+/// never half an image.
 pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    draw(fig, &root).map_err(|e| draw_error(fig, e))
+    crate::atomic::replace_with(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area();
+        draw(fig, &root).map_err(|e| std::io::Error::other(draw_error(fig, e)))
+    })
+    .map_err(|source| PlotError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -530,5 +545,14 @@ mod tests {
         }
         assert_eq!(log_range([1.0, 1e3]), (0.5, 8e3));
         assert_eq!(short(f64::MAX), "1.80e308");
+    }
+
+    #[test]
+    fn png_is_written_whole_and_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.png");
+        png(&bars(&[1.0, 2.0]), &p).unwrap();
+        assert!(std::fs::read(&p).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
