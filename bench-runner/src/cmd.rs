@@ -2,8 +2,15 @@
 //! argv and the tool's stderr.
 
 use std::ffi::{OsStr, OsString};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long [`Argv::run`] lets a tool run before it is killed: far above what any of the
+/// tools zvbench calls this way takes (`zfs`, `losetup`, `qemu-img`, `VBoxManage`), so
+/// that only a hung tool (a wedged pool, a VBoxSVC that stopped answering) meets it.
+pub const TIME_LIMIT: Duration = Duration::from_secs(600);
 
 /// Makes the child receive SIGKILL when zvbench dies, even by `kill -9`
 /// (`PR_SET_PDEATHSIG`). prctl(2): the signal is sent when the *thread* that forked the
@@ -53,6 +60,34 @@ pub enum CmdError {
         /// Last 2000 bytes of stderr.
         stderr: String,
     },
+    /// Ran past its time limit and was killed.
+    #[error("`{argv}` did not finish within {:.1} s and was killed: {stderr}", limit.as_secs_f64())]
+    TimedOut {
+        /// The command line.
+        argv: String,
+        /// The limit it met.
+        limit: Duration,
+        /// Last 2000 bytes of what it wrote to stderr by then.
+        stderr: String,
+    },
+}
+
+/// The time limit for a tool that writes `bytes` (an image created fully allocated, a
+/// disk copied): [`TIME_LIMIT`] plus the time at 10 MiB/s, a floor no working disk is
+/// under.
+pub fn limit_for_bytes(bytes: u64) -> Duration {
+    TIME_LIMIT + Duration::from_secs(bytes / (10 << 20))
+}
+
+/// The last 2000 characters of a tool's stderr, trimmed.
+fn tail(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let skip = err.chars().count().saturating_sub(2000);
+    err.chars()
+        .skip(skip)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 impl Argv {
@@ -82,37 +117,121 @@ impl Argv {
         c
     }
 
-    /// Runs to completion; a non-zero exit is an error carrying stderr.
+    /// Runs to completion within [`TIME_LIMIT`]; a non-zero exit is an error carrying
+    /// stderr.
     pub fn run(&self) -> Result<Output, CmdError> {
-        let out = self
+        self.run_within(TIME_LIMIT)
+    }
+
+    /// Runs to completion within `limit`, killing the tool when it is reached; a non-zero
+    /// exit or the limit is an error carrying stderr.
+    pub fn run_within(&self, limit: Duration) -> Result<Output, CmdError> {
+        let mut child = self
             .command()
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|source| CmdError::Spawn {
                 argv: self.display(),
                 source,
             })?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: String = err
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return Err(CmdError::Failed {
+        // Both pipes drained while waiting, so a chatty tool never blocks on a full pipe.
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut v);
+                }
+                v
+            })
+        };
+        let out_reader = drain(child.stdout.take().map(|r| Box::new(r) as _));
+        let err_reader = drain(child.stderr.take().map(|r| Box::new(r) as _));
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                // The limit, or waitpid failing (nothing left to wait for): kill and reap.
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        let stdout = out_reader.join().unwrap_or_default();
+        let stderr = err_reader.join().unwrap_or_default();
+        match status {
+            None => Err(CmdError::TimedOut {
                 argv: self.display(),
-                status: out.status,
-                stderr: tail.trim().to_string(),
-            });
+                limit,
+                stderr: tail(&stderr),
+            }),
+            Some(status) if !status.success() => Err(CmdError::Failed {
+                argv: self.display(),
+                status,
+                stderr: tail(&stderr),
+            }),
+            Some(status) => Ok(Output {
+                status,
+                stdout,
+                stderr,
+            }),
         }
-        Ok(out)
     }
 
     /// Runs and returns stdout as text.
     pub fn stdout(&self) -> Result<String, CmdError> {
         Ok(String::from_utf8_lossy(&self.run()?.stdout).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_past_its_limit_is_killed_and_named() {
+        let start = Instant::now();
+        let e = Argv::new(["sh", "-c", "echo started >&2; exec sleep 30"])
+            .run_within(Duration::from_millis(300))
+            .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(10), "killed promptly");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("did not finish within 0.3 s and was killed"),
+            "{msg}"
+        );
+        assert!(msg.contains("sleep 30") && msg.contains("started"), "{msg}");
+    }
+
+    #[test]
+    fn output_failure_and_long_output_come_back() {
+        let big = Argv::new(["sh", "-c", "head -c 1000000 /dev/zero; echo done >&2"])
+            .run()
+            .unwrap();
+        assert_eq!(
+            big.stdout.len(),
+            1_000_000,
+            "more than a pipe's buffer, drained"
+        );
+        assert_eq!(String::from_utf8_lossy(&big.stderr), "done\n");
+        let e = Argv::new(["sh", "-c", "echo why >&2; exit 3"])
+            .run()
+            .unwrap_err();
+        assert!(
+            matches!(&e, CmdError::Failed { stderr, .. } if stderr == "why"),
+            "{e}"
+        );
+        assert!(matches!(
+            Argv::new(["/nonexistent/tool"]).run(),
+            Err(CmdError::Spawn { .. })
+        ));
     }
 }

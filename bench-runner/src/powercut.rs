@@ -388,7 +388,7 @@ fn read_guest(img: &Path, format: &str, len: u64, bs: u64, scratch: &Path) -> Re
         return Ok(buf);
     }
     let _ = std::fs::remove_file(scratch);
-    dd_argv(img, format, len, bs, scratch).run()?;
+    dd_argv(img, format, len, bs, scratch).run_within(crate::cmd::limit_for_bytes(len))?;
     let mut buf = std::fs::read(scratch)?;
     let _ = std::fs::remove_file(scratch);
     buf.resize(len as usize, 0);

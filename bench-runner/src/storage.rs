@@ -321,7 +321,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 put(&mut p, "created_by", "VBoxManage createmedium".into());
             } else {
                 let argv = qemu_img_argv(*format, *variant, &f, size);
-                let r = argv.run();
+                let r = argv.run_within(crate::cmd::limit_for_bytes(size));
                 for file in [Some(f.clone()), flat_extent(&f)].into_iter().flatten() {
                     if file.exists() {
                         p.own(lock, Teardown::RemoveFile(file))?;
