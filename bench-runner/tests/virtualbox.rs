@@ -197,10 +197,15 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     // virtio-scsi: IgnoreFlush under LUN#0/AttachedDriver (the fake, like VirtualBox,
     // refuses to start a VM with it at LUN#0/Config), counters under VIRTIO-SCSI0; and
     // async flushes that VirtualBox disabled after a failed host flush.
+    // The images on a file system of their own: the host device's flush counter is then
+    // this VM's alone (the host's shared disk also counts every other program's flushes).
     let dir_a = tempfile::tempdir_in("/var/tmp").unwrap();
+    let fs = ScratchFs::new(256 << 20);
+    let text = scenario(SCSI_AND_ASYNC).replace("@DIR@", fs.mnt.to_str().unwrap());
     std::env::set_var("FAKE_VBOX_ASYNC_FLUSH", "fail");
-    let rows = run_with("7.1.6r167084", dir_a.path(), &scenario(SCSI_AND_ASYNC));
+    let rows = run_with("7.1.6r167084", dir_a.path(), &text);
     std::env::remove_var("FAKE_VBOX_ASYNC_FLUSH");
+    assert_nothing_left(&fs.mnt);
     let scsi = row(&rows, "scsi-flush", "fsync");
     assert_eq!(scsi.bus, "scsi");
     assert!(

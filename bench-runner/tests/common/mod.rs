@@ -154,6 +154,50 @@ impl Drop for LoopDev {
     }
 }
 
+/// An ext4 file system without a journal on a private loop device, mounted in a directory
+/// of its own: its device's counters see only what the test writes there (no journal
+/// commits, no other program's flushes, as the host's shared disk would). Unmounted and
+/// detached on drop.
+pub struct ScratchFs {
+    /// Where it is mounted.
+    pub mnt: PathBuf,
+    _loop: LoopDev,
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchFs {
+    pub fn new(size: u64) -> ScratchFs {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let l = LoopDev::new(dir.path(), "fs.img", size);
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        for argv in [
+            &[
+                "mkfs.ext4",
+                "-q",
+                "-O",
+                "^has_journal",
+                l.dev.to_str().unwrap(),
+            ][..],
+            &["mount", l.dev.to_str().unwrap(), mnt.to_str().unwrap()],
+        ] {
+            let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+            assert!(out.status.success(), "{argv:?}: {out:?}");
+        }
+        ScratchFs {
+            mnt,
+            _loop: l,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
 /// A row of `rows` for (target, workload), the first repetition.
 pub fn row<'a>(rows: &'a [ResultRow], target: &str, workload: &str) -> &'a ResultRow {
     rows.iter()
