@@ -232,9 +232,21 @@ pub struct Session<'a> {
     /// The power-cut log whose length is noted at marks and acknowledgements.
     powercut_log: Option<PathBuf>,
     trace: PassTrace,
+    /// Under [`Handshake::Pause`], how long the guest waits at a mark: counters read later
+    /// than that may include the pass's own I/O, or miss it.
+    pause: Option<Duration>,
+    /// A counter read of the current pass came too late.
+    late: bool,
 }
 
 impl<'a> Session<'a> {
+    /// Counters at a mark must be read within `pause` ([`Handshake::Pause`]): a pass whose
+    /// counters were read later gets no lower layers rather than wrong ones.
+    pub fn with_pause(mut self, pause: Duration) -> Session<'a> {
+        self.pause = Some(pause);
+        self
+    }
+
     /// A session logging every frame to `work/frames.log`, with `timeout` for the guest.
     /// Create it just before the VM starts: its boot timeline counts from here.
     pub fn new(
@@ -262,6 +274,8 @@ impl<'a> Session<'a> {
             log: std::fs::File::create(work.join("frames.log"))?,
             powercut_log: None,
             trace: PassTrace::default(),
+            pause: None,
+            late: false,
         })
     }
 
@@ -304,7 +318,9 @@ impl<'a> Session<'a> {
         ack: &mut dyn FnMut() -> Result<()>,
         on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
     ) -> Result<Step> {
-        for item in self.reader.push(bytes) {
+        let fed_at = Instant::now();
+        let items = self.reader.push(bytes);
+        for (i, item) in items.iter().cloned().enumerate() {
             writeln!(
                 self.log,
                 "{:>8} ms {}",
@@ -338,6 +354,17 @@ impl<'a> Session<'a> {
                 }
                 Scanned::Frame(Frame::Mark { phase, pass }) => {
                     let snap = snapshot();
+                    if let Some(pause) = self.pause {
+                        // Late: the read took longer than the guest waited, or the pass's
+                        // end was already written when its start was read.
+                        let ended = phase == Phase::Start
+                            && items[i + 1..].iter().any(|f| {
+                                matches!(f, Scanned::Frame(Frame::Mark { phase: Phase::End, pass: p }) if *p == pass)
+                            });
+                        if ended || fed_at.elapsed() > pause {
+                            self.late = true;
+                        }
+                    }
                     if phase == Phase::Start && self.boot.first_pass_ms.is_none() {
                         self.boot.first_pass_ms = Some(self.elapsed_ms());
                     }
@@ -358,6 +385,14 @@ impl<'a> Session<'a> {
                         }
                         Phase::End => {
                             self.lower = delta(self.start_snap.take().unwrap_or_default(), snap);
+                            if std::mem::take(&mut self.late) {
+                                eprintln!(
+                                    "zvbench: the layers below the guest are unknown for pass {}: its counters were read after the guest's {:.1} s pause at a mark (a slow host or hypervisor)",
+                                    pass + 1,
+                                    self.pause.unwrap_or_default().as_secs_f64()
+                                );
+                                self.lower = LowerLayers::default();
+                            }
                             self.trace.end_log = self.log_len();
                             self.trace.end_ms = self.elapsed_ms();
                         }
@@ -582,5 +617,95 @@ fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
         host_write_bytes: host.as_ref().map(|d| d.write_bytes),
         zil_commits: a.zil.zip(b.zil).map(|(x, y)| y.saturating_sub(x)),
         vdev_flushes: a.vdev.zip(b.vdev).map(|(x, y)| y.saturating_sub(x)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zvbench_agent::frame::encode;
+    use zvbench_agent::pass::{run_pass, Quiet, Workload};
+    use zvbench_agent::ByteSize;
+
+    /// The frames of one pass as the agent sends them, each as its own chunk or not.
+    fn frames(record: &PassRecord) -> [String; 4] {
+        let mark = |phase| encode(&Frame::Mark { pass: 0, phase });
+        [
+            encode(&Frame::Hello {
+                agent_version: "t".into(),
+                schema_version: zvbench_agent::SCHEMA_VERSION,
+                build_id: zvbench_agent::BUILD_ID.into(),
+                uptime_ms: 1,
+            }),
+            mark(Phase::Start),
+            mark(Phase::End),
+            encode(&Frame::Record(Box::new(record.clone()))),
+        ]
+    }
+
+    /// Feeds `chunks` to a session paused `pause` at marks whose counter reads take
+    /// `read_time`, and returns the pass's hypervisor layer.
+    fn hv_seen(chunks: &[String], read_time: Duration) -> Option<BlockStats> {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = PassSpec::new(
+            dir.path().join("d"),
+            Workload::Seqwr,
+            ByteSize(4096),
+            ByteSize(4096),
+        );
+        let passes = [spec];
+        let mut session = Session::new(
+            dir.path(),
+            &passes,
+            Path::new("agent"),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .with_pause(Duration::from_millis(400));
+        let mut flushes = 0;
+        let mut snap = || {
+            std::thread::sleep(read_time);
+            flushes += 5;
+            Snapshot {
+                hv: Some(BlockStats {
+                    flush_operations: flushes,
+                    ..BlockStats::default()
+                }),
+                ..Snapshot::default()
+            }
+        };
+        let mut seen = None;
+        for c in chunks {
+            session
+                .feed(c.as_bytes(), &mut snap, &mut || Ok(()), &mut |p| {
+                    seen = Some(p.lower.hv);
+                    Ok(())
+                })
+                .unwrap();
+        }
+        seen.expect("the record arrived")
+    }
+
+    #[test]
+    fn counters_read_after_the_guests_pause_are_unknown_not_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = PassSpec::new(
+            dir.path().join("d"),
+            Workload::Seqwr,
+            ByteSize(4096),
+            ByteSize(4096),
+        );
+        spec.allow_destroy = true;
+        let record = run_pass(&spec, &mut Quiet).unwrap();
+        let [hello, start, end, rec] = frames(&record);
+        let quick = Duration::from_millis(1);
+        // In time: each mark read as it came.
+        let one_by_one = [hello.clone(), start.clone(), end.clone(), rec.clone()];
+        assert_eq!(hv_seen(&one_by_one, quick).unwrap().flush_operations, 5);
+        // The pass's end was already written when its start was read.
+        let together = [hello.clone(), format!("{start}{end}"), rec.clone()];
+        assert_eq!(hv_seen(&together, quick), None);
+        // A counter read slower than the guest's pause.
+        assert_eq!(hv_seen(&one_by_one, Duration::from_millis(600)), None);
     }
 }

@@ -680,7 +680,8 @@ impl VboxRun<'_> {
                 .ok()
                 .and_then(|o| parse_statistics(&o, &prefix))
         };
-        let mut session = Session::new(&work, passes, self.agent, self.timeout)?;
+        let mut session =
+            Session::new(&work, passes, self.agent, self.timeout)?.with_pause(MARK_PAUSE);
         let mut file: Option<std::fs::File> = None;
         let mut buf = vec![0u8; 64 << 10];
         let mut last_state_check = Instant::now();
