@@ -177,12 +177,7 @@ fn stat_of_file(p: &Path) -> Option<StatSource> {
 /// The whole disks under a pool's leaf vdevs.
 fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
     let status = zfs::status_argv(pool).stdout()?;
-    let mut v: Vec<StatSource> = zfs::leaf_vdevs(&status)
-        .iter()
-        .filter_map(|d| stat_of_disk(d))
-        .collect();
-    v.dedup();
-    Ok(v)
+    Ok(zfs::leaf_disks(&status, stat_of_disk))
 }
 
 /// The whole disk under a device node (`/dev/vda1` → `vda`).

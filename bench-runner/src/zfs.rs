@@ -94,16 +94,34 @@ pub fn status_argv(pool: &str) -> Argv {
 }
 
 /// The leaf vdevs' device paths from `zpool status -P -L` output: config lines whose
-/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out).
+/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out),
+/// each once (a spare in use is listed under its vdev and again under `spares`).
 pub fn leaf_vdevs(status: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = status
-        .lines()
-        .take(10_000)
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
-        .map(PathBuf::from)
-        .collect();
-    v.dedup();
+    first_of_each(
+        status
+            .lines()
+            .take(10_000)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
+            .map(PathBuf::from),
+    )
+}
+
+/// The whole disks under the leaf vdevs of `zpool status -P -L` output, each once,
+/// `disk_of` mapping a vdev's device to its disk (a disk split into partitions that are
+/// vdevs of the pool is counted once, wherever its partitions are listed).
+pub fn leaf_disks<T: PartialEq>(status: &str, disk_of: impl Fn(&Path) -> Option<T>) -> Vec<T> {
+    first_of_each(leaf_vdevs(status).iter().filter_map(|d| disk_of(d)))
+}
+
+/// `items` without repeats, in the order of their first appearance.
+fn first_of_each<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = Vec::new();
+    for i in items {
+        if !v.contains(&i) {
+            v.push(i);
+        }
+    }
     v
 }
 
@@ -322,6 +340,30 @@ errors: No known data errors
             ["/dev/vda1", "/dev/vdb1", "/dev/vdc1"].map(PathBuf::from)
         );
         assert_eq!(status_argv("tank").display(), "zpool status -P -L tank");
+    }
+
+    /// A spare in use is listed twice, apart; two partitions of one disk may be apart too.
+    #[test]
+    fn repeated_vdevs_and_disks_count_once_even_when_not_adjacent() {
+        let s = "config:
+
+\tNAME             STATE     READ WRITE CKSUM
+\ttank             DEGRADED     0     0     0
+\t  mirror-0       DEGRADED     0     0     0
+\t    spare-0      DEGRADED     0     0     0
+\t      /dev/vda1  FAULTED      0     0     0
+\t      /dev/vdc1  ONLINE       0     0     0
+\t    /dev/vdb1    ONLINE       0     0     0
+\t  /dev/vda2      ONLINE       0     0     0
+\tspares
+\t  /dev/vdc1      INUSE     currently in use
+";
+        assert_eq!(
+            leaf_vdevs(s),
+            ["/dev/vda1", "/dev/vdc1", "/dev/vdb1", "/dev/vda2"].map(PathBuf::from)
+        );
+        let disk = |p: &Path| Some(p.to_str()?.trim_end_matches(char::is_numeric).to_string());
+        assert_eq!(leaf_disks(s, disk), ["/dev/vda", "/dev/vdc", "/dev/vdb"]);
     }
 
     #[test]
