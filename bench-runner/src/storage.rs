@@ -7,7 +7,7 @@ use crate::cmd::Argv;
 use crate::loopdev::LoopBinding;
 use crate::owner::{Owned, RunLock};
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
-use crate::zfs::{self, ZilSource};
+use crate::zfs::{self, PoolVdevs, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,8 @@ fn retry(mut f: impl FnMut() -> Result<(), String>) -> Result<(), String> {
 /// What a target runs on, with its teardown.
 #[derive(Debug, Default)]
 pub struct Provisioned {
-    /// For the host baseline: the file the agent writes.
+    /// For the host baseline: the file the agent writes (a zvol target with `on_host`:
+    /// the zvol's device).
     pub host_file: Option<PathBuf>,
     /// For guests: the path QEMU opens and its format driver.
     pub disk: Option<(PathBuf, &'static str)>,
@@ -107,8 +108,10 @@ pub struct Provisioned {
     pub zil: Option<ZilSource>,
     /// The loop device of a loop target, checked before each use.
     pub loop_dev: Option<LoopBinding>,
-    /// The whole disks under a zvol's pool's leaf vdevs: the trace's bottom layer.
-    pub vdevs: Vec<StatSource>,
+    /// The whole disks under the leaf vdevs of the pool under a zvol (or under a file on
+    /// a kernel ZFS file system): the trace's bottom layer. `None` off ZFS, or when the
+    /// pool's vdevs are files.
+    pub vdevs: Option<PoolVdevs>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
     /// A blockdev target held with `O_EXCL` until teardown: `mkfs`, a mount or another
@@ -174,10 +177,14 @@ fn stat_of_file(p: &Path) -> Option<StatSource> {
     stat_of_devno(std::fs::metadata(p).ok()?.dev())
 }
 
-/// The whole disks under a pool's leaf vdevs.
-fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
+/// The whole disks under a pool's leaf vdevs; `None` when none is a block device.
+fn pool_vdevs(pool: &str) -> Result<Option<PoolVdevs>> {
     let status = zfs::status_argv(pool).stdout()?;
-    Ok(zfs::leaf_disks(&status, stat_of_disk))
+    let disks = zfs::leaf_disks(&status, stat_of_disk);
+    Ok((!disks.is_empty()).then(|| PoolVdevs {
+        pool: pool.to_string(),
+        disks,
+    }))
 }
 
 /// The whole disk under a device node (`/dev/vda1` → `vda`).
@@ -355,6 +362,8 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 "logbias",
                 "primarycache",
                 "encryption",
+                "keylocation",
+                "encryptionroot",
             ] {
                 if let Ok(v) = zfs::get_argv(&name, prop).stdout() {
                     put(&mut p, prop, v.trim().into());
@@ -378,6 +387,9 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.disk = Some((device.clone(), "raw"));
         }
     }
+    if t.guest.is_none() && p.host_file.is_none() {
+        p.host_file = p.disk.as_ref().map(|(dev, _)| dev.clone());
+    }
     // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
     // (the dataset's anonymous device has no /sys/block counters).
     if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
@@ -389,8 +401,8 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.vdevs = pool_vdevs(&pool)?;
         }
     }
-    if !p.vdevs.is_empty() {
-        let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
+    if let Some(v) = &p.vdevs {
+        let vdevs: Vec<String> = v.disks.iter().map(|s| s.name.clone()).collect();
         put(&mut p, "vdevs", vdevs.join(" ").into());
     }
     Ok(p)

@@ -4,6 +4,7 @@
 use crate::cmd::Argv;
 use crate::names::check_dataset;
 use std::path::{Path, PathBuf};
+use zvbench_agent::devstat::{DevStat, StatSource};
 
 /// The user property that marks everything zvbench creates, with the run id as value.
 pub const TAG: &str = "zvbench:run";
@@ -123,6 +124,58 @@ fn first_of_each<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
         }
     }
     v
+}
+
+/// `zpool sync POOL`: writes out the pool's dirty data (ends its open transaction group).
+pub fn sync_argv(pool: &str) -> Argv {
+    Argv::new(["zpool", "sync", pool])
+}
+
+/// A pool's leaf vdevs as whole disks: the bottom of the flush trace below a zvol or a
+/// file on the pool's file system (a zvol's own counters see no flushes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolVdevs {
+    /// The pool.
+    pub pool: String,
+    /// The whole disks under its leaf vdevs, each once.
+    pub disks: Vec<StatSource>,
+}
+
+impl PoolVdevs {
+    /// Ends the pool's open transaction group (`zpool sync`), so that what was written
+    /// before now is on the disks, then reads their counters, summed. Read at a pass's
+    /// start and end, the difference holds the pass's own writes (ZFS would otherwise
+    /// write them up to `zfs_txg_timeout`, 5 s, later, into the next pass) and the
+    /// flushes of that one transaction-group sync. `None` when a disk cannot be read.
+    pub fn sync_and_read(&self) -> Option<DevStat> {
+        if let Err(e) = sync_argv(&self.pool).run() {
+            eprintln!(
+                "zvbench: warning: {e}: the pool's byte counts may miss this pass's last writes"
+            );
+        }
+        sum_stats(self.disks.iter().map(|d| d.read().ok()))
+    }
+}
+
+/// Counters of several disks added up; `None` if any is `None` (or there are none). Flush
+/// counts only when every disk has them.
+fn sum_stats(stats: impl IntoIterator<Item = Option<DevStat>>) -> Option<DevStat> {
+    let mut total: Option<DevStat> = None;
+    for s in stats {
+        let s = s?;
+        total = Some(match total {
+            None => s,
+            Some(t) => DevStat {
+                read_ios: t.read_ios + s.read_ios,
+                read_sectors: t.read_sectors + s.read_sectors,
+                write_ios: t.write_ios + s.write_ios,
+                write_sectors: t.write_sectors + s.write_sectors,
+                flush_ios: t.flush_ios.zip(s.flush_ios).map(|(a, b)| a + b),
+                flush_ticks_ms: t.flush_ticks_ms.zip(s.flush_ticks_ms).map(|(a, b)| a + b),
+            },
+        });
+    }
+    total
 }
 
 /// The pool of the kernel ZFS file system holding `dir` (an absolute, resolved path), from
@@ -364,6 +417,23 @@ errors: No known data errors
         );
         let disk = |p: &Path| Some(p.to_str()?.trim_end_matches(char::is_numeric).to_string());
         assert_eq!(leaf_disks(s, disk), ["/dev/vda", "/dev/vdc", "/dev/vdb"]);
+    }
+
+    #[test]
+    fn vdev_counters_add_up_and_an_unreadable_disk_is_no_number() {
+        let a = DevStat::parse("1 0 8 0 2 0 16 0 0 0 0 0 0 0 0 3 4").unwrap();
+        let b = DevStat::parse("10 0 80 0 20 0 160 0 0 0 0 0 0 0 0 30 40").unwrap();
+        let t = sum_stats([Some(a), Some(b)]).unwrap();
+        assert_eq!(
+            (t.read_ios, t.read_sectors, t.write_ios, t.write_sectors),
+            (11, 88, 22, 176)
+        );
+        assert_eq!((t.flush_ios, t.flush_ticks_ms), (Some(33), Some(44)));
+        let old = DevStat::parse("1 0 8 0 2 0 16 0 0 0 0").unwrap();
+        assert_eq!(sum_stats([Some(a), Some(old)]).unwrap().flush_ios, None);
+        assert_eq!(sum_stats([Some(a), None]), None);
+        assert_eq!(sum_stats([]), None);
+        assert_eq!(sync_argv("tank").display(), "zpool sync tank");
     }
 
     #[test]
