@@ -304,7 +304,9 @@ pub struct TargetDef {
     pub logbias: Option<String>,
     /// zvol primarycache.
     pub primarycache: Option<String>,
-    /// Encrypt the zvol (needs `keyfile`).
+    /// Encrypt the zvol: it is created under an encrypted parent dataset zvbench makes
+    /// for it (`<parent>/<run>-<target>-enc`, encryption=on, keyformat=raw, the key read
+    /// from `keyfile`, never mounted) and inherits its encryption (needs `keyfile`).
     pub encryption: Option<bool>,
     /// Raw 32-byte key file for an encrypted zvol.
     pub keyfile: Option<PathBuf>,
@@ -419,7 +421,7 @@ pub struct ZvolConfig {
     pub parent: String,
     /// Properties to set at creation, validated, in a fixed order.
     pub props: Vec<(String, String)>,
-    /// Key file of an encrypted volume.
+    /// Key file of an encrypted volume: its encrypted parent's raw key.
     pub keyfile: Option<PathBuf>,
 }
 
@@ -1013,9 +1015,6 @@ fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
         {
             return Err("keyfile must be an absolute path without spaces or ','".into());
         }
-        props.push(("encryption".into(), "on".into()));
-        props.push(("keyformat".into(), "raw".into()));
-        props.push(("keylocation".into(), format!("file://{}", k.display())));
         Some(k)
     } else {
         None
@@ -1316,9 +1315,14 @@ sync_every = 4
         let StorageSpec::Zvol(z) = &p.targets[2].storage else {
             panic!()
         };
-        assert!(z
-            .props
-            .contains(&("keylocation".into(), format!("file://{}", key.display()))));
+        assert_eq!(z.keyfile.as_deref(), Some(key.as_path()));
+        assert!(
+            !z.props
+                .iter()
+                .any(|(k, _)| k.starts_with("encryption") || k.starts_with("key")),
+            "the encrypted parent carries the encryption, not the zvol: {:?}",
+            z.props
+        );
     }
 }
 

@@ -336,7 +336,25 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.disk = Some((f, format_driver(*format)));
         }
         StorageSpec::Zvol(z) => {
-            let name = format!("{}/{run_id}-{}", z.parent, t.name);
+            // Encryption: the zvol is created under an encrypted parent made for it, and
+            // inherits its encryption; that parent is destroyed after the zvol.
+            let parent = match &z.keyfile {
+                Some(key) => {
+                    let enc = format!("{}/{run_id}-{}-enc", z.parent, t.name);
+                    crate::names::check_dataset(&enc).map_err(anyhow::Error::msg)?;
+                    let argv = zfs::create_encrypted_parent_argv(&enc, key, run_id);
+                    argv.run()?;
+                    p.own(lock, Teardown::DestroyDataset(enc.clone()))?;
+                    put(&mut p, "encrypted_parent", enc.clone().into());
+                    put(&mut p, "zfs_create_parent", argv.display().into());
+                    if let Ok(v) = zfs::get_argv(&enc, "keylocation").stdout() {
+                        put(&mut p, "keylocation", v.trim().into());
+                    }
+                    enc
+                }
+                None => z.parent.clone(),
+            };
+            let name = format!("{parent}/{run_id}-{}", t.name);
             crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
             let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
             argv.run()?;
@@ -362,7 +380,6 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 "logbias",
                 "primarycache",
                 "encryption",
-                "keylocation",
                 "encryptionroot",
             ] {
                 if let Ok(v) = zfs::get_argv(&name, prop).stdout() {

@@ -37,6 +37,25 @@ pub fn create_fs_argv(name: &str, run_id: &str) -> Argv {
     Argv::new(["zfs", "create", "-o", &format!("{TAG}={run_id}"), name])
 }
 
+/// `zfs create -o canmount=off -o encryption=on -o keyformat=raw -o keylocation=file://KEY
+/// -o zvbench:run=RUN NAME`: an encrypted parent for a zvol, never mounted, its raw key
+/// read from `keyfile` (an absolute path, checked by the scenario).
+pub fn create_encrypted_parent_argv(name: &str, keyfile: &Path, run_id: &str) -> Argv {
+    let mut v: Vec<String> = vec!["zfs".into(), "create".into()];
+    for opt in [
+        "canmount=off".to_string(),
+        "encryption=on".into(),
+        "keyformat=raw".into(),
+        format!("keylocation=file://{}", keyfile.display()),
+        format!("{TAG}={run_id}"),
+    ] {
+        v.push("-o".into());
+        v.push(opt);
+    }
+    v.push(name.into());
+    Argv::new(v)
+}
+
 /// `zfs destroy -r NAME`.
 pub fn destroy_argv(name: &str) -> Argv {
     Argv::new(["zfs", "destroy", "-r", name])
@@ -344,6 +363,10 @@ mod tests {
             "zfs destroy -r tank/zvbench/r1-zvol"
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
+        assert_eq!(
+            create_encrypted_parent_argv("tank/r1-z-enc", Path::new("/k/key"), "r1").display(),
+            "zfs create -o canmount=off -o encryption=on -o keyformat=raw -o keylocation=file:///k/key -o zvbench:run=r1 tank/r1-z-enc"
+        );
         assert_eq!(
             snapshot_clean_argv("tank/v").display(),
             "zfs snapshot tank/v@zvbench-clean"

@@ -253,15 +253,19 @@ struct LabRun {
     tmp: tempfile::TempDir,
     /// The share holding `out_dir`, removed when dropped: bind it for the test's length.
     _share: tempfile::TempDir,
+    /// What the command printed.
+    stdout: String,
+    /// The run's results.csv.
+    rows: Vec<zvbench_reports::ResultRow>,
+    /// The run's run.json.
+    run: serde_json::Value,
     /// The run's output directory.
     out_dir: PathBuf,
-    /// What `zvbench lab` returned.
-    out: Output,
 }
 
 /// A scenario of `scenarios/` run in a lab VM with the pool `tank`, by the command `argv`
 /// makes of the scenario's path and the output directory; the results are kept on a share
-/// outside the VM's tmpfs.
+/// outside the VM's tmpfs. Fails unless the command succeeded.
 fn scenario_in_lab(
     scenario: &str,
     lab_args: &[&str],
@@ -282,11 +286,20 @@ fn scenario_in_lab(
     let argv = argv(scenario.to_str().unwrap(), out_dir.to_str().unwrap());
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = lab(tmp.path(), &extra, &argv);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the scenario failed in the lab:\n{stdout}"
+    );
+    let rows = zvbench_reports::read_results(&out_dir.join("results.csv")).unwrap();
+    let run = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     LabRun {
         tmp,
         _share: share,
+        stdout,
+        rows,
+        run,
         out_dir,
-        out,
     }
 }
 
@@ -296,8 +309,10 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     let LabRun {
         tmp,
         _share,
+        stdout: _,
+        rows,
+        run,
         out_dir,
-        out,
     } = scenario_in_lab("lab-zvol.toml", &["--memory", "2G"], |scenario, out_dir| {
         [
             env!("CARGO_BIN_EXE_zvbench"),
@@ -311,12 +326,6 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
         .map(String::from)
         .to_vec()
     });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the scenario failed in the lab:\n{stdout}"
-    );
-    let rows = zvbench_reports::read_results(&out_dir.join("results.csv")).unwrap();
     let row = |t: &str| {
         rows.iter()
             .find(|r| r.target == t)
@@ -341,8 +350,6 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     // The VDI file on the pool's file system (cache=none): its flushes reach the vdevs too.
     let vdi = row("vdi");
     assert!(vdi.vdev_flushes.is_some_and(|v| v >= n), "{vdi:?}");
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["storage"]["zvol-standard"]["zil_source"], "dataset");
     assert_eq!(run["storage"]["zvol-disabled"]["sync"], "disabled");
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
@@ -364,8 +371,10 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
     let LabRun {
         tmp,
         _share,
-        out_dir,
-        out,
+        stdout,
+        rows,
+        run,
+        out_dir: _,
     } = scenario_in_lab(
         "lab-zvol-props.toml",
         &["--disk-size", "2G"],
@@ -381,11 +390,6 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
             .to_vec()
         },
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the scenario failed in the lab:\n{stdout}"
-    );
     // Destroyed: only the pool's own dataset is left.
     let left: Vec<&str> = stdout
         .lines()
@@ -393,8 +397,6 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
         .collect();
     assert_eq!(left, ["tank"], "zvbench left datasets or snapshots");
 
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     // `zfs get -p` inside the lab, recorded at provisioning.
     let got = |t: &str, p: &str| run["storage"][t][p].as_str().unwrap_or("").to_string();
     for (t, p, want) in [
@@ -411,12 +413,19 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
     ] {
         assert_eq!(got(t, p), want, "zfs get {p} of {t}");
     }
+    // Encrypted through a parent made for it, keyed by the file, destroyed with it.
+    let parent = got("enc", "encrypted_parent");
     assert!(
-        got("enc", "encryptionroot").ends_with("-enc"),
-        "the zvol is its own encryption root"
+        parent.starts_with("tank/") && parent.ends_with("-enc-enc"),
+        "{parent}"
     );
+    assert_eq!(
+        got("enc", "encryptionroot"),
+        parent,
+        "the zvol inherits its encryption"
+    );
+    assert!(got("enc", "zvol").starts_with(&format!("{parent}/")));
 
-    let rows = zvbench_reports::read_results(&out_dir.join("results.csv")).unwrap();
     let row = |t: &str, w: &str| {
         rows.iter()
             .find(|r| r.target == t && r.workload == w)
