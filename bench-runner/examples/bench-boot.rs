@@ -63,7 +63,7 @@ fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Re
     GuestRun {
         name: format!("zvbench-bench-boot-{}", std::process::id()),
         powercut_log: None,
-        vdevs: &[],
+        vdevs: None,
         cfg,
         kernel,
         agent,

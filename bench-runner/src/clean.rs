@@ -92,6 +92,10 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
     stop_qemu(&mut qemus, |id| !is_live(id), &mut out);
     if let Ok(list) = zfs::list_tagged_argv("volume,filesystem").stdout() {
         for (name, tag) in zfs::parse_tagged(&list) {
+            // A child (a zvol under its encrypted parent) goes with its parent's `destroy -r`.
+            if zfs::exists_argv(&name).run().is_err() {
+                continue;
+            }
             if is_live(&tag) {
                 out.push(Outcome::InUse(format!("{name}: run {tag} is running")));
             } else {

@@ -5,7 +5,7 @@ use crate::initramfs::Cpio;
 use crate::kernel::{bus_modules, guest_disk, resolve_modules, GuestKernel};
 use crate::qemu::{self, Accel, BlockStats, Disk, QemuGuard, Qmp};
 use crate::scenario::{Boot, Bus, GuestConfig};
-use crate::zfs::ZilSource;
+use crate::zfs::{PoolVdevs, ZilSource};
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
@@ -23,7 +23,7 @@ pub struct Snapshot {
     hv: Option<BlockStats>,
     host: Option<DevStat>,
     zil: Option<u64>,
-    vdev: Option<u64>,
+    vdev: Option<DevStat>,
 }
 
 /// What the layers below the guest did during one pass.
@@ -41,6 +41,10 @@ pub struct LowerLayers {
     pub zil_commits: Option<u64>,
     /// Flushes of the zvol's pool's leaf vdevs.
     pub vdev_flushes: Option<u64>,
+    /// Bytes the pool's leaf vdevs read.
+    pub vdev_read_bytes: Option<u64>,
+    /// Bytes the pool's leaf vdevs wrote.
+    pub vdev_write_bytes: Option<u64>,
 }
 
 /// One pass's result from a guest.
@@ -104,7 +108,7 @@ pub struct GuestRun<'a> {
     /// ZIL counter.
     pub zil: Option<&'a ZilSource>,
     /// The pool's leaf vdevs under a zvol.
-    pub vdevs: &'a [StatSource],
+    pub vdevs: Option<&'a PoolVdevs>,
     /// Directory for logs, sockets and the initramfs.
     pub work: PathBuf,
     /// Longest the guest may run.
@@ -181,30 +185,20 @@ pub fn console_tail(path: &Path) -> String {
     s.lines().map(|l| format!("\n    {l}")).collect()
 }
 
-/// Reads the host device and ZIL counters, with the hypervisor's `hv`.
+/// Reads the host device, ZIL and pool vdev counters (the pool synced first:
+/// [`PoolVdevs::sync_and_read`]), with the hypervisor's `hv`.
 pub fn snapshot(
     hv: Option<BlockStats>,
     host_stat: Option<&StatSource>,
     zil: Option<&ZilSource>,
-    vdevs: &[StatSource],
+    vdevs: Option<&PoolVdevs>,
 ) -> Snapshot {
     Snapshot {
         hv,
         host: host_stat.and_then(|s| s.read().ok()),
         zil: zil.and_then(|z| z.read()),
-        vdev: vdev_flushes(vdevs),
+        vdev: vdevs.and_then(PoolVdevs::sync_and_read),
     }
-}
-
-/// The flushes of `vdevs` summed; `None` without vdevs or when one cannot be read.
-pub fn vdev_flushes(vdevs: &[StatSource]) -> Option<u64> {
-    if vdevs.is_empty() {
-        return None;
-    }
-    vdevs
-        .iter()
-        .map(|s| s.read().ok().and_then(|d| d.flush_ios))
-        .sum()
 }
 
 /// Where a session stands after some bytes.
@@ -605,18 +599,22 @@ fn describe(item: &Scanned) -> String {
     }
 }
 
-fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
+/// What the layers did between two snapshots.
+pub fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
     let host = match (a.host, b.host) {
         (Some(x), Some(y)) => Some(y.delta(&x, "")),
         _ => None,
     };
+    let vdev = a.vdev.zip(b.vdev).map(|(x, y)| y.delta(&x, ""));
     LowerLayers {
         hv: a.hv.zip(b.hv).map(|(x, y)| y.delta(&x)),
         host_flushes: host.as_ref().and_then(|d| d.flush_ios),
         host_flush_ms: host.as_ref().and_then(|d| d.flush_ms),
         host_write_bytes: host.as_ref().map(|d| d.write_bytes),
         zil_commits: a.zil.zip(b.zil).map(|(x, y)| y.saturating_sub(x)),
-        vdev_flushes: a.vdev.zip(b.vdev).map(|(x, y)| y.saturating_sub(x)),
+        vdev_flushes: vdev.as_ref().and_then(|d| d.flush_ios),
+        vdev_read_bytes: vdev.as_ref().map(|d| d.read_bytes),
+        vdev_write_bytes: vdev.as_ref().map(|d| d.write_bytes),
     }
 }
 

@@ -555,7 +555,7 @@ mod tests {
         }
         fn write(&mut self, block: u64, bs: u64, seed: u64) -> &mut Self {
             let mut b = vec![0u8; bs as usize];
-            fill_block(&mut b, block, seed);
+            fill_block(&mut b, block, seed, 0);
             self.entry(block * bs / LOG_SECTOR, 0, &b)
         }
         fn flush(&mut self) -> &mut Self {
@@ -629,8 +629,8 @@ mod tests {
     #[test]
     fn an_older_block_is_stale_a_half_write_torn() {
         let mut old = vec![0u8; 2 * BS as usize];
-        fill_block(&mut old[..BS as usize], 0, 1);
-        fill_block(&mut old[BS as usize..], 1, 2);
+        fill_block(&mut old[..BS as usize], 0, 1, 0);
+        fill_block(&mut old[BS as usize..], 1, 2, 0);
         old[BS as usize + 600] ^= 1;
         let c = check_cut(&mut old, BS, 2, &acks(&[2]), 0);
         assert_eq!((c.lost, c.stale, c.torn), (2, 1, 1));

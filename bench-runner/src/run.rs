@@ -1,7 +1,7 @@
 //! `zvbench run`: validate, check the host, provision each target, run its passes
 //! (on the host or in guests), write every result as it arrives, tear down.
 
-use crate::guest::{BootTimeline, GuestPass, GuestRun};
+use crate::guest::{delta, snapshot, BootTimeline, GuestPass, GuestRun, LowerLayers};
 use crate::kernel::GuestKernel;
 use crate::owner::RunLock;
 use crate::provenance;
@@ -164,6 +164,14 @@ pub fn passes_for(plan: &Plan, disk: &Path, rep: u32, allow_destroy: bool) -> Ve
         v.push(s);
     }
     v
+}
+
+/// The ZFS layers of a pass into its row: ZIL commits and the pool vdevs' flushes and bytes.
+fn zfs_layers(row: &mut ResultRow, lower: &LowerLayers) {
+    row.zil_commits = lower.zil_commits;
+    row.vdev_flushes = lower.vdev_flushes;
+    row.vdev_read_bytes = lower.vdev_read_bytes;
+    row.vdev_write_bytes = lower.vdev_write_bytes;
 }
 
 fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultRow {
@@ -458,12 +466,18 @@ fn run_target(
         progress.step(&format!("{} repetition {rep}/{}", t.name, plan.repetitions));
         match (&t.guest, &p.host_file, &p.disk) {
             (None, Some(file), _) => {
-                for spec in passes_for(plan, file, rep, false) {
+                // A zvol on the host is zvbench's own, created for this run.
+                let own_device = p.zvol.is_some();
+                for spec in passes_for(plan, file, rep, own_device) {
                     eprintln!("      {} on the host", spec.label);
+                    let before = snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref());
                     let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
+                    let after = snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref());
                     if rec.label != "fill" {
-                        sink.add(base_row(t, opts.accel, &rec, rep), &rec, None)?;
+                        let mut row = base_row(t, opts.accel, &rec, rep);
+                        zfs_layers(&mut row, &delta(before, after));
+                        sink.add(row, &rec, None)?;
                     }
                 }
             }
@@ -503,8 +517,7 @@ fn run_target(
                     row.host_dev_flushes = gp.lower.host_flushes;
                     row.host_dev_flush_ms = gp.lower.host_flush_ms;
                     row.host_dev_write_bytes = gp.lower.host_write_bytes;
-                    row.zil_commits = gp.lower.zil_commits;
-                    row.vdev_flushes = gp.lower.vdev_flushes;
+                    zfs_layers(&mut row, &gp.lower);
                     row.guest_boot_ms = gp.boot.guest_uptime_ms;
                     row.boot_hello_ms = gp.boot.hello_ms;
                     row.boot_first_pass_ms = gp.boot.first_pass_ms;
@@ -524,7 +537,7 @@ fn run_target(
                         disk: (disk, format),
                         host_stat: p.host_stat.as_ref(),
                         zil: p.zil.as_ref(),
-                        vdevs: &p.vdevs,
+                        vdevs: p.vdevs.as_ref(),
                         work,
                         timeout,
                         name: crate::vbox::vm_name(run_id, &t.name, rep),
@@ -557,7 +570,7 @@ fn run_target(
                             disk: vdisk,
                             host_stat: p.host_stat.as_ref(),
                             zil: p.zil.as_ref(),
-                            vdevs: &p.vdevs,
+                            vdevs: p.vdevs.as_ref(),
                             work,
                             timeout,
                         }

@@ -304,10 +304,15 @@ pub struct TargetDef {
     pub logbias: Option<String>,
     /// zvol primarycache.
     pub primarycache: Option<String>,
-    /// Encrypt the zvol (needs `keyfile`).
+    /// Encrypt the zvol: it is created under an encrypted parent dataset zvbench makes
+    /// for it (`<parent>/<run>-<target>-enc`, encryption=on, keyformat=raw, the key read
+    /// from `keyfile`, never mounted) and inherits its encryption (needs `keyfile`).
     pub encryption: Option<bool>,
     /// Raw 32-byte key file for an encrypted zvol.
     pub keyfile: Option<PathBuf>,
+    /// Run the agent on the host, on the zvol's device, with no guest: the host baseline
+    /// on a zvol (default false).
+    pub on_host: Option<bool>,
     /// The device of a blockdev target.
     pub device: Option<PathBuf>,
     /// Overrides `[run] disk_size`.
@@ -381,6 +386,9 @@ pub struct WorkloadDef {
     pub ramp_time: Option<f64>,
     /// Time-series interval, milliseconds (default 1000).
     pub log_avg_msec: Option<u64>,
+    /// Fresh content for every write, this percent compressible (0-100; fio's
+    /// `buffer_compress_percentage`); absent: one random buffer for every write.
+    pub buffer_compress_percentage: Option<u8>,
 }
 
 /// The guest settings of one target, resolved.
@@ -413,7 +421,7 @@ pub struct ZvolConfig {
     pub parent: String,
     /// Properties to set at creation, validated, in a fixed order.
     pub props: Vec<(String, String)>,
-    /// Key file of an encrypted volume.
+    /// Key file of an encrypted volume: its encrypted parent's raw key.
     pub keyfile: Option<PathBuf>,
 }
 
@@ -680,6 +688,7 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             runtime: w.runtime,
             ramp_time: w.ramp_time,
             log_avg_msec: w.log_avg_msec.unwrap_or(1000),
+            buffer_compress_percentage: w.buffer_compress_percentage,
             ..PassSpec::new(PathBuf::new(), w.kind, w.bs, w.size)
         };
         spec.validate().map_err(|e| {
@@ -687,7 +696,8 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 .replace("--", "")
                 .replace("sync-every", "sync_every")
                 .replace("ramp-time", "ramp_time")
-                .replace("log-avg-msec", "log_avg_msec"))
+                .replace("log-avg-msec", "log_avg_msec")
+                .replace("buffer-compress-percentage", "buffer_compress_percentage"))
         })?;
         if spec.direct && !spec.bs.bytes().is_multiple_of(512) {
             return Err(at(format!(
@@ -814,7 +824,38 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
                 StorageSpec::Blockdev { device: d }
             }
         };
-        let guest = if t.storage == StorageKind::Host {
+        let on_host = t.on_host == Some(true);
+        only(
+            "on_host",
+            on_host && t.storage != StorageKind::Zvol,
+            "\"zvol\" (storage = \"host\" runs on the host already)",
+        )?;
+        if on_host {
+            let guest_keys = [
+                t.hypervisor.is_some(),
+                t.memory.is_some(),
+                t.cpus.is_some(),
+                t.bus.is_some(),
+                t.cache.is_some(),
+                t.aio.is_some(),
+                t.boot.is_some(),
+                t.throttle_bps.is_some(),
+                t.host_io_cache.is_some(),
+                t.ignore_flush.is_some(),
+                t.ignore_flush_async.is_some(),
+            ];
+            if guest_keys.contains(&true) {
+                return Err(at("on_host = true runs no guest: remove the target's guest keys (hypervisor, memory, cpus, bus, cache, aio, boot, throttle_bps, host_io_cache, ignore_flush*)".into()));
+            }
+            if disk_size.bytes() < max_size {
+                return Err(at(format!(
+                    "disk_size {disk_size} must hold the largest workload ({}); set disk_size = \"{}\"",
+                    ByteSize(max_size),
+                    ByteSize(max_size.div_ceil(1 << 20) << 20)
+                )));
+            }
+        }
+        let guest = if t.storage == StorageKind::Host || on_host {
             None
         } else {
             let g = &file.guest;
@@ -974,9 +1015,6 @@ fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
         {
             return Err("keyfile must be an absolute path without spaces or ','".into());
         }
-        props.push(("encryption".into(), "on".into()));
-        props.push(("keyformat".into(), "raw".into()));
-        props.push(("keylocation".into(), format!("file://{}", k.display())));
         Some(k)
     } else {
         None
@@ -1091,6 +1129,45 @@ sync_every = 4
         assert!(e.contains("verify"), "{e}");
         let e = err(&text.replace("ramp_time=0.5", "ramp_time=-1.0"));
         assert!(e.contains("ramp_time -1"), "{e}");
+    }
+
+    #[test]
+    fn compressible_writes_are_a_write_workload_key_from_0_to_100() {
+        let text = "[[target]]\nname=\"h\"\nstorage=\"host\"\ndir=\"/tmp\"\n\
+             [[workload]]\nname=\"w\"\nkind=\"seqwr\"\nbs=\"64K\"\nsize=\"4M\"\n\
+             buffer_compress_percentage=50\n";
+        let p = parse("s.toml", text).unwrap();
+        assert_eq!(p.workloads[0].spec.buffer_compress_percentage, Some(50));
+        let e = err(&text.replace("=50", "=101"));
+        assert!(
+            e.contains("buffer_compress_percentage 101 is outside 0 to 100"),
+            "{e}"
+        );
+        let e = err(&text.replace("seqwr", "seqrd"));
+        assert!(
+            e.contains("buffer_compress_percentage applies to workloads that write"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn on_host_runs_the_agent_on_a_zvol_without_a_guest() {
+        let base = "[[target]]\nname=\"z\"\nstorage=\"zvol\"\nparent=\"tank\"\non_host=true\n\
+             [[workload]]\nname=\"w\"\nkind=\"seqwr\"\nbs=\"4K\"\nsize=\"4M\"\n";
+        let p = parse("s.toml", base).unwrap();
+        assert_eq!(p.targets[0].guest, None);
+        let e = err(&base.replace("on_host=true", "on_host=true\ncache=\"none\""));
+        assert!(e.contains("on_host = true runs no guest"), "{e}");
+        let e = err(&base.replace("[[workload]]", "disk_size=\"1M\"\n[[workload]]"));
+        assert!(e.contains("must hold the largest workload"), "{e}");
+        let e = err(&base.replace(
+            "storage=\"zvol\"\nparent=\"tank\"",
+            "storage=\"loop\"\ndir=\"/tmp\"",
+        ));
+        assert!(
+            e.contains("on_host only applies to storage = \"zvol\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1238,9 +1315,14 @@ sync_every = 4
         let StorageSpec::Zvol(z) = &p.targets[2].storage else {
             panic!()
         };
-        assert!(z
-            .props
-            .contains(&("keylocation".into(), format!("file://{}", key.display()))));
+        assert_eq!(z.keyfile.as_deref(), Some(key.as_path()));
+        assert!(
+            !z.props
+                .iter()
+                .any(|(k, _)| k.starts_with("encryption") || k.starts_with("key")),
+            "the encrypted parent carries the encryption, not the zvol: {:?}",
+            z.props
+        );
     }
 }
 

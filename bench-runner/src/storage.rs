@@ -7,7 +7,7 @@ use crate::cmd::Argv;
 use crate::loopdev::LoopBinding;
 use crate::owner::{Owned, RunLock};
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
-use crate::zfs::{self, ZilSource};
+use crate::zfs::{self, PoolVdevs, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,8 @@ fn retry(mut f: impl FnMut() -> Result<(), String>) -> Result<(), String> {
 /// What a target runs on, with its teardown.
 #[derive(Debug, Default)]
 pub struct Provisioned {
-    /// For the host baseline: the file the agent writes.
+    /// For the host baseline: the file the agent writes (a zvol target with `on_host`:
+    /// the zvol's device).
     pub host_file: Option<PathBuf>,
     /// For guests: the path QEMU opens and its format driver.
     pub disk: Option<(PathBuf, &'static str)>,
@@ -107,8 +108,10 @@ pub struct Provisioned {
     pub zil: Option<ZilSource>,
     /// The loop device of a loop target, checked before each use.
     pub loop_dev: Option<LoopBinding>,
-    /// The whole disks under a zvol's pool's leaf vdevs: the trace's bottom layer.
-    pub vdevs: Vec<StatSource>,
+    /// The whole disks under the leaf vdevs of the pool under a zvol (or under a file on
+    /// a kernel ZFS file system): the trace's bottom layer. `None` off ZFS, or when the
+    /// pool's vdevs are files.
+    pub vdevs: Option<PoolVdevs>,
     /// Provenance: what was created and with which properties.
     pub props: serde_json::Map<String, serde_json::Value>,
     /// A blockdev target held with `O_EXCL` until teardown: `mkfs`, a mount or another
@@ -174,15 +177,14 @@ fn stat_of_file(p: &Path) -> Option<StatSource> {
     stat_of_devno(std::fs::metadata(p).ok()?.dev())
 }
 
-/// The whole disks under a pool's leaf vdevs.
-fn pool_vdevs(pool: &str) -> Result<Vec<StatSource>> {
+/// The whole disks under a pool's leaf vdevs; `None` when none is a block device.
+fn pool_vdevs(pool: &str) -> Result<Option<PoolVdevs>> {
     let status = zfs::status_argv(pool).stdout()?;
-    let mut v: Vec<StatSource> = zfs::leaf_vdevs(&status)
-        .iter()
-        .filter_map(|d| stat_of_disk(d))
-        .collect();
-    v.dedup();
-    Ok(v)
+    let disks = zfs::leaf_disks(&status, stat_of_disk);
+    Ok((!disks.is_empty()).then(|| PoolVdevs {
+        pool: pool.to_string(),
+        disks,
+    }))
 }
 
 /// The whole disk under a device node (`/dev/vda1` → `vda`).
@@ -334,7 +336,25 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.disk = Some((f, format_driver(*format)));
         }
         StorageSpec::Zvol(z) => {
-            let name = format!("{}/{run_id}-{}", z.parent, t.name);
+            // Encryption: the zvol is created under an encrypted parent made for it, and
+            // inherits its encryption; that parent is destroyed after the zvol.
+            let parent = match &z.keyfile {
+                Some(key) => {
+                    let enc = format!("{}/{run_id}-{}-enc", z.parent, t.name);
+                    crate::names::check_dataset(&enc).map_err(anyhow::Error::msg)?;
+                    let argv = zfs::create_encrypted_parent_argv(&enc, key, run_id);
+                    argv.run()?;
+                    p.own(lock, Teardown::DestroyDataset(enc.clone()))?;
+                    put(&mut p, "encrypted_parent", enc.clone().into());
+                    put(&mut p, "zfs_create_parent", argv.display().into());
+                    if let Ok(v) = zfs::get_argv(&enc, "keylocation").stdout() {
+                        put(&mut p, "keylocation", v.trim().into());
+                    }
+                    enc
+                }
+                None => z.parent.clone(),
+            };
+            let name = format!("{parent}/{run_id}-{}", t.name);
             crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
             let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
             argv.run()?;
@@ -360,6 +380,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 "logbias",
                 "primarycache",
                 "encryption",
+                "encryptionroot",
             ] {
                 if let Ok(v) = zfs::get_argv(&name, prop).stdout() {
                     put(&mut p, prop, v.trim().into());
@@ -383,6 +404,9 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.disk = Some((device.clone(), "raw"));
         }
     }
+    if t.guest.is_none() && p.host_file.is_none() {
+        p.host_file = p.disk.as_ref().map(|(dev, _)| dev.clone());
+    }
     // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
     // (the dataset's anonymous device has no /sys/block counters).
     if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
@@ -394,8 +418,8 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.vdevs = pool_vdevs(&pool)?;
         }
     }
-    if !p.vdevs.is_empty() {
-        let vdevs: Vec<String> = p.vdevs.iter().map(|s| s.name.clone()).collect();
+    if let Some(v) = &p.vdevs {
+        let vdevs: Vec<String> = v.disks.iter().map(|s| s.name.clone()).collect();
         put(&mut p, "vdevs", vdevs.join(" ").into());
     }
     Ok(p)

@@ -565,7 +565,7 @@ pub struct VboxRun<'a> {
     /// ZIL counter.
     pub zil: Option<&'a ZilSource>,
     /// The pool's leaf vdevs under a zvol.
-    pub vdevs: &'a [StatSource],
+    pub vdevs: Option<&'a crate::zfs::PoolVdevs>,
     /// Directory for the ISO, logs and the VM's folder.
     pub work: PathBuf,
     /// Longest the guest may run.

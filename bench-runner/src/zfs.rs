@@ -4,6 +4,7 @@
 use crate::cmd::Argv;
 use crate::names::check_dataset;
 use std::path::{Path, PathBuf};
+use zvbench_agent::devstat::{DevStat, StatSource};
 
 /// The user property that marks everything zvbench creates, with the run id as value.
 pub const TAG: &str = "zvbench:run";
@@ -34,6 +35,25 @@ pub fn create_zvol_argv(
 /// `zfs create -o zvbench:run=RUN NAME` (a file system dataset).
 pub fn create_fs_argv(name: &str, run_id: &str) -> Argv {
     Argv::new(["zfs", "create", "-o", &format!("{TAG}={run_id}"), name])
+}
+
+/// `zfs create -o canmount=off -o encryption=on -o keyformat=raw -o keylocation=file://KEY
+/// -o zvbench:run=RUN NAME`: an encrypted parent for a zvol, never mounted, its raw key
+/// read from `keyfile` (an absolute path, checked by the scenario).
+pub fn create_encrypted_parent_argv(name: &str, keyfile: &Path, run_id: &str) -> Argv {
+    let mut v: Vec<String> = vec!["zfs".into(), "create".into()];
+    for opt in [
+        "canmount=off".to_string(),
+        "encryption=on".into(),
+        "keyformat=raw".into(),
+        format!("keylocation=file://{}", keyfile.display()),
+        format!("{TAG}={run_id}"),
+    ] {
+        v.push("-o".into());
+        v.push(opt);
+    }
+    v.push(name.into());
+    Argv::new(v)
 }
 
 /// `zfs destroy -r NAME`.
@@ -94,17 +114,87 @@ pub fn status_argv(pool: &str) -> Argv {
 }
 
 /// The leaf vdevs' device paths from `zpool status -P -L` output: config lines whose
-/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out).
+/// first word is an absolute `/dev/` path (files as vdevs are not devices and are left out),
+/// each once (a spare in use is listed under its vdev and again under `spares`).
 pub fn leaf_vdevs(status: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = status
-        .lines()
-        .take(10_000)
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
-        .map(PathBuf::from)
-        .collect();
-    v.dedup();
+    first_of_each(
+        status
+            .lines()
+            .take(10_000)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.starts_with("/dev/") && !w.contains(".."))
+            .map(PathBuf::from),
+    )
+}
+
+/// The whole disks under the leaf vdevs of `zpool status -P -L` output, each once,
+/// `disk_of` mapping a vdev's device to its disk (a disk split into partitions that are
+/// vdevs of the pool is counted once, wherever its partitions are listed).
+pub fn leaf_disks<T: PartialEq>(status: &str, disk_of: impl Fn(&Path) -> Option<T>) -> Vec<T> {
+    first_of_each(leaf_vdevs(status).iter().filter_map(|d| disk_of(d)))
+}
+
+/// `items` without repeats, in the order of their first appearance.
+fn first_of_each<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = Vec::new();
+    for i in items {
+        if !v.contains(&i) {
+            v.push(i);
+        }
+    }
     v
+}
+
+/// `zpool sync POOL`: writes out the pool's dirty data (ends its open transaction group).
+pub fn sync_argv(pool: &str) -> Argv {
+    Argv::new(["zpool", "sync", pool])
+}
+
+/// A pool's leaf vdevs as whole disks: the bottom of the flush trace below a zvol or a
+/// file on the pool's file system (a zvol's own counters see no flushes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolVdevs {
+    /// The pool.
+    pub pool: String,
+    /// The whole disks under its leaf vdevs, each once.
+    pub disks: Vec<StatSource>,
+}
+
+impl PoolVdevs {
+    /// Ends the pool's open transaction group (`zpool sync`), so that what was written
+    /// before now is on the disks, then reads their counters, summed. Read at a pass's
+    /// start and end, the difference holds the pass's own writes (ZFS would otherwise
+    /// write them up to `zfs_txg_timeout`, 5 s, later, into the next pass) and the
+    /// flushes of that one transaction-group sync. `None` when a disk cannot be read.
+    pub fn sync_and_read(&self) -> Option<DevStat> {
+        if let Err(e) = sync_argv(&self.pool).run() {
+            eprintln!(
+                "zvbench: warning: {e}: the pool's byte counts may miss this pass's last writes"
+            );
+        }
+        sum_stats(self.disks.iter().map(|d| d.read().ok()))
+    }
+}
+
+/// Counters of several disks added up; `None` if any is `None` (or there are none). Flush
+/// counts only when every disk has them.
+fn sum_stats(stats: impl IntoIterator<Item = Option<DevStat>>) -> Option<DevStat> {
+    let mut total: Option<DevStat> = None;
+    for s in stats {
+        let s = s?;
+        total = Some(match total {
+            None => s,
+            Some(t) => DevStat {
+                read_ios: t.read_ios + s.read_ios,
+                read_sectors: t.read_sectors + s.read_sectors,
+                write_ios: t.write_ios + s.write_ios,
+                write_sectors: t.write_sectors + s.write_sectors,
+                flush_ios: t.flush_ios.zip(s.flush_ios).map(|(a, b)| a + b),
+                flush_ticks_ms: t.flush_ticks_ms.zip(s.flush_ticks_ms).map(|(a, b)| a + b),
+            },
+        });
+    }
+    total
 }
 
 /// The pool of the kernel ZFS file system holding `dir` (an absolute, resolved path), from
@@ -274,6 +364,10 @@ mod tests {
         );
         assert_eq!(zvol_dev("tank/v"), PathBuf::from("/dev/zvol/tank/v"));
         assert_eq!(
+            create_encrypted_parent_argv("tank/r1-z-enc", Path::new("/k/key"), "r1").display(),
+            "zfs create -o canmount=off -o encryption=on -o keyformat=raw -o keylocation=file:///k/key -o zvbench:run=r1 tank/r1-z-enc"
+        );
+        assert_eq!(
             snapshot_clean_argv("tank/v").display(),
             "zfs snapshot tank/v@zvbench-clean"
         );
@@ -322,6 +416,47 @@ errors: No known data errors
             ["/dev/vda1", "/dev/vdb1", "/dev/vdc1"].map(PathBuf::from)
         );
         assert_eq!(status_argv("tank").display(), "zpool status -P -L tank");
+    }
+
+    /// A spare in use is listed twice, apart; two partitions of one disk may be apart too.
+    #[test]
+    fn repeated_vdevs_and_disks_count_once_even_when_not_adjacent() {
+        let s = "config:
+
+\tNAME             STATE     READ WRITE CKSUM
+\ttank             DEGRADED     0     0     0
+\t  mirror-0       DEGRADED     0     0     0
+\t    spare-0      DEGRADED     0     0     0
+\t      /dev/vda1  FAULTED      0     0     0
+\t      /dev/vdc1  ONLINE       0     0     0
+\t    /dev/vdb1    ONLINE       0     0     0
+\t  /dev/vda2      ONLINE       0     0     0
+\tspares
+\t  /dev/vdc1      INUSE     currently in use
+";
+        assert_eq!(
+            leaf_vdevs(s),
+            ["/dev/vda1", "/dev/vdc1", "/dev/vdb1", "/dev/vda2"].map(PathBuf::from)
+        );
+        let disk = |p: &Path| Some(p.to_str()?.trim_end_matches(char::is_numeric).to_string());
+        assert_eq!(leaf_disks(s, disk), ["/dev/vda", "/dev/vdc", "/dev/vdb"]);
+    }
+
+    #[test]
+    fn vdev_counters_add_up_and_an_unreadable_disk_is_no_number() {
+        let a = DevStat::parse("1 0 8 0 2 0 16 0 0 0 0 0 0 0 0 3 4").unwrap();
+        let b = DevStat::parse("10 0 80 0 20 0 160 0 0 0 0 0 0 0 0 30 40").unwrap();
+        let t = sum_stats([Some(a), Some(b)]).unwrap();
+        assert_eq!(
+            (t.read_ios, t.read_sectors, t.write_ios, t.write_sectors),
+            (11, 88, 22, 176)
+        );
+        assert_eq!((t.flush_ios, t.flush_ticks_ms), (Some(33), Some(44)));
+        let old = DevStat::parse("1 0 8 0 2 0 16 0 0 0 0").unwrap();
+        assert_eq!(sum_stats([Some(a), Some(old)]).unwrap().flush_ios, None);
+        assert_eq!(sum_stats([Some(a), None]), None);
+        assert_eq!(sum_stats([]), None);
+        assert_eq!(sync_argv("tank").display(), "zpool sync tank");
     }
 
     #[test]

@@ -247,44 +247,85 @@ fn ctrl_c_stops_the_vm_and_removes_its_files() {
     assert_nothing_left(tmp.path());
 }
 
-#[test]
-fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
-    require_lab();
+/// What [`scenario_in_lab`] leaves for a test to check.
+struct LabRun {
+    /// The lab's own directory (checked empty afterwards).
+    tmp: tempfile::TempDir,
+    /// The share holding `out_dir`, removed when dropped: bind it for the test's length.
+    _share: tempfile::TempDir,
+    /// What the command printed.
+    stdout: String,
+    /// The run's results.csv.
+    rows: Vec<zvbench_reports::ResultRow>,
+    /// The run's run.json.
+    run: serde_json::Value,
+    /// The run's output directory.
+    out_dir: PathBuf,
+}
+
+/// A scenario of `scenarios/` run in a lab VM with the pool `tank`, by the command `argv`
+/// makes of the scenario's path and the output directory; the results are kept on a share
+/// outside the VM's tmpfs. Fails unless the command succeeded.
+fn scenario_in_lab(
+    scenario: &str,
+    lab_args: &[&str],
+    argv: impl FnOnce(&str, &str) -> Vec<String>,
+) -> LabRun {
     let tmp = lab_tmp();
-    // The results must outlive the VM: a share outside the guest's tmpfs.
     let share = tempfile::Builder::new()
         .prefix("zvbench-labshare-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let out_dir = share.path().join("run");
     common::agent(); // zvbench inside finds it next to its own target directory
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab-zvol.toml");
-    let out = lab(
-        tmp.path(),
-        &[
-            "--pool",
-            "tank",
-            "--memory",
-            "2G",
-            "--share",
-            share.path().to_str().unwrap(),
-        ],
-        &[
-            env!("CARGO_BIN_EXE_zvbench"),
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--accel",
-            "tcg",
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(scenario);
+    let mut extra = vec!["--pool", "tank", "--share", share.path().to_str().unwrap()];
+    extra.extend_from_slice(lab_args);
+    let argv = argv(scenario.to_str().unwrap(), out_dir.to_str().unwrap());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = lab(tmp.path(), &extra, &argv);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "the scenario failed in the lab:\n{stdout}"
     );
     let rows = zvbench_reports::read_results(&out_dir.join("results.csv")).unwrap();
+    let run = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    LabRun {
+        tmp,
+        _share: share,
+        stdout,
+        rows,
+        run,
+        out_dir,
+    }
+}
+
+#[test]
+fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
+    require_lab();
+    let LabRun {
+        tmp,
+        _share,
+        stdout: _,
+        rows,
+        run,
+        out_dir,
+    } = scenario_in_lab("lab-zvol.toml", &["--memory", "2G"], |scenario, out_dir| {
+        [
+            env!("CARGO_BIN_EXE_zvbench"),
+            "run",
+            scenario,
+            "--out",
+            out_dir,
+            "--accel",
+            "tcg",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
     let row = |t: &str| {
         rows.iter()
             .find(|r| r.target == t)
@@ -309,8 +350,6 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     // The VDI file on the pool's file system (cache=none): its flushes reach the vdevs too.
     let vdi = row("vdi");
     assert!(vdi.vdev_flushes.is_some_and(|v| v >= n), "{vdi:?}");
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["storage"]["zvol-standard"]["zil_source"], "dataset");
     assert_eq!(run["storage"]["zvol-disabled"]["sync"], "disabled");
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
@@ -318,5 +357,147 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
         summary.contains("`zfs-sync-disabled` **zvol-disabled"),
         "the diagnosis names sync=disabled:\n{summary}"
     );
+    assert_nothing_left(tmp.path());
+}
+
+/// Every zvol key (volblocksize, sync, logbias, compression, primarycache, encryption with a
+/// key file) provisioned by `zvbench run` on real OpenZFS, the agent on each zvol's device
+/// (no guest), checked with `zfs get` (run.json), destroyed; and each ZFS diagnosis rule
+/// firing on the target whose property causes it and not on the control, from the layers'
+/// numbers (agent bytes, vdev bytes, ZIL commits, vdev flushes).
+#[test]
+fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only() {
+    require_lab();
+    let LabRun {
+        tmp,
+        _share,
+        stdout,
+        rows,
+        run,
+        out_dir: _,
+    } = scenario_in_lab(
+        "lab-zvol-props.toml",
+        &["--disk-size", "2G"],
+        |scenario, out_dir| {
+            let script = script("zvol-props.sh");
+            [
+                script.to_str().unwrap(),
+                env!("CARGO_BIN_EXE_zvbench"),
+                scenario,
+                out_dir,
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+    );
+    // Destroyed: only the pool's own dataset is left.
+    let left: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("left "))
+        .collect();
+    assert_eq!(left, ["tank"], "zvbench left datasets or snapshots");
+
+    // `zfs get -p` inside the lab, recorded at provisioning.
+    let got = |t: &str, p: &str| run["storage"][t][p].as_str().unwrap_or("").to_string();
+    for (t, p, want) in [
+        ("std", "volblocksize", "16384"),
+        ("std", "sync", "standard"),
+        ("std", "logbias", "latency"),
+        ("always", "sync", "always"),
+        ("thru", "logbias", "throughput"),
+        ("rmw", "volblocksize", "65536"),
+        ("rmw", "primarycache", "metadata"),
+        ("comp-off", "compression", "off"),
+        ("enc", "encryption", "aes-256-gcm"),
+        ("enc", "keylocation", "file:///var/tmp/zvbench-lab.key"),
+    ] {
+        assert_eq!(got(t, p), want, "zfs get {p} of {t}");
+    }
+    // Encrypted through a parent made for it, keyed by the file, destroyed with it.
+    let parent = got("enc", "encrypted_parent");
+    assert!(
+        parent.starts_with("tank/") && parent.ends_with("-enc-enc"),
+        "{parent}"
+    );
+    assert_eq!(
+        got("enc", "encryptionroot"),
+        parent,
+        "the zvol inherits its encryption"
+    );
+    assert!(got("enc", "zvol").starts_with(&format!("{parent}/")));
+
+    let row = |t: &str, w: &str| {
+        rows.iter()
+            .find(|r| r.target == t && r.workload == w)
+            .unwrap_or_else(|| panic!("no row for {t}/{w}"))
+    };
+    for r in &rows {
+        eprintln!(
+            "{:9} {:10} agent {:>3} flushes {:>8} B | ZIL {:>4} | vdevs {:>4} flushes, wrote {:>9} B, read {:>8} B",
+            r.target,
+            r.workload,
+            r.agent_flushes,
+            r.agent_write_bytes.unwrap_or(0),
+            r.zil_commits.unwrap_or(0),
+            r.vdev_flushes.unwrap_or(0),
+            r.vdev_write_bytes.unwrap_or(0),
+            r.vdev_read_bytes.unwrap_or(0)
+        );
+        assert_eq!(r.hypervisor, "none", "{r:?}");
+        assert_eq!(r.agent_write_bytes, Some(r.size_bytes), "{r:?}");
+    }
+    let std16 = row("std", "fsync-16k");
+    assert_eq!(std16.agent_flushes, 64);
+    assert!(std16.zil_commits.is_some_and(|z| z >= 64), "{std16:?}");
+    assert!(std16.vdev_flushes.is_some_and(|v| v >= 64), "{std16:?}");
+
+    let ctx = zvbench_reports::report::context(&run);
+    let findings = zvbench_reports::diagnose::diagnose(&rows, &ctx);
+    let fired = |rule: &str, t: &str, w: &str| {
+        findings
+            .iter()
+            .any(|f| f.rule == rule && f.target == t && f.workload == w)
+    };
+    for f in &findings {
+        eprintln!(
+            "{} {}/{}: {} [{}]",
+            f.rule, f.target, f.workload, f.message, f.evidence
+        );
+    }
+    // sync=always: ZIL commits and vdev flushes for writes never flushed; not where the
+    // agent flushed every write, nor on sync=standard.
+    assert!(fired("zfs-sync-always", "always", "nosync-4k"));
+    assert!(!fired("zfs-sync-always", "always", "fsync-16k"));
+    assert!(!fired("zfs-sync-always", "std", "nosync-4k"));
+    let (al, st) = (row("always", "nosync-4k"), row("std", "nosync-4k"));
+    assert!(
+        al.zil_commits > Some(60) && st.zil_commits < Some(8),
+        "{al:?}\n{st:?}"
+    );
+    // logbias=throughput: synced full blocks written once, not twice.
+    assert!(fired("zfs-logbias-throughput", "thru", "fsync-16k"));
+    assert!(!fired("zfs-logbias-throughput", "std", "fsync-16k"));
+    let ratio = |r: &zvbench_reports::ResultRow| {
+        r.vdev_write_bytes.unwrap() as f64 / r.agent_write_bytes.unwrap() as f64
+    };
+    let (th, st) = (row("thru", "fsync-16k"), std16);
+    assert!(
+        ratio(th) < 0.8 * ratio(st),
+        "throughput {:.2}x vs latency {:.2}x of the agent's bytes",
+        ratio(th),
+        ratio(st)
+    );
+    // Compression: half-compressible data stored in fewer bytes than written, not with
+    // compression=off (both logbias=throughput: the data goes to the pool once).
+    assert!(fired("zfs-compression", "thru", "comp-50"));
+    assert!(!fired("zfs-compression", "comp-off", "comp-50"));
+    assert!(ratio(row("comp-off", "comp-50")) >= 1.0);
+    // Read-modify-write: reads during a write-only pass of 4K writes into 64K blocks ARC
+    // does not hold; not for whole blocks, nor where ARC holds them.
+    assert!(fired("volblocksize-rmw", "rmw", "nosync-4k"));
+    assert!(!fired("volblocksize-rmw", "rmw", "comp-50"));
+    assert!(!fired("volblocksize-rmw", "std", "nosync-4k"));
+    // The encrypted zvol ran every workload.
+    assert_eq!(rows.iter().filter(|r| r.target == "enc").count(), 3);
     assert_nothing_left(tmp.path());
 }

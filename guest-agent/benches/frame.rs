@@ -7,11 +7,11 @@ use zvbench_agent::verify::{check_block, fill_block};
 fn bench(c: &mut Criterion) {
     let mut buf = vec![0u8; 1 << 20];
     c.bench_function("fill_block 1 MiB", |b| {
-        b.iter(|| fill_block(&mut buf, 5, 7))
+        b.iter(|| fill_block(&mut buf, 5, 7, 0))
     });
     c.bench_function("check_block 1 MiB", |b| {
         b.iter(|| {
-            fill_block(&mut buf, 5, 7);
+            fill_block(&mut buf, 5, 7, 0);
             check_block(&mut buf, 5, 7)
         })
     });

@@ -226,6 +226,14 @@ pub struct PassSpec {
     #[arg(long, default_value_t = 1000)]
     #[serde(default = "default_log_ms")]
     pub log_avg_msec: u64,
+    /// Fresh content for every write, of which about this percent compresses away: the
+    /// end of every 512-byte chunk is zeros (fio's `buffer_compress_percentage` with its
+    /// default `buffer_compress_chunk`), 0 to 100; 0 is incompressible. Without it every
+    /// write of a job sends the same random buffer, which compresses wherever several
+    /// blocks share a ZFS record (a 4K write into a 16K volblocksize).
+    #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[serde(default)]
+    pub buffer_compress_percentage: Option<u8>,
 }
 
 /// Why a pass could not run or did not complete.
@@ -351,6 +359,7 @@ impl PassSpec {
             runtime: None,
             ramp_time: None,
             log_avg_msec: 1000,
+            buffer_compress_percentage: None,
         }
     }
 
@@ -404,6 +413,19 @@ impl PassSpec {
         }
         if self.rwmixread.is_some() && self.workload != Workload::Randrw {
             return bad(format!("--rwmixread applies to randrw, not {w}"));
+        }
+        match self.buffer_compress_percentage {
+            Some(p) if p > 100 => {
+                return bad(format!(
+                    "--buffer-compress-percentage {p} is outside 0 to 100"
+                ))
+            }
+            Some(_) if !self.workload.writes() => {
+                return bad(format!(
+                    "--buffer-compress-percentage applies to workloads that write, not {w}"
+                ))
+            }
+            _ => {}
         }
         if self.norandommap && !self.workload.random() {
             return bad(format!(
@@ -544,6 +566,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         datasync: spec.sync == SyncMode::Fdatasync,
         verify: spec.verify,
         seed: spec.seed,
+        compress: spec.buffer_compress_percentage,
         stop: &stop,
         acks,
     };
@@ -799,6 +822,7 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         ramp_time_s: spec.ramp_time,
         randseed: spec.workload.random().then_some(spec.randseed),
         norandommap: spec.norandommap,
+        buffer_compress_percentage: spec.buffer_compress_percentage,
         read_bytes,
         write_bytes,
         series: Some(series::merge(recorders, seconds)),

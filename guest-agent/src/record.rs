@@ -166,6 +166,9 @@ pub struct PassRecord {
     /// Random blocks drawn independently rather than each once per pass.
     #[serde(default)]
     pub norandommap: bool,
+    /// Fresh write content per write, this percent compressible (absent: one buffer).
+    #[serde(default)]
+    pub buffer_compress_percentage: Option<u8>,
     /// Bytes read.
     #[serde(default)]
     pub read_bytes: u64,

@@ -4,7 +4,10 @@
 //! Layout of a block's first 40 bytes (little-endian): magic (8), block index (8),
 //! run seed (8), block size (8), CRC32 of the whole block with this field zeroed (8).
 //! Without `--verify` only the magic is written and the rest of the buffer is fixed
-//! pseudo-random bytes (incompressible, so ZFS compression cannot shortcut the test).
+//! pseudo-random bytes, the same for every write of a job: incompressible within one
+//! block, but a compressor sees the repeats when several blocks share one record (a 4K
+//! write into a zvol's 16K volblocksize). `--buffer-compress-percentage` gives every write
+//! fresh content ([`fill_write`]), of which a chosen share compresses away.
 
 use crate::record::VerifyResult;
 use crate::target::BLOCK_MAGIC;
@@ -134,10 +137,40 @@ pub fn stamp_magic(buf: &mut [u8]) {
     buf[..n].copy_from_slice(&BLOCK_MAGIC[..n]);
 }
 
-/// Makes `buf` the verified content of block `index` of a run with `seed`.
+/// fio's default `buffer_compress_chunk`: compressible content is laid out per chunk.
+pub const COMPRESS_CHUNK: usize = 512;
+
+/// Zeroes the last `pct` percent of every [`COMPRESS_CHUNK`] of `buf` (fio's
+/// `buffer_compress_percentage`), never the header's bytes, and nothing of block 0's first
+/// sector, which [`is_block_start`] recomputes to know zvbench's own data.
+fn zero_tails(buf: &mut [u8], index: u64, pct: u8) {
+    let zeros = COMPRESS_CHUNK * usize::from(pct.min(100)) / 100;
+    let start = if index == 0 { SECTOR } else { 0 };
+    for (i, chunk) in buf.chunks_mut(COMPRESS_CHUNK).enumerate() {
+        if i * COMPRESS_CHUNK < start {
+            continue;
+        }
+        let len = chunk.len();
+        let keep = len
+            .saturating_sub(zeros)
+            .max(if i == 0 { HEADER_LEN } else { 0 });
+        chunk[keep.min(len)..].fill(0);
+    }
+}
+
+/// Fresh content of an unverified write of block `index`: the magic, pseudo-random bytes
+/// of its own (no two blocks alike), and `pct` percent of every chunk zeros.
+pub fn fill_write(buf: &mut [u8], index: u64, seed: u64, pct: u8) {
+    fill_random(buf, seed ^ index.wrapping_mul(INDEX_MIX));
+    zero_tails(buf, index, pct);
+}
+
+/// Makes `buf` the verified content of block `index` of a run with `seed`, `pct` percent
+/// of it compressible (0: none; see [`zero_tails`]): the checksum covers the zeros.
 /// `buf` must be at least [`HEADER_LEN`] bytes.
-pub fn fill_block(buf: &mut [u8], index: u64, seed: u64) {
+pub fn fill_block(buf: &mut [u8], index: u64, seed: u64, pct: u8) {
     pattern(&mut buf[HEADER_LEN..], seed ^ index.wrapping_mul(INDEX_MIX));
+    zero_tails(buf, index, pct);
     buf[..8].copy_from_slice(BLOCK_MAGIC);
     buf[8..16].copy_from_slice(&index.to_le_bytes());
     buf[16..24].copy_from_slice(&seed.to_le_bytes());
@@ -204,14 +237,14 @@ mod tests {
     #[test]
     fn written_block_checks_ok() {
         let mut b = vec![0u8; 4096];
-        fill_block(&mut b, 7, 42);
+        fill_block(&mut b, 7, 42, 0);
         assert_eq!(check_block(&mut b, 7, 42), BlockCheck::Ok);
     }
 
     #[test]
     fn other_position_or_run_is_stale() {
         let mut b = vec![0u8; 4096];
-        fill_block(&mut b, 7, 42);
+        fill_block(&mut b, 7, 42, 0);
         let mut c = b.clone();
         assert_eq!(check_block(&mut b, 8, 42), BlockCheck::Stale);
         assert_eq!(check_block(&mut c, 7, 43), BlockCheck::Stale);
@@ -220,9 +253,9 @@ mod tests {
     #[test]
     fn half_written_block_is_torn() {
         let mut new = vec![0u8; 4096];
-        fill_block(&mut new, 3, 42);
+        fill_block(&mut new, 3, 42, 0);
         let mut old = vec![0u8; 4096];
-        fill_block(&mut old, 3, 41);
+        fill_block(&mut old, 3, 41, 0);
         // The first sector of the new write landed; the rest is old data.
         new[512..].copy_from_slice(&old[512..]);
         assert_eq!(check_block(&mut new, 3, 42), BlockCheck::Torn);
@@ -237,6 +270,41 @@ mod tests {
         let mut r = vec![0u8; 4096];
         fill_random(&mut r, 5);
         assert_eq!(check_block(&mut r, 0, 5), BlockCheck::Mismatched);
+    }
+
+    /// Every write its own content, `pct` percent of each chunk zeros, checksums and the
+    /// recognition of zvbench's own block 0 intact.
+    #[test]
+    fn compressible_writes_keep_their_checks() {
+        let zeros = |b: &[u8]| b.iter().filter(|&&x| x == 0).count() as f64 / b.len() as f64;
+        for pct in [0u8, 25, 50, 90, 100] {
+            let mut w = vec![0u8; 16384];
+            fill_write(&mut w, 5, 1, pct);
+            let z = zeros(&w);
+            assert!((z - f64::from(pct) / 100.0).abs() < 0.02, "pct {pct}: {z}");
+            let mut v = vec![0u8; 16384];
+            fill_block(&mut v, 5, 1, pct);
+            assert_eq!(
+                check_block(&mut v.clone(), 5, 1),
+                BlockCheck::Ok,
+                "pct {pct}"
+            );
+            assert!(
+                (zeros(&v) - f64::from(pct) / 100.0).abs() < 0.02,
+                "pct {pct}"
+            );
+            for mut b0 in [vec![0u8; 4096], vec![0u8; 4096]] {
+                fill_write(&mut b0, 0, 9, pct);
+                assert!(is_block_start(&b0), "unverified block 0, pct {pct}");
+                fill_block(&mut b0, 0, 9, pct);
+                assert!(is_block_start(&b0), "verified block 0, pct {pct}");
+            }
+        }
+        let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+        fill_write(&mut a, 1, 1, 0);
+        fill_write(&mut b, 2, 1, 0);
+        assert_ne!(a[8..], b[8..], "no two blocks alike");
+        assert_eq!(&a[..8], BLOCK_MAGIC);
     }
 
     #[test]
@@ -255,10 +323,10 @@ mod tests {
                 let mut b = vec![0u8; bs];
                 fill_random(&mut b, seed);
                 assert!(is_block_start(&b), "plain seed {seed} bs {bs}");
-                fill_block(&mut b, 0, seed);
+                fill_block(&mut b, 0, seed, 0);
                 assert!(is_block_start(&b), "verified seed {seed} bs {bs}");
                 let mut other = b.clone();
-                fill_block(&mut other, 1, seed);
+                fill_block(&mut other, 1, seed, 0);
                 assert!(!is_block_start(&other), "block 1 is not a start");
             }
         }

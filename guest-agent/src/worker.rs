@@ -9,7 +9,7 @@ use crate::offsets::OffsetGen;
 use crate::pass::PassError;
 use crate::record::VerifyResult;
 use crate::series::SeriesRecorder;
-use crate::verify::{check_block, fill_block};
+use crate::verify::{check_block, fill_block, fill_write};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ pub struct Plan<'a> {
     pub verify: bool,
     /// Seed of the verify headers.
     pub seed: u64,
+    /// Fresh content for every write, this percent compressible (`None`: one buffer).
+    pub compress: Option<u8>,
     /// Set to end every job early (a failure or the observer's stop).
     pub stop: &'a AtomicBool,
     /// Where a single sequential job reports each acknowledged prefix (`None`: nobody asks).
@@ -223,16 +225,21 @@ impl<'a> Job<'a> {
                     let slot = self.free.pop().expect("a free slot below the depth");
                     let (b, read) = gen.next_block();
                     let block = self.first_block + b;
-                    // Reads and verified writes use the slot's block; other writes all
-                    // send the shared write block, whose content a read never replaces.
-                    let own = read || self.plan.verify;
-                    let at = if own { slot } else { self.plan.qd };
+                    // Reads and writes filled one by one use the slot's block; other
+                    // writes all send the shared write block, which a read never replaces.
+                    let fill = !read && (self.plan.verify || self.plan.compress.is_some());
+                    let at = if read || fill { slot } else { self.plan.qd };
                     // SAFETY: at <= qd and the buffer holds qd + 1 blocks of bs bytes.
                     let p = unsafe { base.add(at * bs as usize) };
-                    if !read && self.plan.verify {
+                    if fill {
                         // SAFETY: the slot's bytes are not in flight (it was free).
                         let b = unsafe { std::slice::from_raw_parts_mut(p, bs as usize) };
-                        fill_block(b, block, self.plan.seed);
+                        let compress = self.plan.compress.unwrap_or(0);
+                        if self.plan.verify {
+                            fill_block(b, block, self.plan.seed, compress);
+                        } else {
+                            fill_write(b, block, self.plan.seed, compress);
+                        }
                     }
                     self.slots[slot] = Slot {
                         block,

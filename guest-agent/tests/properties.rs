@@ -216,7 +216,7 @@ proptest! {
         x in 1u8..,
     ) {
         let mut b = vec![0u8; bs];
-        if verify { fill_block(&mut b, 0, seed) } else { fill_random(&mut b, seed) }
+        if verify { fill_block(&mut b, 0, seed, 0) } else { fill_random(&mut b, seed) }
         prop_assert!(is_block_start(&b));
         b[at] ^= x;
         prop_assert!(!is_block_start(&b));

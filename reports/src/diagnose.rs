@@ -27,8 +27,19 @@ pub struct Context {
     pub volblocksize: BTreeMap<String, u64>,
     /// VirtualBox targets whose `VBox.log` says async flushes were disabled: the line.
     pub async_flushes_disabled: BTreeMap<String, String>,
-    /// The `sync` property of zvol targets, by target.
-    pub zfs_sync: BTreeMap<String, String>,
+    /// The ZFS properties of zvol targets ([`ZFS_PROPS`], as `zfs get` printed them), by
+    /// target, then by property.
+    pub zfs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The zvol properties the rules read from `run.json`.
+pub const ZFS_PROPS: [&str; 4] = ["sync", "logbias", "compression", "primarycache"];
+
+impl Context {
+    /// A zvol target's ZFS property, if known.
+    pub fn zfs_prop(&self, target: &str, prop: &str) -> Option<&str> {
+        self.zfs.get(target)?.get(prop).map(String::as_str)
+    }
 }
 
 /// Rows of one (target, workload), in file order.
@@ -268,8 +279,44 @@ pub fn software_emulation(rows: &[ResultRow]) -> Vec<Finding> {
     }]
 }
 
-/// A zvol whose volblocksize is smaller than the workload's block size, or larger for
-/// writes smaller than it (read-modify-write).
+/// A pass that only wrote (random mixes by their read share; older rows by their kind).
+fn write_only(r: &ResultRow) -> bool {
+    r.rw_mix_read
+        .map_or(matches!(r.kind.as_str(), "seqwr" | "randwrite"), |p| p == 0)
+}
+
+/// The medians of a write-only pass's bytes: the agent's, and the pool vdevs' written and
+/// read, when all were measured.
+struct PoolBytes {
+    agent: f64,
+    written: f64,
+    read: f64,
+}
+
+fn pool_bytes(rows: &[&ResultRow]) -> Option<PoolBytes> {
+    let m = |f: fn(&ResultRow) -> Option<u64>| med(rows, |r| f(r).map(|v| v as f64));
+    let agent = m(|r| r.agent_write_bytes).filter(|&a| a > 0.0)?;
+    Some(PoolBytes {
+        agent,
+        written: m(|r| r.vdev_write_bytes)?,
+        read: m(|r| r.vdev_read_bytes)?,
+    })
+}
+
+fn fmt_bytes(p: &PoolBytes) -> String {
+    format!(
+        "agent wrote {:.0} B → pool vdevs wrote {:.0} B ({:.2}x) and read {:.0} B",
+        p.agent,
+        p.written,
+        p.written / p.agent,
+        p.read
+    )
+}
+
+/// Writes smaller than a zvol's volblocksize: ZFS must read the rest of each block before
+/// it can write it (read-modify-write). Seen in the pool vdevs' reads during a pass that
+/// only wrote (the blocks were not in ARC, e.g. `primarycache=metadata`); a run without
+/// vdev counters gets the finding from the sizes alone.
 pub fn volblocksize_mismatch(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     for ((t, w), rows) in g {
@@ -277,15 +324,139 @@ pub fn volblocksize_mismatch(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
             continue;
         };
         let bs = rows[0].bs_bytes;
-        if rows[0].kind == "seqwr" && bs < vbs {
-            out.push(Finding {
-                rule: "volblocksize-rmw",
-                target: t.clone(),
-                workload: w.clone(),
-                message: "writes smaller than the zvol's volblocksize make ZFS read-modify-write each block".into(),
-                evidence: format!("bs {bs} B < volblocksize {vbs} B"),
-            });
+        if !write_only(rows[0]) || bs >= vbs {
+            continue;
         }
+        let (message, evidence) = match pool_bytes(rows) {
+            None => (
+                "writes smaller than the zvol's volblocksize make ZFS read-modify-write each block".to_string(),
+                format!("bs {bs} B < volblocksize {vbs} B"),
+            ),
+            Some(p) if p.read >= (vbs as f64).max(p.agent / 20.0) => (
+                format!(
+                    "writes smaller than the zvol's volblocksize made ZFS read-modify-write: it read {:.0} B from the pool's disks in a pass that only wrote, the rest of each {vbs}-byte block{}; match volblocksize to the guest's writes (it is fixed at creation)",
+                    p.read,
+                    match ctx.zfs_prop(t, "primarycache") {
+                        Some(pc) if pc != "all" => format!(" (primarycache={pc} keeps no data in ARC)"),
+                        _ => String::new(),
+                    }
+                ),
+                format!("bs {bs} B < volblocksize {vbs} B; {}", fmt_bytes(&p)),
+            ),
+            Some(_) => continue,
+        };
+        out.push(Finding {
+            rule: "volblocksize-rmw",
+            target: t.clone(),
+            workload: w.clone(),
+            message,
+            evidence,
+        });
+    }
+    out
+}
+
+/// A zvol with `sync=always`: ZFS commits the ZIL for every write, also those the
+/// workload never flushed: ZIL commits and pool vdev flushes well above the agent's.
+pub fn zfs_sync_always(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if ctx.zfs_prop(t, "sync") != Some("always") {
+            continue;
+        }
+        let m = |f: fn(&ResultRow) -> Option<u64>| med(rows, |r| f(r).map(|v| v as f64));
+        let agent = m(|r| Some(r.agent_flushes)).unwrap_or(0.0);
+        let margin = (agent / 4.0).max(4.0);
+        let Some(zil) = m(|r| r.zil_commits) else {
+            continue;
+        };
+        let vdev = m(|r| r.vdev_flushes);
+        if zil <= agent + margin || vdev.is_some_and(|v| v <= agent + margin) {
+            continue;
+        }
+        let writes = m(|r| r.agent_write_bytes.map(|b| b / r.bs_bytes.max(1)));
+        out.push(Finding {
+            rule: "zfs-sync-always",
+            target: t.clone(),
+            workload: w.clone(),
+            message: format!(
+                "the zvol has sync=always: ZFS commits the ZIL for every write before acknowledging it, also the writes the workload never flushed: {zil:.0} ZIL commits{} for {agent:.0} flushes by the agent; durable, but every write waits for a log write and a disk flush; `zfs set sync=standard` commits only what is flushed",
+                vdev.map_or(String::new(), |v| format!(" and {v:.0} pool vdev flushes"))
+            ),
+            evidence: format!(
+                "sync=always; {}{}",
+                writes.map_or(String::new(), |n| format!("{n:.0} writes; ")),
+                fmt_trace(&trace(rows))
+            ),
+        });
+    }
+    out
+}
+
+/// A zvol with `logbias=throughput`, in a pass whose writes the ZIL committed: synced data
+/// is written in place as whole volblocksize blocks (the ZIL records only where), once
+/// instead of twice (ZIL, then the transaction group) for full blocks, and amplified for
+/// writes smaller than the volblocksize. Names the bytes the pool's disks wrote.
+pub fn zfs_logbias_throughput(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        if ctx.zfs_prop(t, "logbias") != Some("throughput") || !write_only(rows[0]) {
+            continue;
+        }
+        let zil = med(rows, |r| r.zil_commits.map(|v| v as f64)).unwrap_or(0.0);
+        let Some(p) = pool_bytes(rows).filter(|_| zil >= 1.0) else {
+            continue;
+        };
+        let bs = rows[0].bs_bytes;
+        let ratio = p.written / p.agent;
+        let message = match ctx.volblocksize.get(t) {
+            Some(&vbs) if bs < vbs => format!(
+                "the zvol has logbias=throughput: each synced write smaller than the volblocksize ({bs} < {vbs} B) is written in place as a whole {vbs}-byte block instead of into the ZIL: the pool's disks wrote {ratio:.1}x the agent's bytes; logbias=latency logs small synced writes"
+            ),
+            _ => format!(
+                "the zvol has logbias=throughput: synced data is written once, in place (the ZIL records only where), not first into the ZIL and again at the transaction group as with logbias=latency: the pool's disks wrote {ratio:.1}x the agent's bytes"
+            ),
+        };
+        out.push(Finding {
+            rule: "zfs-logbias-throughput",
+            target: t.clone(),
+            workload: w.clone(),
+            message,
+            evidence: format!(
+                "logbias=throughput; {}; ZIL commits {zil:.0}",
+                fmt_bytes(&p)
+            ),
+        });
+    }
+    out
+}
+
+/// A zvol with compression on whose pool stored a write-only pass in fewer bytes than the
+/// agent wrote: the data compressed, so the throughput measured depends on the data.
+/// (Passes the ZIL commits write the data twice, uncompressed into the log first, so
+/// compression shows there only as less than that.)
+pub fn zfs_compression(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ((t, w), rows) in g {
+        let Some(c) = ctx.zfs_prop(t, "compression").filter(|&c| c != "off") else {
+            continue;
+        };
+        let Some(p) = pool_bytes(rows).filter(|p| p.written < 0.8 * p.agent) else {
+            continue;
+        };
+        if !write_only(rows[0]) {
+            continue;
+        }
+        out.push(Finding {
+            rule: "zfs-compression",
+            target: t.clone(),
+            workload: w.clone(),
+            message: format!(
+                "the zvol has compression={c} and the data compressed: the pool's disks wrote {:.0}% of the agent's bytes, so the throughput measured depends on how compressible the data is (set the workload's buffer_compress_percentage to choose; without it, writes smaller than the volblocksize repeat one buffer and compress)",
+                100.0 * p.written / p.agent
+            ),
+            evidence: format!("compression={c}; {}", fmt_bytes(&p)),
+        });
     }
     out
 }
@@ -379,7 +550,7 @@ pub fn acknowledged_writes_lost(g: &Groups<'_>) -> Vec<Finding> {
 pub fn zfs_sync_disabled(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     for ((t, w), rows) in g {
-        if ctx.zfs_sync.get(t).map(String::as_str) != Some("disabled") {
+        if ctx.zfs_prop(t, "sync") != Some("disabled") {
             continue;
         }
         let tr = trace(rows);
@@ -405,6 +576,9 @@ pub fn diagnose(rows: &[ResultRow], ctx: &Context) -> Vec<Finding> {
     f.extend(guest_faster_than_host(&g));
     f.extend(reads_from_cache(&g));
     f.extend(zfs_sync_disabled(&g, ctx));
+    f.extend(zfs_sync_always(&g, ctx));
+    f.extend(zfs_logbias_throughput(&g, ctx));
+    f.extend(zfs_compression(&g, ctx));
     f.extend(volblocksize_mismatch(&g, ctx));
     f.extend(shared_host_counter(&g));
     f.extend(async_flushes_disabled(ctx));
@@ -429,6 +603,13 @@ mod tests {
             mib_per_s: mib,
             ..Default::default()
         }
+    }
+
+    fn set(ctx: &mut Context, target: &str, prop: &str, value: &str) {
+        ctx.zfs
+            .entry(target.into())
+            .or_default()
+            .insert(prop.into(), value.into());
     }
 
     fn flushing(mut r: ResultRow, agent: u64, guest: u64, hv: u64, host: u64) -> ResultRow {
@@ -479,8 +660,8 @@ mod tests {
         };
         let rows = [zvol("std", 32, 36), zvol("off", 0, 2)];
         let mut ctx = Context::default();
-        ctx.zfs_sync.insert("std".into(), "standard".into());
-        ctx.zfs_sync.insert("off".into(), "disabled".into());
+        set(&mut ctx, "std", "sync", "standard");
+        set(&mut ctx, "off", "sync", "disabled");
         let f = zfs_sync_disabled(&groups(&rows), &ctx);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].target, "off");
@@ -502,6 +683,228 @@ mod tests {
         );
         let idle = [flushing(row("off", "zvol", "seqwr", 1.0), 0, 0, 0, 0)];
         assert!(zfs_sync_disabled(&groups(&idle), &ctx).is_empty());
+    }
+
+    /// A pass on a zvol run on the host, with the layers' numbers measured in the ZFS lab
+    /// (`scenarios/lab-zvol-props.toml`, docs/lab.md): bytes the agent wrote, bytes the
+    /// pool's vdevs wrote and read, the agent's flushes, ZIL commits, vdev flushes.
+    fn zpass(
+        t: &str,
+        w: &str,
+        bs: u64,
+        agent_w: u64,
+        vdev: (u64, u64),
+        flushes: (u64, u64, u64),
+    ) -> ResultRow {
+        ResultRow {
+            target: t.into(),
+            storage: "zvol".into(),
+            hypervisor: "none".into(),
+            workload: w.into(),
+            kind: "seqwr".into(),
+            bs_bytes: bs,
+            rw_mix_read: Some(0),
+            agent_write_bytes: Some(agent_w),
+            vdev_write_bytes: Some(vdev.0),
+            vdev_read_bytes: Some(vdev.1),
+            agent_flushes: flushes.0,
+            host_dev_flushes: Some(0),
+            zil_commits: Some(flushes.1),
+            vdev_flushes: Some(flushes.2),
+            ..Default::default()
+        }
+    }
+
+    fn zvol_ctx(props: &[(&str, &str, &str)], vbs: &[(&str, u64)]) -> Context {
+        let mut ctx = Context::default();
+        for (t, k, v) in props {
+            set(&mut ctx, t, k, v);
+        }
+        for (t, b) in vbs {
+            ctx.volblocksize.insert(t.to_string(), *b);
+        }
+        ctx
+    }
+
+    #[test]
+    fn sync_always_is_named_for_writes_never_flushed() {
+        let rows = [
+            zpass(
+                "always",
+                "nosync-4k",
+                4096,
+                262144,
+                (870400, 0),
+                (0, 65, 66),
+            ),
+            // Every write flushed by the agent: sync=always adds no disk flush.
+            zpass(
+                "always",
+                "fsync-4k",
+                4096,
+                262144,
+                (970240, 0),
+                (64, 129, 68),
+            ),
+            zpass("std", "nosync-4k", 4096, 262144, (640000, 0), (0, 1, 3)),
+        ];
+        let ctx = zvol_ctx(
+            &[("always", "sync", "always"), ("std", "sync", "standard")],
+            &[],
+        );
+        let f = zfs_sync_always(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].target.as_str(), f[0].workload.as_str()),
+            ("always", "nosync-4k")
+        );
+        assert!(
+            f[0].message.contains("sync=always")
+                && f[0]
+                    .message
+                    .contains("65 ZIL commits and 66 pool vdev flushes for 0 flushes"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(
+            f[0].evidence,
+            "sync=always; 64 writes; agent 0 → host device 0 → ZIL 65 → pool vdevs 66"
+        );
+    }
+
+    #[test]
+    fn logbias_throughput_names_the_bytes_written_in_place() {
+        let rows = [
+            zpass(
+                "thru",
+                "fsync-16k",
+                16384,
+                1048576,
+                (1403392, 0),
+                (64, 65, 66),
+            ),
+            zpass("thru", "rand-4k", 4096, 4194304, (21205504, 0), (1, 2, 5)),
+            zpass(
+                "std",
+                "fsync-16k",
+                16384,
+                1048576,
+                (2448896, 0),
+                (64, 65, 66),
+            ),
+            // No ZIL commit: nothing was written through the log.
+            zpass("thru", "idle", 4096, 262144, (349696, 0), (0, 0, 3)),
+        ];
+        let ctx = zvol_ctx(
+            &[
+                ("thru", "logbias", "throughput"),
+                ("std", "logbias", "latency"),
+            ],
+            &[("thru", 16384), ("std", 16384)],
+        );
+        let f = zfs_logbias_throughput(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 2, "{f:?}");
+        let full = f.iter().find(|f| f.workload == "fsync-16k").unwrap();
+        assert!(
+            full.message.contains("written once, in place") && full.message.contains("1.3x"),
+            "{}",
+            full.message
+        );
+        assert_eq!(
+            full.evidence,
+            "logbias=throughput; agent wrote 1048576 B → pool vdevs wrote 1403392 B (1.34x) and read 0 B; ZIL commits 65"
+        );
+        let small = f.iter().find(|f| f.workload == "rand-4k").unwrap();
+        assert!(
+            small.message.contains("as a whole 16384-byte block") && small.message.contains("5.1x"),
+            "{}",
+            small.message
+        );
+    }
+
+    #[test]
+    fn compression_is_named_when_the_pool_wrote_less_than_the_agent() {
+        let rows = [
+            zpass("lz4", "comp-50", 65536, 4194304, (2311680, 0), (1, 2, 3)),
+            zpass("off", "comp-50", 65536, 4194304, (8536064, 0), (1, 2, 3)),
+            zpass("lz4", "random", 4096, 4194304, (9012736, 0), (1, 2, 14)),
+        ];
+        let ctx = zvol_ctx(
+            &[("lz4", "compression", "on"), ("off", "compression", "off")],
+            &[],
+        );
+        let f = zfs_compression(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].target.as_str(), f[0].workload.as_str()),
+            ("lz4", "comp-50")
+        );
+        assert!(
+            f[0].message.contains("compression=on") && f[0].message.contains("wrote 55%"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].evidence.starts_with(
+                "compression=on; agent wrote 4194304 B → pool vdevs wrote 2311680 B (0.55x)"
+            ),
+            "{}",
+            f[0].evidence
+        );
+        // A read pass is not judged.
+        let mut read = rows[0].clone();
+        read.rw_mix_read = Some(100);
+        assert!(zfs_compression(&groups(&[read]), &ctx).is_empty());
+    }
+
+    #[test]
+    fn read_modify_write_is_seen_in_vdev_reads_of_a_write_only_pass() {
+        let rows = [
+            zpass(
+                "meta",
+                "nosync-4k",
+                4096,
+                262144,
+                (642048, 655360),
+                (0, 1, 3),
+            ),
+            // Whole 64K blocks: only metadata is read.
+            zpass(
+                "meta",
+                "comp-50",
+                65536,
+                4194304,
+                (2304000, 34304),
+                (1, 2, 3),
+            ),
+            // The blocks were in ARC: no read, no finding.
+            zpass("all", "nosync-4k", 4096, 262144, (642048, 0), (0, 1, 3)),
+        ];
+        let ctx = zvol_ctx(
+            &[
+                ("meta", "primarycache", "metadata"),
+                ("all", "primarycache", "all"),
+            ],
+            &[("meta", 65536), ("all", 65536)],
+        );
+        let f = volblocksize_mismatch(&groups(&rows), &ctx);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].target.as_str(), f[0].workload.as_str()),
+            ("meta", "nosync-4k")
+        );
+        assert!(
+            f[0].message.contains("read 655360 B")
+                && f[0].message.contains("primarycache=metadata"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].evidence
+                .starts_with("bs 4096 B < volblocksize 65536 B; agent wrote 262144 B"),
+            "{}",
+            f[0].evidence
+        );
     }
 
     #[test]

@@ -45,8 +45,9 @@ pub struct Written {
     pub files: Vec<PathBuf>,
 }
 
-/// The diagnosis context from `run.json`: the volblocksize and `sync` of each zvol target,
-/// and the `VBox.log` line of VirtualBox targets whose async flushes were disabled.
+/// The diagnosis context from `run.json`: the volblocksize and the ZFS properties of each
+/// zvol target, and the `VBox.log` line of VirtualBox targets whose async flushes were
+/// disabled.
 pub fn context(run: &serde_json::Value) -> Context {
     let mut ctx = Context::default();
     if let Some(storage) = run["storage"].as_object() {
@@ -64,8 +65,13 @@ pub fn context(run: &serde_json::Value) -> Context {
                 ctx.async_flushes_disabled
                     .insert(target.clone(), line.to_string());
             }
-            if let Some(s) = props["sync"].as_str() {
-                ctx.zfs_sync.insert(target.clone(), s.to_string());
+            for prop in crate::diagnose::ZFS_PROPS {
+                if let Some(v) = props[prop].as_str() {
+                    ctx.zfs
+                        .entry(target.clone())
+                        .or_default()
+                        .insert(prop.to_string(), v.to_string());
+                }
             }
         }
     }

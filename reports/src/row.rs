@@ -142,6 +142,16 @@ pub struct ResultRow {
     /// The time a time-based pass was asked to run; empty for a size-based pass.
     #[serde(default)]
     pub runtime_s: Option<f64>,
+    /// Bytes the agent wrote in the pass (empty in results of zvbench before it).
+    #[serde(default)]
+    pub agent_write_bytes: Option<u64>,
+    /// Bytes the pool's leaf vdevs wrote during the pass (the pool synced at its start and
+    /// end: its transaction group included); empty off kernel ZFS.
+    #[serde(default)]
+    pub vdev_write_bytes: Option<u64>,
+    /// Bytes the pool's leaf vdevs read during the pass.
+    #[serde(default)]
+    pub vdev_read_bytes: Option<u64>,
 }
 
 impl ResultRow {
@@ -179,6 +189,7 @@ impl ResultRow {
             numjobs: Some(r.numjobs),
             engine: Some(r.engine.clone()),
             runtime_s: r.runtime_s,
+            agent_write_bytes: Some(r.write_bytes),
             ..Default::default()
         }
     }

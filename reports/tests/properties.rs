@@ -82,7 +82,7 @@ prop_compose! {
     fn valid_row()(
         names in proptest::collection::vec(text(), 8),
         ints in proptest::collection::vec(any::<u64>(), 4),
-        opt_ints in proptest::collection::vec(proptest::option::of(any::<u64>()), 11),
+        opt_ints in proptest::collection::vec(proptest::option::of(any::<u64>()), 14),
         floats in proptest::collection::vec(measured(), 8),
         opt_floats in proptest::collection::vec(proptest::option::of(measured()), 8),
         cache in proptest::option::of("[a-z ]{1,12}"),
@@ -158,6 +158,9 @@ prop_compose! {
             numjobs: shape.2,
             engine: shape.3,
             runtime_s: shape.4,
+            agent_write_bytes: opt_ints[11],
+            vdev_write_bytes: opt_ints[12],
+            vdev_read_bytes: opt_ints[13],
         }
     }
 }
