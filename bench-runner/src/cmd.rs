@@ -27,6 +27,20 @@ pub fn die_with_parent(c: &mut Command) {
     }
 }
 
+/// The last 2000 characters of a tool's stderr, trimmed: what an error message quotes.
+pub fn stderr_tail(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let tail: String = err
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    tail.trim().to_string()
+}
+
 /// An external command as program + arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Argv(pub Vec<OsString>);
@@ -93,19 +107,10 @@ impl Argv {
                 source,
             })?;
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: String = err
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
             return Err(CmdError::Failed {
                 argv: self.display(),
                 status: out.status,
-                stderr: tail.trim().to_string(),
+                stderr: stderr_tail(&out.stderr),
             });
         }
         Ok(out)

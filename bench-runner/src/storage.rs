@@ -54,6 +54,8 @@ impl Teardown {
                 _ => Ok(()),
             },
             Teardown::DetachLoop(l) => l.detach().map_err(|e| format!("{e:#}")),
+            // A dataset registered before a command that failed to create it (a receive).
+            Teardown::DestroyDataset(n) if zfs::exists_argv(n).run().is_err() => Ok(()),
             Teardown::DestroyDataset(n) => retry(|| {
                 zfs::destroy_argv(n)
                     .run()
@@ -130,6 +132,12 @@ impl Provisioned {
         };
         self.steps.push(step);
         owned.map_or(Ok(()), |o| lock.record(&o))
+    }
+
+    /// Registers a dataset that a command is about to create (the received copy of a send
+    /// step), so that it is destroyed at teardown, or by `zvbench clean` if the run dies.
+    pub fn own_dataset(&mut self, lock: &RunLock, name: &str) -> Result<()> {
+        self.own(lock, Teardown::DestroyDataset(name.to_string()))
     }
 
     /// Fails unless what the guest is about to be given is still what was provisioned (a

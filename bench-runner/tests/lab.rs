@@ -259,17 +259,26 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     let out_dir = share.path().join("run");
     common::agent(); // zvbench inside finds it next to its own target directory
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/lab-zvol.toml");
+    // After the run, what is left on the second pool (the send step's copy must be gone).
     let out = lab(
         tmp.path(),
         &[
+            "--disks",
+            "2",
             "--pool",
             "tank",
+            "--pool",
+            "backup",
             "--memory",
             "2G",
             "--share",
             share.path().to_str().unwrap(),
         ],
         &[
+            "sh",
+            "-c",
+            "\"$@\" && echo 'left on backup:' && zfs list -H -o name -r -t all backup",
+            "sh",
             env!("CARGO_BIN_EXE_zvbench"),
             "run",
             scenario.to_str().unwrap(),
@@ -318,5 +327,30 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
         summary.contains("`zfs-sync-disabled` **zvol-disabled"),
         "the diagnosis names sync=disabled:\n{summary}"
     );
+    // The send step: the zvol (32 blocks of 4 KiB written) received on the second pool,
+    // timed, shown with units, and the copy destroyed.
+    let sent = &run["storage"]["zvol-standard"]["send"];
+    let bytes = sent["bytes"].as_u64().unwrap_or(0);
+    let seconds = sent["seconds"].as_f64().unwrap_or(0.0);
+    assert!(bytes >= 32 * 4096 && seconds > 0.0, "{sent}");
+    assert!(
+        sent["received_as"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("backup/") && d.ends_with("-zvol-standard")),
+        "{sent}"
+    );
+    eprintln!(
+        "lab send: {bytes} bytes in {seconds:.3} s = {:.2} MiB/s",
+        sent["mib_per_s"]
+    );
+    assert!(
+        summary.contains("## ZFS send") && summary.contains("| MiB | seconds | MiB/s |"),
+        "{summary}"
+    );
+    let left = stdout
+        .split("left on backup:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no listing of backup:\n{stdout}"));
+    assert_eq!(left.trim(), "backup", "the received copy is destroyed");
     assert_nothing_left(tmp.path());
 }
