@@ -468,10 +468,17 @@ fn run_target(
             (None, Some(file), _) => {
                 for spec in passes_for(plan, file, rep, false) {
                     eprintln!("      {} on the host", spec.label);
+                    // The disks under the pool of a ZFS file system, around the pass.
+                    let vdevs_before = crate::guest::vdev_flushes(&p.vdevs);
                     let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
+                    let vdevs_after = crate::guest::vdev_flushes(&p.vdevs);
                     if rec.label != "fill" {
-                        sink.add(base_row(t, opts.accel, &rec, rep), &rec, None)?;
+                        let mut row = base_row(t, opts.accel, &rec, rep);
+                        row.vdev_flushes = vdevs_before
+                            .zip(vdevs_after)
+                            .map(|(a, b)| b.saturating_sub(a));
+                        sink.add(row, &rec, None)?;
                     }
                 }
             }
