@@ -468,16 +468,24 @@ fn run_target(
             (None, Some(file), _) => {
                 for spec in passes_for(plan, file, rep, false) {
                     eprintln!("      {} on the host", spec.label);
-                    // The disks under the pool of a ZFS file system, around the pass.
-                    let vdevs_before = crate::guest::vdev_flushes(&p.vdevs);
+                    // A ZFS file system's ZIL and the disks under its pool, around the pass.
+                    let zfs_counts = || {
+                        (
+                            p.zil.as_ref().and_then(|z| z.read()),
+                            crate::guest::vdev_flushes(&p.vdevs),
+                        )
+                    };
+                    let before = zfs_counts();
                     let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
-                    let vdevs_after = crate::guest::vdev_flushes(&p.vdevs);
+                    let after = zfs_counts();
                     if rec.label != "fill" {
+                        let delta = |a: Option<u64>, b: Option<u64>| {
+                            a.zip(b).map(|(a, b)| b.saturating_sub(a))
+                        };
                         let mut row = base_row(t, opts.accel, &rec, rep);
-                        row.vdev_flushes = vdevs_before
-                            .zip(vdevs_after)
-                            .map(|(a, b)| b.saturating_sub(a));
+                        row.zil_commits = delta(before.0, after.0);
+                        row.vdev_flushes = delta(before.1, after.1);
                         sink.add(row, &rec, None)?;
                     }
                 }

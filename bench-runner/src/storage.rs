@@ -352,12 +352,8 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
             p.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
-            let zil_source = match &p.zil {
-                Some(ZilSource::Objset(_)) => "dataset",
-                Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
-                None => "none",
-            };
-            put(&mut p, "zil_source", zil_source.into());
+            let source = ZilSource::describe(p.zil.as_ref());
+            put(&mut p, "zil_source", source.into());
             put(&mut p, "zvol", name.clone().into());
             p.zvol = Some(name.clone());
             put(&mut p, "zfs_create", argv.display().into());
@@ -391,15 +387,20 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.disk = Some((device.clone(), "raw"));
         }
     }
-    // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
-    // (the dataset's anonymous device has no /sys/block counters).
+    // A file on a kernel ZFS file system: the dataset's ZIL commits and its pool's vdevs are
+    // the bottom of the trace too (the dataset's anonymous device has no /sys/block
+    // counters).
     if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
         &t.storage
     {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        if let Some(pool) = zfs::pool_of_dir(&mounts, &canon) {
-            p.vdevs = pool_vdevs(&pool)?;
+        if let Some(dataset) = zfs::dataset_of_dir(&mounts, &canon) {
+            p.vdevs = pool_vdevs(dataset.split('/').next().unwrap_or(&dataset))?;
+            p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &dataset);
+            put(&mut p, "dataset", dataset.into());
+            let source = ZilSource::describe(p.zil.as_ref());
+            put(&mut p, "zil_source", source.into());
         }
     }
     if !p.vdevs.is_empty() {
