@@ -318,10 +318,14 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     // The VDI file on the pool's file system (cache=none): its flushes reach the vdevs too.
     let vdi = row("vdi");
     assert!(vdi.vdev_flushes.is_some_and(|v| v >= n), "{vdi:?}");
+    // QEMU's flushes became fdatasync on a file of the dataset: one ZIL commit each.
+    assert!(vdi.zil_commits.is_some_and(|v| v >= n), "{vdi:?}");
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["storage"]["zvol-standard"]["zil_source"], "dataset");
     assert_eq!(run["storage"]["zvol-disabled"]["sync"], "disabled");
+    assert_eq!(run["storage"]["vdi"]["dataset"], "tank");
+    assert_eq!(run["storage"]["vdi"]["zil_source"], "dataset");
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(
         summary.contains("`zfs-sync-disabled` **zvol-disabled"),
