@@ -34,6 +34,20 @@ pub fn die_with_parent(c: &mut Command) {
     }
 }
 
+/// The last 2000 characters of a tool's stderr, trimmed: what an error message quotes.
+pub fn stderr_tail(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let tail: String = err
+        .chars()
+        .rev()
+        .take(2000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    tail.trim().to_string()
+}
+
 /// An external command as program + arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Argv(pub Vec<OsString>);
@@ -77,17 +91,6 @@ pub enum CmdError {
 /// under.
 pub fn limit_for_bytes(bytes: u64) -> Duration {
     TIME_LIMIT + Duration::from_secs(bytes / (10 << 20))
-}
-
-/// The last 2000 characters of a tool's stderr, trimmed.
-fn tail(stderr: &[u8]) -> String {
-    let err = String::from_utf8_lossy(stderr);
-    let skip = err.chars().count().saturating_sub(2000);
-    err.chars()
-        .skip(skip)
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
 
 impl Argv {
@@ -171,12 +174,12 @@ impl Argv {
             None => Err(CmdError::TimedOut {
                 argv: self.display(),
                 limit,
-                stderr: tail(&stderr),
+                stderr: stderr_tail(&stderr),
             }),
             Some(status) if !status.success() => Err(CmdError::Failed {
                 argv: self.display(),
                 status,
-                stderr: tail(&stderr),
+                stderr: stderr_tail(&stderr),
             }),
             Some(status) => Ok(Output {
                 status,

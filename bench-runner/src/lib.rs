@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod send;
 pub mod storage;
 pub mod vbox;
 pub mod vmlinux;

@@ -180,10 +180,11 @@ enum Cmd {
         /// Guest CPUs.
         #[arg(long, default_value_t = 2)]
         cpus: u32,
-        /// Create this pool on all the disks before the command (its file system on
-        /// /var/tmp/POOL inside).
-        #[arg(long)]
-        pool: Option<String>,
+        /// Create this pool before the command (its file system on /var/tmp/POOL inside).
+        /// Repeat for more pools: the disks are shared out in order (`--disks 2 --pool
+        /// tank --pool backup`: one disk each).
+        #[arg(long = "pool")]
+        pools: Vec<String>,
         /// A host directory the command can write, seen at the same path inside.
         #[arg(long)]
         share: Option<PathBuf>,
@@ -616,7 +617,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             disk_size,
             memory,
             cpus,
-            pool,
+            pools,
             share,
             tmp,
             timeout,
@@ -635,7 +636,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 disk_bytes: disk_size.bytes(),
                 memory_bytes: memory.bytes(),
                 cpus,
-                pool,
+                pools,
                 share,
                 tmp,
                 timeout: std::time::Duration::from_secs(timeout),

@@ -331,6 +331,14 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
                     t.name, z.parent
                 )
             })?;
+            if let Some(to) = &z.send_to {
+                crate::zfs::exists_argv(to).run().with_context(|| {
+                    format!(
+                        "target {:?}: send_to dataset {to} does not exist; create it on the second pool with zfs create",
+                        t.name
+                    )
+                })?;
+            }
         }
         if let Some(g) = &t.guest {
             let iso =
@@ -447,7 +455,7 @@ fn run_target(
     prov: &mut serde_json::Value,
 ) -> Result<()> {
     let run_id = lock.run_id.as_str();
-    let p: Provisioned = provision(t, lock, &opts.allow_destroy)
+    let mut p: Provisioned = provision(t, lock, &opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
     prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
     if let Some(z) = &p.zvol {
@@ -624,6 +632,19 @@ fn run_target(
                 progress.done += (plan.repetitions - rep) as usize;
                 break;
             }
+        }
+    }
+    if let (Some(z), StorageSpec::Zvol(cfg)) = (p.zvol.clone(), &t.storage) {
+        if let Some(to) = &cfg.send_to {
+            eprintln!("      zfs send {z} | zfs receive under {to}");
+            let limit = Duration::from_secs(plan.guest_timeout_s);
+            let sent = crate::send::send_step(&mut p, lock, &z, to, limit, stop)
+                .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
+            eprintln!(
+                "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
+                sent.bytes, sent.seconds, sent.mib_per_s
+            );
+            prov["storage"][&t.name]["send"] = serde_json::to_value(&sent)?;
         }
     }
     Ok(())

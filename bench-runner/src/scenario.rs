@@ -313,6 +313,9 @@ pub struct TargetDef {
     /// Run the agent on the host, on the zvol's device, with no guest: the host baseline
     /// on a zvol (default false).
     pub on_host: Option<bool>,
+    /// A dataset on another pool: after the last repetition the zvol is sent there
+    /// (`zfs send | zfs receive`, timed, the copy destroyed).
+    pub send_to: Option<String>,
     /// The device of a blockdev target.
     pub device: Option<PathBuf>,
     /// Overrides `[run] disk_size`.
@@ -423,6 +426,8 @@ pub struct ZvolConfig {
     pub props: Vec<(String, String)>,
     /// Key file of an encrypted volume: its encrypted parent's raw key.
     pub keyfile: Option<PathBuf>,
+    /// Where the volume is sent after its last repetition, a dataset on another pool.
+    pub send_to: Option<String>,
 }
 
 /// What a target's storage is, resolved.
@@ -786,8 +791,9 @@ pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
             "\"image\"",
         )?;
         only(
-            "parent/volblocksize/compression/sync/logbias/primarycache/encryption/keyfile",
+            "parent/volblocksize/compression/sync/logbias/primarycache/encryption/keyfile/send_to",
             (t.parent.is_some()
+                || t.send_to.is_some()
                 || t.volblocksize.is_some()
                 || t.compression.is_some()
                 || t.sync.is_some()
@@ -1019,10 +1025,22 @@ fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
     } else {
         None
     };
+    let send_to = t.send_to.clone();
+    if let Some(to) = &send_to {
+        check_dataset(to).map_err(|e| format!("send_to: {e}"))?;
+        let pool = |d: &str| d.split('/').next().unwrap_or_default().to_string();
+        if pool(to) == pool(&parent) {
+            return Err(format!(
+                "send_to = {to:?} is on the zvol's own pool {:?}; the send step copies to a second pool: name a dataset there, e.g. send_to = \"backup\"",
+                pool(&parent)
+            ));
+        }
+    }
     Ok(ZvolConfig {
         parent,
         props,
         keyfile,
+        send_to,
     })
 }
 
@@ -1298,6 +1316,23 @@ sync_every = 4
         assert!(e.contains("aio = \"native\" needs cache"), "{e}");
         let e = err(&good().replace("sync = \"always\"", "sync = \"always\"\nformat = \"vdi\""));
         assert!(e.contains("only applies to storage = \"image\""), "{e}");
+    }
+
+    #[test]
+    fn send_to_is_a_dataset_on_another_pool() {
+        let with = |v: &str| good().replace("sync = \"always\"", &format!("send_to = {v:?}"));
+        let p = parse("s.toml", &with("backup/copies")).unwrap();
+        let StorageSpec::Zvol(z) = &p.targets[2].storage else {
+            panic!()
+        };
+        assert_eq!(z.send_to.as_deref(), Some("backup/copies"));
+        assert!(err(&with("tank/copies")).contains("on the zvol's own pool \"tank\""));
+        assert!(err(&with("backup/$(x)")).contains("send_to: ZFS dataset name"));
+        let e = err(&good().replace("cache = \"unsafe\"", "cache = \"unsafe\"\nsend_to = \"b\""));
+        assert!(
+            e.contains("send_to only applies to storage = \"zvol\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ impl Teardown {
                 _ => Ok(()),
             },
             Teardown::DetachLoop(l) => l.detach().map_err(|e| format!("{e:#}")),
+            // A dataset registered before a command that failed to create it (a receive).
+            Teardown::DestroyDataset(n) if zfs::exists_argv(n).run().is_err() => Ok(()),
             Teardown::DestroyDataset(n) => retry(|| {
                 zfs::destroy_argv(n)
                     .run()
@@ -133,6 +135,12 @@ impl Provisioned {
         };
         self.steps.push(step);
         owned.map_or(Ok(()), |o| lock.record(&o))
+    }
+
+    /// Registers a dataset that a command is about to create (the received copy of a send
+    /// step), so that it is destroyed at teardown, or by `zvbench clean` if the run dies.
+    pub fn own_dataset(&mut self, lock: &RunLock, name: &str) -> Result<()> {
+        self.own(lock, Teardown::DestroyDataset(name.to_string()))
     }
 
     /// Fails unless what the guest is about to be given is still what was provisioned (a
@@ -364,12 +372,8 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.host_stat = stat_of_device(&dev);
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
             p.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
-            let zil_source = match &p.zil {
-                Some(ZilSource::Objset(_)) => "dataset",
-                Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
-                None => "none",
-            };
-            put(&mut p, "zil_source", zil_source.into());
+            let source = ZilSource::describe(p.zil.as_ref());
+            put(&mut p, "zil_source", source.into());
             put(&mut p, "zvol", name.clone().into());
             p.zvol = Some(name.clone());
             put(&mut p, "zfs_create", argv.display().into());
@@ -407,15 +411,20 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
     if t.guest.is_none() && p.host_file.is_none() {
         p.host_file = p.disk.as_ref().map(|(dev, _)| dev.clone());
     }
-    // A file on a kernel ZFS file system: its pool's vdevs are the bottom of the trace too
-    // (the dataset's anonymous device has no /sys/block counters).
+    // A file on a kernel ZFS file system: the dataset's ZIL commits and its pool's vdevs are
+    // the bottom of the trace too (the dataset's anonymous device has no /sys/block
+    // counters).
     if let StorageSpec::Host { dir } | StorageSpec::Loop { dir } | StorageSpec::Image { dir, .. } =
         &t.storage
     {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        if let Some(pool) = zfs::pool_of_dir(&mounts, &canon) {
-            p.vdevs = pool_vdevs(&pool)?;
+        if let Some(dataset) = zfs::dataset_of_dir(&mounts, &canon) {
+            p.vdevs = pool_vdevs(dataset.split('/').next().unwrap_or(&dataset))?;
+            p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &dataset);
+            put(&mut p, "dataset", dataset.into());
+            let source = ZilSource::describe(p.zil.as_ref());
+            put(&mut p, "zil_source", source.into());
         }
     }
     if let Some(v) = &p.vdevs {

@@ -197,9 +197,10 @@ fn sum_stats(stats: impl IntoIterator<Item = Option<DevStat>>) -> Option<DevStat
     total
 }
 
-/// The pool of the kernel ZFS file system holding `dir` (an absolute, resolved path), from
-/// `/proc/self/mountinfo` text: the longest mount point above it, when its type is `zfs`.
-pub fn pool_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
+/// The dataset of the kernel ZFS file system holding `dir` (an absolute, resolved path),
+/// from `/proc/self/mountinfo` text: the longest mount point above it, when its type is
+/// `zfs` and its source a valid dataset name.
+pub fn dataset_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
     let mut best: Option<(usize, &str, &str)> = None;
     for l in mountinfo.lines().take(100_000) {
         let f: Vec<&str> = l.split(' ').collect();
@@ -215,8 +216,12 @@ pub fn pool_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
         }
     }
     let (_, fstype, source) = best?;
-    let pool = source.split('/').next()?;
-    (fstype == "zfs" && check_dataset(pool).is_ok()).then(|| pool.to_string())
+    (fstype == "zfs" && check_dataset(source).is_ok()).then(|| source.to_string())
+}
+
+/// The pool of the kernel ZFS file system holding `dir` ([`dataset_of_dir`]).
+pub fn pool_of_dir(mountinfo: &str, dir: &Path) -> Option<String> {
+    dataset_of_dir(mountinfo, dir).and_then(|d| d.split('/').next().map(str::to_string))
 }
 
 /// The Linux device node of a zvol.
@@ -332,6 +337,15 @@ impl ZilSource {
         g.exists().then_some(ZilSource::Global(g))
     }
 
+    /// How run.json names this source (`zil_source`).
+    pub fn describe(source: Option<&ZilSource>) -> &'static str {
+        match source {
+            Some(ZilSource::Objset(_)) => "dataset",
+            Some(ZilSource::Global(_)) => "pool-wide (all datasets)",
+            None => "none",
+        }
+    }
+
     /// The current commit count.
     pub fn read(&self) -> Option<u64> {
         let path = match self {
@@ -387,6 +401,15 @@ mod tests {
 ";
         let p = |d: &str| pool_of_dir(mi, Path::new(d));
         assert_eq!(p("/var/tmp/tank/sub/x").as_deref(), Some("tank"));
+        assert_eq!(
+            dataset_of_dir(mi, Path::new("/var/tmp/tank/sub/x")).as_deref(),
+            Some("tank/sub")
+        );
+        assert_eq!(
+            dataset_of_dir(mi, Path::new("/var/tmp/tank/y")).as_deref(),
+            Some("tank")
+        );
+        assert_eq!(dataset_of_dir(mi, Path::new("/srv/fuse/a")), None);
         assert_eq!(p("/var/tmp/tank").as_deref(), Some("tank"));
         assert_eq!(p("/var/tmp/tankx"), None);
         assert_eq!(p("/var/tmp/other"), None);

@@ -309,23 +309,33 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     let LabRun {
         tmp,
         _share,
-        stdout: _,
+        stdout,
         rows,
         run,
         out_dir,
-    } = scenario_in_lab("lab-zvol.toml", &["--memory", "2G"], |scenario, out_dir| {
-        [
-            env!("CARGO_BIN_EXE_zvbench"),
-            "run",
-            scenario,
-            "--out",
-            out_dir,
-            "--accel",
-            "tcg",
-        ]
-        .map(String::from)
-        .to_vec()
-    });
+    } = scenario_in_lab(
+        "lab-zvol.toml",
+        &["--disks", "2", "--pool", "backup", "--memory", "2G"],
+        |scenario, out_dir| {
+            // After the run, what is left on the second pool (the send step's copy must
+            // be gone).
+            [
+                "sh",
+                "-c",
+                "\"$@\" && echo 'left on backup:' && zfs list -H -o name -r -t all backup",
+                "sh",
+                env!("CARGO_BIN_EXE_zvbench"),
+                "run",
+                scenario,
+                "--out",
+                out_dir,
+                "--accel",
+                "tcg",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+    );
     let row = |t: &str| {
         rows.iter()
             .find(|r| r.target == t)
@@ -350,13 +360,42 @@ fn zvol_and_vdi_guests_in_a_scenario_run_in_the_lab() {
     // The VDI file on the pool's file system (cache=none): its flushes reach the vdevs too.
     let vdi = row("vdi");
     assert!(vdi.vdev_flushes.is_some_and(|v| v >= n), "{vdi:?}");
+    // QEMU's flushes became fdatasync on a file of the dataset: one ZIL commit each.
+    assert!(vdi.zil_commits.is_some_and(|v| v >= n), "{vdi:?}");
     assert_eq!(run["storage"]["zvol-standard"]["zil_source"], "dataset");
     assert_eq!(run["storage"]["zvol-disabled"]["sync"], "disabled");
+    assert_eq!(run["storage"]["vdi"]["dataset"], "tank");
+    assert_eq!(run["storage"]["vdi"]["zil_source"], "dataset");
     let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(
         summary.contains("`zfs-sync-disabled` **zvol-disabled"),
         "the diagnosis names sync=disabled:\n{summary}"
     );
+    // The send step: the zvol (32 blocks of 4 KiB written) received on the second pool,
+    // timed, shown with units, and the copy destroyed.
+    let sent = &run["storage"]["zvol-standard"]["send"];
+    let bytes = sent["bytes"].as_u64().unwrap_or(0);
+    let seconds = sent["seconds"].as_f64().unwrap_or(0.0);
+    assert!(bytes >= 32 * 4096 && seconds > 0.0, "{sent}");
+    assert!(
+        sent["received_as"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("backup/") && d.ends_with("-zvol-standard")),
+        "{sent}"
+    );
+    eprintln!(
+        "lab send: {bytes} bytes in {seconds:.3} s = {:.2} MiB/s",
+        sent["mib_per_s"]
+    );
+    assert!(
+        summary.contains("## ZFS send") && summary.contains("| MiB | seconds | MiB/s |"),
+        "{summary}"
+    );
+    let left = stdout
+        .split("left on backup:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no listing of backup:\n{stdout}"));
+    assert_eq!(left.trim(), "backup", "the received copy is destroyed");
     assert_nothing_left(tmp.path());
 }
 

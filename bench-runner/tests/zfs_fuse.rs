@@ -89,23 +89,7 @@ fn zfs_layer_against_real_zfs_fuse() {
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let _daemon = ZfsFuse::ensure();
-    let vdev = dir.path().join("vdev.img");
-    std::fs::File::create(&vdev)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
-    let pool = Pool(format!("zvbt{}", std::process::id()));
-    let mnt = dir.path().join("pool");
-    Argv::new([
-        "zpool".as_ref(),
-        "create".as_ref(),
-        "-m".as_ref(),
-        mnt.as_os_str(),
-        pool.0.as_ref(),
-        vdev.as_os_str(),
-    ])
-    .run()
-    .unwrap();
+    let (pool, mnt) = file_pool(dir.path(), format!("zvbt{}", std::process::id()));
 
     // Datasets with the zvbench tag, found again by the leftover scan.
     let ds = format!("{}/zvbench", pool.0);
@@ -276,4 +260,106 @@ fn a_pool_member_is_refused_by_its_labels_at_either_end() {
                 .all(|s| s.offset >= Some((63 << 20) - (512 << 10))),
         "found by the labels at the end only: {found:?} ({e})"
     );
+}
+
+/// A pool on a sparse file in `dir`, its file system mounted on `dir/<name>`.
+fn file_pool(dir: &std::path::Path, name: String) -> (Pool, std::path::PathBuf) {
+    let vdev = dir.join(format!("{name}.img"));
+    std::fs::File::create(&vdev)
+        .unwrap()
+        .set_len(128 << 20)
+        .unwrap();
+    let mnt = dir.join(&name);
+    Argv::new([
+        "zpool".as_ref(),
+        "create".as_ref(),
+        "-m".as_ref(),
+        mnt.as_os_str(),
+        name.as_ref(),
+        vdev.as_os_str(),
+    ])
+    .run()
+    .unwrap();
+    (Pool(name), mnt)
+}
+
+/// Issue 11, item 5: the send step times `zfs send | zfs receive` to a second pool,
+/// counts the stream's bytes, names the side that failed, and destroys the copy at
+/// teardown (zfs-fuse has no zvols: a dataset stands in; the lab sends a zvol).
+#[test]
+fn send_step_copies_to_a_second_pool_and_the_copy_goes_at_teardown() {
+    if !require(&["root", "zfs-fuse"]) {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let _daemon = ZfsFuse::ensure();
+    let (src_pool, src_mnt) = file_pool(dir.path(), format!("zvbsrc{}", std::process::id()));
+    let (dst_pool, _) = file_pool(dir.path(), format!("zvbdst{}", std::process::id()));
+    let source = format!("{}/r1-t", src_pool.0);
+    zfs::create_fs_argv(&source, "r1").run().unwrap();
+    let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(src_mnt.join("r1-t/data"), &data).unwrap();
+    let runtime = dir.path().join("runtime");
+    let lock = zvbench::owner::RunLock::acquire(&runtime, "r1").unwrap();
+    let stop = zvbench::Interrupt::default();
+    let limit = Duration::from_secs(300);
+
+    let mut p = zvbench::storage::Provisioned::default();
+    let sent = zvbench::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let copy = format!("{}/r1-t", dst_pool.0);
+    assert_eq!(sent.received_as, copy);
+    assert_eq!(sent.snapshot, format!("{source}@zvbench-send"));
+    assert!(
+        sent.bytes >= data.len() as u64 && sent.bytes < 2 * data.len() as u64,
+        "{sent:?}"
+    );
+    assert!(sent.seconds > 0.0, "{sent:?}");
+    let rate = sent.bytes as f64 / 1048576.0 / sent.seconds;
+    assert!(
+        (sent.mib_per_s - rate).abs() < 1e-9 * rate.max(1.0),
+        "{sent:?}"
+    );
+    eprintln!(
+        "zfs-fuse send: {} bytes in {:.3} s = {:.1} MiB/s",
+        sent.bytes, sent.seconds, sent.mib_per_s
+    );
+    let copied = zfs_ok(&["get", "-H", "-o", "value", "mountpoint", &copy]);
+    assert_eq!(
+        std::fs::read(std::path::Path::new(copied.trim()).join("data")).unwrap(),
+        data,
+        "the copy holds what was sent"
+    );
+    // The copy is registered in the run's lock (for `zvbench clean`) and goes at teardown.
+    let locked = std::fs::read_to_string(runtime.join("run-r1.lock")).unwrap();
+    assert!(locked.contains(&copy), "{locked}");
+    drop(p);
+    assert!(zfs::exists_argv(&copy).run().is_err(), "{copy} left");
+
+    // A second send onto an existing copy is refused before anything is created.
+    // (Not mounted: a FUSE mount just made can be busy for a moment when destroyed.)
+    zfs_ok(&["create", "-o", "mountpoint=none", &copy]);
+    let mut p = zvbench::storage::Provisioned::default();
+    zfs_ok(&["destroy", &format!("{source}@zvbench-send")]);
+    let e = zvbench::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exists already"), "{e}");
+    drop(p);
+    assert!(zfs::exists_argv(&copy).run().is_ok(), "not ours: kept");
+    zfs_ok(&["destroy", &copy]);
+
+    // The receiving side fails (its parent does not exist): named, with zfs's words.
+    let mut p = zvbench::storage::Provisioned::default();
+    let missing = format!("{}/nope", dst_pool.0);
+    let e = zvbench::send::send_step(&mut p, &lock, &source, &missing, limit, &stop)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("`zfs receive {missing}/r1-t` failed")),
+        "{e}"
+    );
+    drop(p);
+    assert!(zfs::exists_argv(&format!("{missing}/r1-t")).run().is_err());
+    drop(lock);
 }

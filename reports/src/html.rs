@@ -144,23 +144,40 @@ pub fn render(
 /// The power-cut table ([`crate::summary::powercut_rows`]) as HTML, with its heading;
 /// empty when no pass was checked.
 pub fn powercut_table(rows: &[crate::ResultRow]) -> String {
-    let cells = crate::summary::powercut_rows(rows);
+    table(
+        "Power cuts",
+        "",
+        &crate::summary::POWERCUT_COLUMNS,
+        &crate::summary::powercut_rows(rows),
+        |i| (3..8).contains(&i),
+    )
+}
+
+/// A table of `cells` under `<h2>heading</h2>` and an optional `intro` paragraph, its
+/// `numeric` columns right-aligned; empty when there are no rows.
+pub fn table(
+    heading: &str,
+    intro: &str,
+    columns: &[&str],
+    cells: &[Vec<String>],
+    numeric: impl Fn(usize) -> bool,
+) -> String {
     if cells.is_empty() {
         return String::new();
     }
-    let mut h = String::from("<h2>Power cuts</h2>\n<table>\n<tr>");
-    for c in crate::summary::POWERCUT_COLUMNS {
+    let mut h = format!("<h2>{}</h2>\n", escape(heading));
+    if !intro.is_empty() {
+        let _ = writeln!(h, "<p>{}</p>", escape(intro));
+    }
+    h.push_str("<table>\n<tr>");
+    for c in columns {
         let _ = write!(h, "<th>{}</th>", escape(c));
     }
     h.push_str("</tr>\n");
     for r in cells {
         h.push_str("<tr>");
         for (i, c) in r.iter().enumerate() {
-            let class = if (3..8).contains(&i) {
-                " class=\"n\""
-            } else {
-                ""
-            };
+            let class = if numeric(i) { " class=\"n\"" } else { "" };
             let _ = write!(h, "<td{class}>{}</td>", escape(c));
         }
         h.push_str("</tr>\n");

@@ -15,6 +15,7 @@ pub mod plot;
 pub mod report;
 pub mod row;
 pub mod run_json;
+pub mod send;
 pub mod stats;
 pub mod summary;
 pub mod timeseries;

@@ -1,5 +1,6 @@
 //! `zvbench report DIR`: from `results.csv` and `run.json`, writes `summary.md`,
-//! `plots/*.png` + `plots/*.svg` and the self-contained `report.html`.
+//! `plots/*.png` + `plots/*.svg` and the self-contained `report.html` (with the send
+//! step's table when run.json has one).
 
 use crate::diagnose::{diagnose, Context};
 use crate::figures::figures;
@@ -7,7 +8,7 @@ use crate::plot::{self, PlotError};
 use crate::row::ReadError;
 use crate::run_json::{self, RunJsonError};
 use crate::timeseries::{self, SeriesError};
-use crate::{html, read_results, summary};
+use crate::{html, read_results, send, summary};
 use std::path::{Path, PathBuf};
 
 /// Why a report could not be written.
@@ -98,8 +99,10 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let mut findings = diagnose(&rows, &context(&run));
     findings.extend(timeseries::diagnose(&series));
     let tables = summary::tables(&rows);
+    let sends = send::rows(&run);
     let summary = summary::render(title, &tables, &findings, &summary::render_powercut(&rows))
-        + &summary::boot_overhead(&rows);
+        + &summary::boot_overhead(&rows)
+        + &send::markdown(&sends);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
 
@@ -130,7 +133,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         &findings,
         &inline,
         &run,
-        &html::powercut_table(&rows),
+        &(html::powercut_table(&rows) + &send::html(&sends)),
     );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })

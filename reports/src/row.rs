@@ -81,10 +81,12 @@ pub struct ResultRow {
     pub host_dev_flushes: Option<u64>,
     /// Time the host device spent flushing (field 17).
     pub host_dev_flush_ms: Option<u64>,
-    /// ZIL commits of the zvol.
+    /// ZIL commits of the zvol, or of the dataset holding a host file, loop backing file or
+    /// image on kernel ZFS.
     pub zil_commits: Option<u64>,
-    /// Flushes the zvol's pool's leaf vdevs completed (their `/sys/block` stat field 16,
-    /// summed): the bottom of the trace below a zvol, whose own counters see no flushes.
+    /// Flushes the pool's leaf vdevs completed (their `/sys/block` stat field 16, summed):
+    /// the bottom of the trace below a zvol, whose own counters see no flushes, or below a
+    /// dataset, which has none.
     #[serde(default)]
     pub vdev_flushes: Option<u64>,
     /// Bytes the host device wrote during the pass.

@@ -23,9 +23,10 @@ pub struct Job {
     pub disks: Vec<String>,
     /// The OpenZFS version, for `ZVBENCH_LAB_OPENZFS`.
     pub openzfs: String,
-    /// A pool to create on all the disks before the command, its file system mounted on
-    /// `/var/tmp/<pool>` (it goes with the VM's disks).
-    pub pool: Option<String>,
+    /// Pools to create before the command, each on its share of the disks
+    /// ([`pool_create_argvs`]), its file system mounted on `/var/tmp/<pool>` (they go
+    /// with the VM's disks).
+    pub pools: Vec<String>,
     /// The host's cache directory's parent, as `XDG_CACHE_HOME`: a zvbench inside finds
     /// the guest kernel the host fetched (the VM has no network).
     pub cache_home: PathBuf,
@@ -104,20 +105,8 @@ fn run(job_path: &Path) -> Result<()> {
             crate::chain(&e)
         ));
     }
-    if let Some(pool) = &job.pool {
-        let mut argv = vec![
-            "zpool".to_string(),
-            "create".into(),
-            "-f".into(),
-            "-o".into(),
-            "cachefile=none".into(),
-            "-m".into(),
-            format!("/var/tmp/{pool}"),
-            pool.clone(),
-        ];
-        argv.extend(job.disks.iter().cloned());
-        crate::cmd::Argv::new(&argv)
-            .command()
+    for argv in pool_create_argvs(&job.pools, &job.disks) {
+        argv.command()
             .env(
                 "PATH",
                 search_path(&job.userland, "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -126,7 +115,7 @@ fn run(job_path: &Path) -> Result<()> {
             .status()
             .ok()
             .filter(|s| s.success())
-            .with_context(|| format!("`{}` failed", argv.join(" ")))?;
+            .with_context(|| format!("`{}` failed", argv.display()))?;
     }
     let cwd = if job.cwd.is_dir() {
         job.cwd.clone()
@@ -181,6 +170,30 @@ fn run(job_path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `zpool create` for each pool, the disks shared out in order: with P pools and N disks
+/// (a multiple of P, checked by the host), pool i gets disks i·N/P to (i+1)·N/P − 1.
+pub fn pool_create_argvs(pools: &[String], disks: &[String]) -> Vec<crate::cmd::Argv> {
+    let per = disks.len() / pools.len().max(1);
+    pools
+        .iter()
+        .zip(disks.chunks(per.max(1)))
+        .map(|(pool, own)| {
+            let mut argv = vec![
+                "zpool".to_string(),
+                "create".into(),
+                "-f".into(),
+                "-o".into(),
+                "cachefile=none".into(),
+                "-m".into(),
+                format!("/var/tmp/{pool}"),
+                pool.clone(),
+            ];
+            argv.extend(own.iter().cloned());
+            crate::cmd::Argv::new(argv)
+        })
+        .collect()
+}
+
 /// The PID 1 entry point. Never returns: the VM powers off.
 pub fn main(job_path: &Path) -> ! {
     if let Err(e) = run(job_path) {
@@ -203,6 +216,29 @@ mod tests {
             got.contains(r#"PROGRAM=="/c/userland/lib/udev/zvol_id $devnode""#),
             "{got}"
         );
+    }
+
+    #[test]
+    fn pools_share_the_disks_in_order() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let shown = |pools: &[&str], disks: &[&str]| {
+            pool_create_argvs(&s(pools), &s(disks))
+                .iter()
+                .map(|a| a.display())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            shown(&["tank"], &["/dev/vda", "/dev/vdb"]),
+            ["zpool create -f -o cachefile=none -m /var/tmp/tank tank /dev/vda /dev/vdb"]
+        );
+        assert_eq!(
+            shown(&["tank", "backup"], &["/dev/vda", "/dev/vdb"]),
+            [
+                "zpool create -f -o cachefile=none -m /var/tmp/tank tank /dev/vda",
+                "zpool create -f -o cachefile=none -m /var/tmp/backup backup /dev/vdb"
+            ]
+        );
+        assert!(shown(&[], &["/dev/vda"]).is_empty());
     }
 
     #[test]

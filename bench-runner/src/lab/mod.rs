@@ -34,9 +34,9 @@ pub struct LabOptions {
     pub memory_bytes: u64,
     /// Guest CPUs.
     pub cpus: u32,
-    /// A pool to create on the disks before the command (`zpool create`, mounted on
-    /// `/var/tmp/<pool>` inside).
-    pub pool: Option<String>,
+    /// Pools to create before the command (`zpool create`, mounted on `/var/tmp/<pool>`
+    /// inside), the disks shared out among them in order.
+    pub pools: Vec<String>,
     /// A host directory the guest sees read-write at the same path.
     pub share: Option<PathBuf>,
     /// Where the lab's temporary directory is made (must support O_DIRECT).
@@ -92,11 +92,22 @@ fn validate(o: &LabOptions) -> Result<()> {
     if o.memory_bytes < 512 << 20 {
         bail!("--memory must be at least 512M (OpenZFS's ARC and the 9p root need it)");
     }
-    if let Some(p) = &o.pool {
+    for p in &o.pools {
         crate::names::check_dataset(p).map_err(anyhow::Error::msg)?;
         if p.contains('/') || o.disks == 0 {
             bail!("--pool {p} must be a pool name (no '/') and needs --disks 1 or more");
         }
+        if o.pools.iter().filter(|q| *q == p).count() > 1 {
+            bail!("--pool {p} is given twice; name each pool once");
+        }
+    }
+    if !o.pools.is_empty() && (!o.disks.is_multiple_of(o.pools.len()) || o.disks < o.pools.len()) {
+        bail!(
+            "--disks {} cannot be shared out among {} pools: give each the same number of disks (e.g. --disks {})",
+            o.disks,
+            o.pools.len(),
+            o.pools.len()
+        );
     }
     if let Some(s) = &o.share {
         if !s.is_absolute() || !s.is_dir() {
@@ -150,7 +161,7 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
         disks: (0..o.disks).map(vm::guest_disk).collect(),
         openzfs: build.version.clone(),
         cache_home: cache.parent().unwrap_or(cache).to_owned(),
-        pool: o.pool.clone(),
+        pools: o.pools.clone(),
     };
     std::fs::write(ctl.join("job.json"), serde_json::to_vec_pretty(&job)?)?;
     // What the OpenZFS modules need from the kernel (their own names are filtered out).
@@ -331,7 +342,7 @@ mod tests {
             memory_bytes: 1 << 30,
             cpus: 1,
             share: None,
-            pool: None,
+            pools: Vec::new(),
             tmp: "/var/tmp".into(),
             timeout: Duration::from_secs(60),
             accel: Accel::Tcg,
@@ -398,18 +409,42 @@ mod tests {
             ),
             (
                 LabOptions {
-                    pool: Some("a/b".into()),
+                    pools: vec!["a/b".into()],
                     ..opts()
                 },
                 "pool name",
             ),
             (
                 LabOptions {
-                    pool: Some("t".into()),
+                    pools: vec!["t".into()],
                     disks: 0,
                     ..opts()
                 },
                 "--disks 1",
+            ),
+            (
+                LabOptions {
+                    pools: vec!["t".into(), "u".into()],
+                    disks: 3,
+                    ..opts()
+                },
+                "cannot be shared out among 2 pools",
+            ),
+            (
+                LabOptions {
+                    pools: vec!["t".into(), "u".into()],
+                    disks: 1,
+                    ..opts()
+                },
+                "e.g. --disks 2",
+            ),
+            (
+                LabOptions {
+                    pools: vec!["t".into(), "t".into()],
+                    disks: 2,
+                    ..opts()
+                },
+                "given twice",
             ),
             (
                 LabOptions {
