@@ -99,7 +99,8 @@ fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
         (_, _, "guest device") if no_write_cache => {
             "the guest's disk reports no write cache (\"write through\"), so the guest kernel issues no flushes: writes are durable only if every layer below writes through"
         }
-        ("qemu", "unsafe", "hypervisor" | "host device") => {
+        // Below QEMU: the image's host device, or a ZFS dataset's ZIL and pool disks.
+        ("qemu", "unsafe", "hypervisor" | "host device" | "ZIL" | "pool vdevs") => {
             "QEMU cache=unsafe ignores guest flushes: the results are not durable"
         }
         ("virtualbox", cache, "host device" | "ZIL") if cache.contains("flushes=ignored") => {
@@ -923,6 +924,18 @@ mod tests {
             f[0].evidence,
             "agent 17 → guest device 17 → hypervisor 17 → host device 0"
         );
+        // The same image on a ZFS dataset (docs/story.md): the drop shows at its ZIL.
+        let mut on_zfs = flushing(row("vdi", "image", "seqwr", 50.0), 8, 8, 8, 0);
+        (on_zfs.cache, on_zfs.host_dev_flushes) = ("unsafe".into(), None);
+        (on_zfs.zil_commits, on_zfs.vdev_flushes) = (Some(0), Some(0));
+        let f = flushes_dropped(&groups(&[on_zfs]));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].message.contains("between hypervisor and ZIL"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("cache=unsafe"), "{}", f[0].message);
         assert!(flushes_dropped(&groups(&[flushing(
             row("raw", "loop", "seqwr", 5.0),
             17,
