@@ -120,22 +120,25 @@ pub fn verify(plan_path: &Path) -> Result<()> {
         }
         let copied = import_and_copy(&plan.pool, lo, c);
         let _ = Argv::new(["losetup", "-d", lo]).run();
-        copied?;
+        let [import_s, copy_s, export_s] = copied?;
         println!(
-            "cut {}/{}: {} imported, {} bytes of {} read, exported ({:.1} s)",
+            "cut {}/{}: {} bytes of {} from {} (import {import_s:.1} s, copy {copy_s:.1} s, \
+             export {export_s:.1} s, in all {:.1} s)",
             i + 1,
             plan.checks.len(),
-            c.image.display(),
             c.bytes,
             c.zvol,
+            c.image.display(),
             t.elapsed().as_secs_f64()
         );
     }
     Ok(())
 }
 
-/// Imports the pool from the loop device `lo`, copies the zvol's bytes out, exports it.
-fn import_and_copy(pool: &str, lo: &str, c: &Check) -> Result<()> {
+/// Imports the pool from the loop device `lo`, copies the zvol's bytes out, exports it;
+/// the seconds each took.
+fn import_and_copy(pool: &str, lo: &str, c: &Check) -> Result<[f64; 3]> {
+    let t = Instant::now();
     Argv::new([
         "zpool",
         "import",
@@ -149,6 +152,8 @@ fn import_and_copy(pool: &str, lo: &str, c: &Check) -> Result<()> {
     ])
     .run()
     .with_context(|| format!("import the pool from {}", c.image.display()))?;
+    let import_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     settle();
     let dev = zvol_dev(pool, &c.zvol);
     let copied = wait_for(&dev, Duration::from_secs(30)).and_then(|_| {
@@ -159,9 +164,12 @@ fn import_and_copy(pool: &str, lo: &str, c: &Check) -> Result<()> {
         std::fs::write(&c.out, &buf)?;
         Ok(())
     });
+    let copy_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     Argv::new(["zpool", "export", pool]).run()?;
     settle();
-    copied.with_context(|| format!("copy {} out of {}", dev.display(), c.image.display()))
+    copied.with_context(|| format!("copy {} out of {}", dev.display(), c.image.display()))?;
+    Ok([import_s, copy_s, t.elapsed().as_secs_f64()])
 }
 
 #[cfg(test)]
