@@ -73,7 +73,7 @@ pub fn passes(blocks: u64) -> Vec<PassSpec> {
             p.sync = SyncMode::Fsync;
             p.verify = true;
             p.seed = 0x5a_0000 + i as u64 + 1;
-            p.label = format!("fsync-4k-{s}");
+            p.label = "fsync-4k".into();
             p
         })
         .collect()
@@ -296,6 +296,20 @@ fn rebuild(
     Ok((out, flushes))
 }
 
+/// The acknowledgements came from the lab VM: none may claim more blocks than its pass
+/// writes (they size what is read back).
+fn check_acks(traces: &[&crate::guest::PassTrace], blocks: u64) -> Result<()> {
+    for (t, s) in traces.iter().zip(SYNCS) {
+        if let Some(a) = t.acks.iter().find(|a| a.blocks > blocks) {
+            bail!(
+                "the lab's agent acknowledged {} blocks on the sync={s} zvol, which it wrote only {blocks} of",
+                a.blocks
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Reads what the verification VM copied out for `c`: at most `c.bytes`, zeros after
 /// whatever is missing (the guest's file is untrusted).
 fn read_back(c: &Check) -> Result<Vec<u8>> {
@@ -395,6 +409,7 @@ pub fn run(
                 .context("a pass without its power-cut trace")
         })
         .collect::<Result<_>>()?;
+    check_acks(&traces, o.blocks)?;
     let t = Instant::now();
     let cuts_dir = dir.path().join("cuts");
     std::fs::create_dir(&cuts_dir)?;
@@ -547,6 +562,26 @@ mod tests {
             p[0].seed, p[1].seed,
             "a block of one pass never passes for the other's"
         );
+    }
+
+    #[test]
+    fn an_acknowledgement_past_the_pass_is_refused() {
+        let ack = |blocks| Ack {
+            ms: 1,
+            blocks,
+            log_len: 512,
+        };
+        let ok = crate::guest::PassTrace {
+            acks: vec![ack(1), ack(128)],
+            ..Default::default()
+        };
+        assert!(check_acks(&[&ok, &ok], 128).is_ok());
+        let bad = crate::guest::PassTrace {
+            acks: vec![ack(1), ack(u64::MAX)],
+            ..Default::default()
+        };
+        let e = check_acks(&[&ok, &bad], 128).unwrap_err().to_string();
+        assert!(e.contains("sync=disabled"), "{e}");
     }
 
     #[test]
