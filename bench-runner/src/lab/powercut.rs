@@ -341,7 +341,16 @@ pub fn run(
             lab.disk_bytes
         );
     }
-    let mut sink = crate::run::ResultsSink::create(&o.out)?;
+    // Refused now rather than after the VMs (the files are created, new, at the end, so a
+    // failed check leaves none behind).
+    for f in ["results.csv", "results.jsonl", "run.json"] {
+        if o.out.join(f).exists() {
+            bail!(
+                "{} exists; choose a new --out directory so no earlier result is overwritten",
+                o.out.join(f).display()
+            );
+        }
+    }
     let tmp = tempfile::Builder::new()
         .prefix("zvbench-labcut-")
         .tempdir_in(&lab.tmp)
@@ -444,6 +453,7 @@ pub fn run(
     if v.code != 0 {
         bail!("the verification step in the lab failed (exit {})", v.code);
     }
+    let mut sink = crate::run::ResultsSink::create(&o.out)?;
     let mut sums = vec![Summary::default(); got.len()];
     for c in &cuts {
         let p = &got[c.pass].record;
@@ -562,6 +572,54 @@ mod tests {
             p[0].seed, p[1].seed,
             "a block of one pass never passes for the other's"
         );
+    }
+
+    #[test]
+    fn bad_options_and_earlier_results_are_refused_before_any_vm() {
+        let out = tempfile::tempdir().unwrap();
+        let lab = LabOptions {
+            branch: super::super::openzfs::Branch::V2_3,
+            disks: 1,
+            disk_bytes: 256 << 20,
+            memory_bytes: 1 << 30,
+            cpus: 1,
+            pool: None,
+            share: None,
+            tmp: out.path().into(),
+            timeout: Duration::from_secs(1),
+            accel: crate::qemu::Accel::Tcg,
+            argv: vec![],
+        };
+        let o = |blocks| Options {
+            cuts: 20,
+            blocks,
+            out: out.path().into(),
+            keep: false,
+        };
+        let err = |lab: &LabOptions, o: &Options| {
+            let e = run(
+                lab,
+                o,
+                Path::new("/nonexistent"),
+                out.path(),
+                &Interrupt::default(),
+            );
+            e.unwrap_err().to_string()
+        };
+        assert!(err(&lab, &o(0)).contains("--powercut-blocks"));
+        let small = LabOptions {
+            disk_bytes: 64 << 20,
+            ..lab.clone()
+        };
+        assert!(err(&small, &o(128)).contains("too small"));
+        std::fs::write(out.path().join("results.csv"), "kept").unwrap();
+        assert!(err(&lab, &o(128)).contains("results.csv exists"));
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("results.csv")).unwrap(),
+            "kept"
+        );
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "nothing made besides the earlier result");
     }
 
     #[test]
