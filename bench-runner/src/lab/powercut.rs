@@ -364,7 +364,11 @@ pub fn run(
         Kept::Temp(tmp)
     };
     let exe = std::env::current_exe()?;
-    let job_path = dir.path().join("agent-job.json");
+    // What the lab VMs see (read-write, over 9p): the job, the reconstructions and the
+    // plan; the pool disk's log and the frame log stay outside, out of the guest's reach.
+    let shared = dir.path().join("share");
+    std::fs::create_dir(&shared)?;
+    let job_path = shared.join("agent-job.json");
     let job = agent_job(o.blocks);
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
     let log = dir.path().join("pool-disk.log");
@@ -373,7 +377,7 @@ pub fn run(
     let write_vm = LabOptions {
         disks: 1,
         pool: Some(POOL.into()),
-        share: Some(dir.path().to_owned()),
+        share: Some(shared.clone()),
         argv: vec![
             arg(&exe),
             "lab-cut-step".into(),
@@ -420,7 +424,7 @@ pub fn run(
         .collect::<Result<_>>()?;
     check_acks(&traces, o.blocks)?;
     let t = Instant::now();
-    let cuts_dir = dir.path().join("cuts");
+    let cuts_dir = shared.join("cuts");
     std::fs::create_dir(&cuts_dir)?;
     let (cuts, log_flushes) = rebuild(&log, lab.disk_bytes, &traces, o.cuts, &cuts_dir)?;
     timing.rebuild_s = t.elapsed().as_secs_f64();
@@ -428,7 +432,7 @@ pub fn run(
         pool: POOL.into(),
         checks: cuts.iter().filter_map(|c| c.check.clone()).collect(),
     };
-    let plan_path = dir.path().join("verify-plan.json");
+    let plan_path = shared.join("verify-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
     eprintln!(
         "zvbench lab --powercut: verification VM ({} reconstructions to import)",
@@ -437,7 +441,7 @@ pub fn run(
     let verify_vm = LabOptions {
         disks: 0,
         pool: None,
-        share: Some(dir.path().to_owned()),
+        share: Some(shared.clone()),
         argv: vec![
             arg(&exe),
             "lab-cut-step".into(),
