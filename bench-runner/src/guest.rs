@@ -549,16 +549,7 @@ impl GuestRun<'_> {
                     return Err(qemu_cause(e, &mut guard));
                 }
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if no_bytes_yet(&e) => continue,
                 Err(e) => {
                     let e = anyhow::Error::from(e).context("reading the frame socket");
                     return Err(qemu_cause(e, &mut guard));
@@ -582,6 +573,16 @@ impl GuestRun<'_> {
             }
         }
     }
+}
+
+/// Whether a read of the frame socket (which has a read timeout) only found nothing yet.
+pub fn no_bytes_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
 
 /// One line about a frame for `frames.log`.

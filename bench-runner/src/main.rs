@@ -197,15 +197,65 @@ enum Cmd {
         /// Only build (or find) OpenZFS for the guest kernel and print where it is.
         #[arg(long, conflicts_with = "argv")]
         build_only: bool,
+        /// Instead of a command: cut the power under ZFS at the end and N random points of
+        /// an fsync-per-write pass on a sync=standard and a sync=disabled zvol (the pool's
+        /// disk logged by blklogwrites), import the pool from each reconstruction and count
+        /// the acknowledged blocks lost. Results in --out.
+        #[arg(long, value_name = "N", conflicts_with_all = ["argv", "build_only"], requires = "out")]
+        powercut: Option<usize>,
+        /// With --powercut: blocks (4 KiB) each pass writes.
+        #[arg(long, default_value_t = 128, requires = "powercut")]
+        powercut_blocks: u64,
+        /// With --powercut: where results.csv and results.jsonl go.
+        #[arg(long, requires = "powercut")]
+        out: Option<PathBuf>,
+        /// With --powercut: keep the pool disk's log and the reconstructions.
+        #[arg(long, requires = "powercut")]
+        keep: bool,
+        /// With --powercut: the static guest agent (default: built by scripts/build-agent).
+        #[arg(long, requires = "powercut")]
+        agent: Option<PathBuf>,
         /// The command and its arguments (after `--`).
-        #[arg(last = true, required_unless_present = "build_only")]
+        #[arg(last = true, required_unless_present_any = ["build_only", "powercut"])]
         argv: Vec<String>,
+    },
+    /// Inside the lab VM: one half of `zvbench lab --powercut` (run as the lab's command).
+    #[command(hide = true)]
+    LabCutStep {
+        #[command(subcommand)]
+        step: CutStep,
     },
     /// Inside the lab VM: PID 1 on the host's root (started by the lab's initramfs).
     #[command(hide = true)]
     LabGuest {
         /// The job file in the control share.
         job: PathBuf,
+    },
+}
+
+/// The halves of `zvbench lab --powercut` inside the lab VM.
+#[derive(Subcommand)]
+enum CutStep {
+    /// Make the zvols on the pool and run the agent's job.
+    Write {
+        /// The pool.
+        #[arg(long)]
+        pool: String,
+        /// Size of each zvol, bytes.
+        #[arg(long)]
+        zvol_size: u64,
+        /// The agent.
+        #[arg(long)]
+        agent: PathBuf,
+        /// The agent's job file.
+        #[arg(long)]
+        job: PathBuf,
+    },
+    /// Import the pool from each reconstruction of the plan and copy the zvol out.
+    Verify {
+        /// The plan (JSON).
+        #[arg(long)]
+        plan: PathBuf,
     },
 }
 
@@ -622,6 +672,11 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             tmp,
             timeout,
             build_only,
+            powercut,
+            powercut_blocks,
+            out,
+            keep,
+            agent,
             argv,
         } => {
             let cache = cache_dir();
@@ -643,6 +698,29 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 accel: Accel::Tcg,
                 argv,
             };
+            if let (Some(cuts), Some(out)) = (powercut, out) {
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("create {}", out.display()))?;
+                let pc = zvbench::lab::powercut::Options {
+                    cuts,
+                    blocks: powercut_blocks,
+                    out,
+                    keep,
+                };
+                let start = std::time::Instant::now();
+                let (rows, t) =
+                    zvbench::lab::powercut::run(&opts, &pc, &find_agent(agent)?, &cache, stop)?;
+                println!("{}", zvbench::lab::powercut::table(&rows));
+                eprintln!(
+                    "zvbench lab --powercut: {:.0} s in all (write VM {:.0} s, reconstructions {:.1} s, verification VM {:.0} s); results in {}",
+                    start.elapsed().as_secs_f64(),
+                    t.write_s,
+                    t.rebuild_s,
+                    t.verify_s,
+                    pc.out.display()
+                );
+                return Ok(0);
+            }
             let o = zvbench::lab::run(&opts, &cache, stop)?;
             eprintln!(
                 "zvbench lab: exit {}; command started {} s after boot; VM ran {:.1} s",
@@ -653,5 +731,14 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             Ok(o.code)
         }
         Cmd::LabGuest { job } => zvbench::lab::guest::main(&job),
+        Cmd::LabCutStep { step } => match step {
+            CutStep::Write {
+                pool,
+                zvol_size,
+                agent,
+                job,
+            } => zvbench::lab::cutstep::write(&pool, zvol_size, &agent, &job),
+            CutStep::Verify { plan } => zvbench::lab::cutstep::verify(&plan).map(|_| 0),
+        },
     }
 }

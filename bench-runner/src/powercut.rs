@@ -376,6 +376,21 @@ pub struct Summary {
     pub log_flushes: u64,
 }
 
+impl Summary {
+    /// Counts one more cut (cuts in log order: the last one's acknowledged blocks stay).
+    pub fn add(&mut self, r: &CutResult) {
+        self.cuts += 1;
+        self.acked = r.acked;
+        self.lost = self.lost.max(r.lost);
+        self.stale = self.stale.max(r.stale);
+        self.torn = self.torn.max(r.torn);
+        self.cuts_with_loss += u64::from(r.lost > 0);
+        if let Some(age) = r.newest_loss_age_ms {
+            self.newest_loss_age_ms = Some(self.newest_loss_age_ms.map_or(age, |o| o.max(age)));
+        }
+    }
+}
+
 /// Reads the device's first `len` bytes from a reconstruction `img` of QEMU format
 /// `format`: directly for raw, through `qemu-img dd` (into `scratch`) for an image format.
 fn read_guest(img: &Path, format: &str, len: u64, bs: u64, scratch: &Path) -> Result<Vec<u8>> {
@@ -475,15 +490,7 @@ pub fn check_boot(
                 s.stale = s.stale.max(k.stale);
                 s.torn = s.torn.max(k.torn);
             }
-            s.cuts += 1;
-            s.acked = r.acked;
-            s.lost = s.lost.max(r.lost);
-            s.stale = s.stale.max(r.stale);
-            s.torn = s.torn.max(r.torn);
-            s.cuts_with_loss += u64::from(r.lost > 0);
-            if let Some(age) = r.newest_loss_age_ms {
-                s.newest_loss_age_ms = Some(s.newest_loss_age_ms.map_or(age, |o| o.max(age)));
-            }
+            s.add(&r);
         }
         out.push(Some(s));
     }
@@ -506,6 +513,23 @@ pub fn dropped_at(row: &zvbench_reports::ResultRow, log_flushes: u64) -> String 
         )
     } else {
         "none found: flushes reached stable storage, yet acknowledged blocks were lost".into()
+    }
+}
+
+/// The layer that dropped the flushes of a pass on a zvol whose `sync` property is given,
+/// when acknowledged blocks were lost: ZFS itself under `sync=disabled` (it acknowledges
+/// an fsync before the transaction group holding the data is on disk).
+pub fn zfs_dropped_at(sync: &str, agent_flushes: u64, log_flushes: u64) -> String {
+    if sync == "disabled" {
+        format!(
+            "ZFS sync=disabled (fsync acknowledged without a ZIL commit: the pool's disk saw \
+             {log_flushes} flushes for {agent_flushes} fsyncs)"
+        )
+    } else {
+        format!(
+            "none found: ZFS sync={sync}, and the pool's disk saw {log_flushes} flushes for \
+             {agent_flushes} fsyncs, yet acknowledged blocks were lost"
+        )
     }
 }
 

@@ -147,15 +147,24 @@ pub fn drive_args(d: &Disk) -> Vec<OsString> {
 /// flush (`bdrv_co_flush` skips a no-flush node's own flush, then flushes its children).
 pub fn logged_drive(d: &Disk, log: &Path) -> OsString {
     let drive = format!(
-        "driver={},if=none,id={DRIVE_ID},cache={},aio={},file.driver=blklogwrites,file.file.filename={},file.log.filename={},file.log-sector-size={}",
+        "driver={},if=none,id={DRIVE_ID},cache={},aio={},{}",
         d.format,
         key_name(d.cache),
         key_name(d.aio),
-        qemu_escape(&d.path),
-        qemu_escape(log),
-        crate::powercut::LOG_SECTOR
+        logged_file(&d.path, log)
     );
     throttled(drive, d).into()
+}
+
+/// The `file.*` options of a `-drive` whose file (or device) `path` is logged by
+/// `blklogwrites` to `log`: the node below the format driver (see [`logged_drive`]).
+pub fn logged_file(path: &Path, log: &Path) -> String {
+    format!(
+        "file.driver=blklogwrites,file.file.filename={},file.log.filename={},file.log-sector-size={}",
+        qemu_escape(path),
+        qemu_escape(log),
+        crate::powercut::LOG_SECTOR
+    )
 }
 
 /// A `-drive` value with the disk's `throttling.bps-total`, if it has one.

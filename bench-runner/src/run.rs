@@ -87,7 +87,13 @@ impl ResultsSink {
         })
     }
 
-    fn add(&mut self, row: ResultRow, rec: &PassRecord, boot: Option<&BootTimeline>) -> Result<()> {
+    /// Writes a row (checked first) and its record.
+    pub fn add(
+        &mut self,
+        row: ResultRow,
+        rec: &PassRecord,
+        boot: Option<&BootTimeline>,
+    ) -> Result<()> {
         // A row the reports would refuse (a guest's record is untrusted) is not written.
         row.check().with_context(|| {
             format!(

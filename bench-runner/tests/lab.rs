@@ -540,3 +540,71 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
     assert_eq!(rows.iter().filter(|r| r.target == "enc").count(), 3);
     assert_nothing_left(tmp.path());
 }
+
+/// `zvbench lab --powercut`: the pool's disk logged under ZFS, the agent writing a
+/// sync=standard and a sync=disabled zvol inside the lab, 20 random cuts and the end per
+/// zvol, each imported from its reconstruction. ZFS with sync=standard keeps every
+/// acknowledged block; sync=disabled acknowledges fsyncs that no flush backs.
+#[test]
+fn a_power_cut_under_zfs_keeps_sync_standard_and_loses_sync_disabled() {
+    require_lab();
+    let tmp = lab_tmp();
+    let out = tempfile::Builder::new()
+        .prefix("zvbench-labcut-out-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let agent = common::agent();
+    let start = Instant::now();
+    let run = zvbench()
+        .arg("lab")
+        .arg("--tmp")
+        .arg(tmp.path())
+        .args(["--disk-size", "256M", "--powercut", "20", "--out"])
+        .arg(out.path())
+        .arg("--agent")
+        .arg(&agent)
+        .output()
+        .expect("run zvbench lab --powercut");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    eprintln!(
+        "zvbench lab --powercut: {:.0} s\n{stdout}\n{}",
+        start.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "the power-cut check failed");
+    let rows = zvbench_reports::read_results(&out.path().join("results.csv")).unwrap();
+    let row = |t: &str| {
+        rows.iter()
+            .find(|r| r.target == t)
+            .unwrap_or_else(|| panic!("no row for {t}"))
+    };
+    let std = row("zvol-standard");
+    assert_eq!(std.powercut_cuts, Some(21), "{std:?}");
+    assert_eq!(
+        std.powercut_acked_blocks,
+        Some(128),
+        "the end cut acknowledges all"
+    );
+    assert_eq!(std.powercut_lost_blocks, Some(0), "{std:?}");
+    assert_eq!(std.powercut_verdict.as_deref(), Some("durable"));
+    assert!(
+        std.powercut_log_flushes.is_some_and(|f| f >= 128),
+        "every fsync flushed the pool's disk: {std:?}"
+    );
+    let dis = row("zvol-disabled");
+    let cuts = dis.powercut_cuts.unwrap();
+    assert_eq!(cuts, 21, "{dis:?}");
+    assert!(
+        dis.powercut_cuts_lost.is_some_and(|n| 2 * n > cuts),
+        "sync=disabled loses acknowledged blocks at most cuts: {dis:?}"
+    );
+    assert_eq!(dis.powercut_verdict.as_deref(), Some("not durable"));
+    assert!(
+        dis.powercut_dropped_at
+            .as_deref()
+            .is_some_and(|d| d.starts_with("ZFS sync=disabled")),
+        "{dis:?}"
+    );
+    assert!(stdout.contains("| zvol-disabled |"), "the table:\n{stdout}");
+    assert_nothing_left(tmp.path());
+}

@@ -31,9 +31,13 @@ impl FrameSink {
     /// Opens `port` (or `/dev/console` if it cannot be opened) and, when it is a terminal,
     /// puts it in raw mode so that nothing is echoed or translated.
     pub fn open(port: &Path) -> std::io::Result<FrameSink> {
+        FrameSink::open_port(port).or_else(|_| FrameSink::open_port(Path::new("/dev/console")))
+    }
+
+    /// Opens `port` itself (no fallback), in raw mode when it is a terminal.
+    pub fn open_port(port: &Path) -> std::io::Result<FrameSink> {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
-        let out = open(port).or_else(|_| open(Path::new("/dev/console")))?;
+        let out = OpenOptions::new().read(true).write(true).open(port)?;
         if let Ok(mut t) = tcgetattr(&out) {
             cfmakeraw(&mut t);
             let _ = tcsetattr(&out, SetArg::TCSANOW, &t);
@@ -209,13 +213,24 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
     let job = Job::load(Path::new(JOB_PATH)).map_err(|e| crate::error_chain(&e))?;
     *sink = Some(FrameSink::open(&job.frame_port).map_err(|e| format!("open frame port: {e}"))?);
     let s = sink.as_mut().expect("just set");
-    s.send(&Frame::Hello {
+    s.send(&hello());
+    load_modules(&job)?;
+    run_passes(&job, s)
+}
+
+/// The frame an agent sends first.
+fn hello() -> Frame {
+    Frame::Hello {
         agent_version: env!("CARGO_PKG_VERSION").into(),
         schema_version: crate::SCHEMA_VERSION,
         build_id: crate::BUILD_ID.into(),
         uptime_ms: uptime_ms(),
-    });
-    load_modules(&job)?;
+    }
+}
+
+/// Waits (bounded) for the job's disk, runs its passes with their marks and sends each
+/// record to `s`; the number of passes run.
+fn run_passes(job: &Job, s: &mut FrameSink) -> Result<u32, String> {
     wait_for(&job.disk, Duration::from_secs(job.disk_wait_s))?;
     for (i, p) in job.passes.iter().enumerate() {
         log(&format!(
@@ -236,6 +251,29 @@ fn run_job(sink: &mut Option<FrameSink>) -> Result<u32, String> {
         s.send(&Frame::Record(Box::new(rec)));
     }
     Ok(job.passes.len() as u32)
+}
+
+/// `zvbench-agent job FILE`: a job run by an ordinary process (the ZFS lab's power cut,
+/// where the agent writes a zvol inside the lab VM): the same frames as in PID 1 mode, on
+/// the job's frame port, which must exist (no fallback to the console); ends with `Done`,
+/// or `Error` and the error.
+pub fn run_file(path: &Path) -> Result<u32, String> {
+    let job = Job::load(path).map_err(|e| crate::error_chain(&e))?;
+    let mut s = FrameSink::open_port(&job.frame_port)
+        .map_err(|e| format!("open frame port {}: {e}", job.frame_port.display()))?;
+    s.send(&hello());
+    match run_passes(&job, &mut s) {
+        Ok(passes) => {
+            s.send(&Frame::Done { passes });
+            Ok(passes)
+        }
+        Err(message) => {
+            s.send(&Frame::Error {
+                message: message.clone(),
+            });
+            Err(message)
+        }
+    }
 }
 
 /// The PID 1 entry point. Never returns: the guest powers off.

@@ -35,6 +35,12 @@ enum Cmd {
     },
     /// Act as PID 1 in a zvbench initramfs (automatic when the agent is PID 1).
     Init,
+    /// Run a job file's passes as an ordinary process, sending the frames PID 1 mode
+    /// sends (hello, marks, sync acknowledgements, records, done) to its frame port.
+    Job {
+        /// The job file (JSON, as the runner writes it).
+        file: PathBuf,
+    },
 }
 
 fn main() {
@@ -83,6 +89,9 @@ fn names_same(a: &Path, b: &Path) -> bool {
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Init => bail!("init mode only runs as PID 1 inside a zvbench initramfs"),
+        Cmd::Job { file } => zvbench_agent::init::run_file(&file)
+            .map(drop)
+            .map_err(anyhow::Error::msg),
         Cmd::Run {
             mut spec,
             format,

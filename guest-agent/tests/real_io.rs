@@ -147,3 +147,74 @@ fn refuses_a_device_with_a_file_system_and_leaves_it_intact() {
         "the device was not touched"
     );
 }
+
+/// `zvbench-agent job FILE` (the ZFS lab's power cut): the frames PID 1 mode sends, on the
+/// job's frame port — hello, a start mark, an acknowledgement after every fsync in order,
+/// the end mark, the record, done — and no fallback to the console for a missing port.
+#[test]
+fn a_job_file_run_as_a_process_sends_the_frames_of_pid_1() {
+    use zvbench_agent::frame::{scan, Frame, Scanned};
+    let dir = tempfile::tempdir().unwrap();
+    let port = dir.path().join("port");
+    std::fs::write(&port, b"").unwrap();
+    let mut pass = zvbench_agent::pass::PassSpec::new(
+        dir.path().join("data"),
+        Workload::Seqwr,
+        ByteSize(4096),
+        ByteSize(8 * 4096),
+    );
+    pass.sync = SyncMode::Fsync;
+    pass.verify = true;
+    let job = zvbench_agent::job::Job {
+        schema_version: zvbench_agent::SCHEMA_VERSION,
+        modules: vec![],
+        disk: dir.path().into(),
+        disk_wait_s: 1,
+        frame_port: port.clone(),
+        ack_timeout_ms: 0,
+        mark_pause_ms: 0,
+        sync_marks: true,
+        passes: vec![pass],
+    };
+    let job_path = dir.path().join("job.json");
+    std::fs::write(&job_path, serde_json::to_vec(&job).unwrap()).unwrap();
+    let agent = env!("CARGO_BIN_EXE_zvbench-agent");
+    let st = Command::new(agent)
+        .arg("job")
+        .arg(&job_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let frames: Vec<Frame> = scan(&std::fs::read(&port).unwrap())
+        .into_iter()
+        .map(|s| match s {
+            Scanned::Frame(f) => f,
+            Scanned::Damaged(why) => panic!("damaged frame: {why}"),
+        })
+        .collect();
+    assert!(matches!(frames[0], Frame::Hello { .. }), "{frames:?}");
+    assert!(matches!(frames[1], Frame::Mark { pass: 0, .. }));
+    let acked: Vec<u64> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Synced { blocks, .. } => Some(*blocks),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked.last(), Some(&8), "{acked:?}");
+    assert!(acked.windows(2).all(|w| w[0] <= w[1]), "{acked:?}");
+    assert!(matches!(frames[frames.len() - 2], Frame::Record(_)));
+    assert_eq!(frames.last(), Some(&Frame::Done { passes: 1 }));
+
+    let mut missing = job;
+    missing.frame_port = dir.path().join("no-such-port");
+    std::fs::write(&job_path, serde_json::to_vec(&missing).unwrap()).unwrap();
+    let out = Command::new(agent)
+        .arg("job")
+        .arg(&job_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open frame port"), "{err}");
+}

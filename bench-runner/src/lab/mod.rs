@@ -9,8 +9,10 @@
 //! must run inside (the guest half is `zvbench lab-guest`), and because it reuses the
 //! runner's kernel fetch, initramfs writer, QEMU guard and interrupt handling.
 
+pub mod cutstep;
 pub mod guest;
 pub mod openzfs;
+pub mod powercut;
 pub mod vm;
 
 use crate::cmd::Argv;
@@ -58,6 +60,9 @@ pub struct Outcome {
     pub vm_s: f64,
     /// The guest's uptime when the command started (kernel boot, modules, udev), seconds.
     pub boot_s: Option<f64>,
+    /// The VM was killed hard once its [`Attach`] had what it needed (`code` is then 0:
+    /// the command had not ended).
+    pub cut: bool,
 }
 
 /// Builds (or finds) OpenZFS for Debian's guest kernel without booting anything.
@@ -123,9 +128,33 @@ fn validate(o: &LabOptions) -> Result<()> {
     Ok(())
 }
 
+/// Something a caller attaches to a lab VM while it runs (a power cut's frame channel and
+/// pool-disk log).
+pub trait Attach {
+    /// A `blklogwrites` log for the first pool disk (see [`vm::disk_args`]).
+    fn disk_log(&self) -> Option<&Path>;
+    /// More QEMU arguments; `work` is the lab's own temporary directory.
+    fn args(&mut self, work: &Path) -> Result<Vec<std::ffi::OsString>>;
+    /// Called once QEMU was started, before the lab waits for it.
+    fn started(&mut self, qemu: &mut QemuGuard) -> Result<()>;
+    /// Called in the lab's wait loop (it may block up to ~100 ms); `true` when it has all
+    /// it needs: the VM is then killed hard (SIGKILL: a power cut), not shut down.
+    fn poll(&mut self) -> Result<bool>;
+}
+
 /// Builds or reuses OpenZFS, boots the lab, runs the command; the command's output is
 /// copied to this process's stdout and stderr as it comes.
 pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
+    run_attached(o, cache, stop, None)
+}
+
+/// [`run`] with `attach` looking on.
+pub fn run_attached(
+    o: &LabOptions,
+    cache: &Path,
+    stop: &Interrupt,
+    mut attach: Option<&mut dyn Attach>,
+) -> Result<Outcome> {
     validate(o)?;
     let kernel = crate::kernel::debian_kernel(cache)?;
     let build = openzfs::ensure(cache, &release_of(&kernel)?, o.branch, stop)?;
@@ -206,16 +235,41 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
         format!("file:{}", crate::qemu::qemu_escape(&console)).into(),
     ]);
     args.extend(vm::shares_args(&ctl, tree.as_deref(), o.share.as_deref()));
-    args.extend(vm::disk_args(&disks));
+    args.extend(vm::disk_args(
+        &disks,
+        attach.as_ref().and_then(|a| a.disk_log()),
+    ));
+    if let Some(a) = attach.as_mut() {
+        args.extend(a.args(work.path())?);
+    }
     let start = Instant::now();
     let mut qemu = QemuGuard::spawn(&args, &work.path().join("qemu.log"))
         .with_context(|| format!("start {}", crate::qemu::QEMU))?;
+    if let Some(a) = attach.as_mut() {
+        a.started(&mut qemu)?;
+    }
     let mut out = Follow::new(ctl.join(guest::STDOUT));
     let mut err = Follow::new(ctl.join(guest::STDERR));
+    // An attachment waits in its own poll; without one, the lab waits on QEMU.
+    let wait = Duration::from_millis(if attach.is_some() { 0 } else { 200 });
     let status = loop {
         out.copy_to(&mut std::io::stdout());
         err.copy_to(&mut std::io::stderr());
-        if let Some(st) = qemu.wait_timeout(Duration::from_millis(200)) {
+        if let Some(a) = attach.as_mut() {
+            if a.poll()? {
+                // The guard's drop kills QEMU hard: no flush, no clean shutdown.
+                drop(qemu);
+                out.copy_to(&mut std::io::stdout());
+                err.copy_to(&mut std::io::stderr());
+                return Ok(Outcome {
+                    code: 0,
+                    vm_s: start.elapsed().as_secs_f64(),
+                    boot_s: started_at(&ctl),
+                    cut: true,
+                });
+            }
+        }
+        if let Some(st) = qemu.wait_timeout(wait) {
             break st;
         }
         if stop.is_set() {
@@ -241,11 +295,20 @@ pub fn run(o: &LabOptions, cache: &Path, stop: &Interrupt) -> Result<Outcome> {
     };
     let code =
         parse_exit(&exit).with_context(|| format!("bad exit status {exit:?} from the lab"))?;
-    let boot_s = std::fs::read_to_string(ctl.join(guest::STARTED))
+    Ok(Outcome {
+        code,
+        vm_s,
+        boot_s: started_at(&ctl),
+        cut: false,
+    })
+}
+
+/// The guest's uptime when the command started, from the control directory.
+fn started_at(ctl: &Path) -> Option<f64> {
+    std::fs::read_to_string(ctl.join(guest::STARTED))
         .ok()
         .and_then(|t| t.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0);
-    Ok(Outcome { code, vm_s, boot_s })
+        .filter(|s| s.is_finite() && *s >= 0.0)
 }
 
 /// The directory of the guest's own tmpfs that hides `p` on the host root, if any.

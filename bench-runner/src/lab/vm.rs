@@ -128,18 +128,18 @@ pub fn shares_args(ctl: &Path, tree: Option<&Path>, share: Option<&Path>) -> Vec
 }
 
 /// The pool disks: raw files on virtio-blk, `cache=none`, serials `zvbench-labN`
-/// (`/dev/vda`, `/dev/vdb`, … in the guest).
-pub fn disk_args(files: &[PathBuf]) -> Vec<OsString> {
+/// (`/dev/vda`, `/dev/vdb`, … in the guest). With `log`, the first disk's writes and
+/// flushes are logged there by `blklogwrites`, below the cache handling (a power cut under
+/// ZFS; see [`crate::qemu::logged_drive`]).
+pub fn disk_args(files: &[PathBuf], log: Option<&Path>) -> Vec<OsString> {
     let mut v = Vec::new();
     for (i, f) in files.iter().enumerate() {
+        let file = match log.filter(|_| i == 0) {
+            Some(l) => format!("driver=raw,{}", crate::qemu::logged_file(f, l)),
+            None => format!("file={},format=raw", qemu_escape(f)),
+        };
         v.push("-drive".into());
-        v.push(
-            format!(
-                "file={},format=raw,if=none,id=labdisk{i},cache=none,aio=threads",
-                qemu_escape(f)
-            )
-            .into(),
-        );
+        v.push(format!("{file},if=none,id=labdisk{i},cache=none,aio=threads").into());
         v.push("-device".into());
         v.push(format!("virtio-blk-pci,drive=labdisk{i},serial=zvbench-lab{i}").into());
     }
@@ -177,7 +177,8 @@ pub fn module_list(
         .iter()
         .map(|z| zvbench_agent::init::module_name(&z.to_string_lossy()))
         .collect();
-    let mut wanted: Vec<&str> = vec!["virtio_pci", "virtio_blk", "9pnet_virtio", "9p"];
+    // loop: `zvbench lab --powercut` imports pools from reconstructed disk images.
+    let mut wanted: Vec<&str> = vec!["virtio_pci", "virtio_blk", "9pnet_virtio", "9p", "loop"];
     wanted.extend(
         zfs_deps
             .iter()
@@ -228,7 +229,7 @@ mod tests {
 
     #[test]
     fn disks_are_raw_virtio_cache_none() {
-        let got = s(disk_args(&["/t/d0.img".into(), "/t/a,b.img".into()]));
+        let got = s(disk_args(&["/t/d0.img".into(), "/t/a,b.img".into()], None));
         assert_eq!(
             got,
             [
@@ -241,6 +242,22 @@ mod tests {
                 "-device",
                 "virtio-blk-pci,drive=labdisk1,serial=zvbench-lab1",
             ]
+        );
+    }
+
+    #[test]
+    fn the_first_disk_is_logged_below_its_cache_handling() {
+        let got = s(disk_args(
+            &["/t/d0.img".into(), "/t/d1.img".into()],
+            Some(Path::new("/t/a,b.log")),
+        ));
+        assert_eq!(
+            got[1],
+            "driver=raw,file.driver=blklogwrites,file.file.filename=/t/d0.img,file.log.filename=/t/a,,b.log,file.log-sector-size=512,if=none,id=labdisk0,cache=none,aio=threads"
+        );
+        assert_eq!(
+            got[5],
+            "file=/t/d1.img,format=raw,if=none,id=labdisk1,cache=none,aio=threads"
         );
     }
 
