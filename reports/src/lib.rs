@@ -19,5 +19,6 @@ pub mod send;
 pub mod stats;
 pub mod summary;
 pub mod timeseries;
+pub mod zfs_sources;
 
 pub use row::{read_results, read_rows, ResultRow};

@@ -8,7 +8,7 @@ use crate::plot::{self, PlotError};
 use crate::row::ReadError;
 use crate::run_json::{self, RunJsonError};
 use crate::timeseries::{self, SeriesError};
-use crate::{html, read_results, send, summary};
+use crate::{html, read_results, send, summary, zfs_sources};
 use std::path::{Path, PathBuf};
 
 /// Why a report could not be written.
@@ -100,8 +100,10 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     findings.extend(timeseries::diagnose(&series));
     let tables = summary::tables(&rows);
     let sends = send::rows(&run);
+    let sources = zfs_sources::rows(&run);
     let summary = summary::render(title, &tables, &findings, &summary::render_powercut(&rows))
         + &summary::boot_overhead(&rows)
+        + &zfs_sources::markdown(&sources)
         + &send::markdown(&sends);
     let mut files = Vec::new();
     write_file(dir.join("summary.md"), summary.as_bytes(), &mut files)?;
@@ -133,7 +135,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         &findings,
         &inline,
         &run,
-        &(html::powercut_table(&rows) + &send::html(&sends)),
+        &(html::powercut_table(&rows) + &zfs_sources::html(&sources) + &send::html(&sends)),
     );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })

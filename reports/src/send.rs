@@ -3,8 +3,6 @@
 //! `report.html`. A send is one copy per target, not a pass: it has no row in
 //! `results.csv`.
 
-use std::fmt::Write;
-
 /// One target's timed `zfs send | zfs receive`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendRow {
@@ -74,17 +72,8 @@ const INTRO: &str = "Each target with `send_to` was sent after its last repetiti
 
 /// `summary.md`'s "ZFS send" section; empty when no target was sent.
 pub fn markdown(rows: &[SendRow]) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut md = format!(
-        "\n## ZFS send\n\n{INTRO}\n\n| {} |\n|---|---|---|---:|---:|---:|\n",
-        COLUMNS.join(" | ")
-    );
-    for r in rows {
-        let _ = writeln!(md, "| {} |", cells(r).join(" | "));
-    }
-    md
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r).to_vec()).collect();
+    crate::summary::md_table("ZFS send", INTRO, &COLUMNS, &cells, |i| i >= 3)
 }
 
 /// The same table in HTML, with its heading; empty when no target was sent.

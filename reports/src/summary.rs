@@ -252,6 +252,32 @@ pub fn render(title: &str, tables: &[Table], findings: &[Finding], powercut: &st
     md
 }
 
+/// A Markdown section: `## heading`, the intro, and a table of `cells` under `columns`
+/// (right-aligned where `numeric` says); empty when there are no cells.
+pub fn md_table(
+    heading: &str,
+    intro: &str,
+    columns: &[&str],
+    cells: &[Vec<String>],
+    numeric: impl Fn(usize) -> bool,
+) -> String {
+    if cells.is_empty() {
+        return String::new();
+    }
+    let align: Vec<&str> = (0..columns.len())
+        .map(|i| if numeric(i) { "---:" } else { "---" })
+        .collect();
+    let mut md = format!(
+        "\n## {heading}\n\n{intro}\n\n| {} |\n|{}|\n",
+        columns.join(" | "),
+        align.join("|")
+    );
+    for r in cells {
+        md.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    md
+}
+
 /// `summary.md`'s "Guest boot" section: per guest target, over its boots (one per
 /// repetition), the time from the VM's start to the agent's Hello and to the first pass,
 /// the guest kernel's uptime at the agent's start, and the passes' own time — so a boot
