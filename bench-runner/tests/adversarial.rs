@@ -586,12 +586,22 @@ fn a_loop_device_reattached_by_someone_else_is_left_alone() {
         .status()
         .unwrap()
         .success());
-    let reattached = Command::new("losetup")
-        .arg(&binding.device)
-        .arg(&theirs)
-        .status()
-        .unwrap()
-        .success();
+    // The detach is deferred while udev still has the device open after the attach
+    // (its probe of the new device): retry while the device is busy, for a few seconds.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reattached = loop {
+        let ok = Command::new("losetup")
+            .arg(&binding.device)
+            .arg(&theirs)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if ok || std::time::Instant::now() > until {
+            break ok;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(
         reattached,
         "{} was taken by another program before the test could re-attach it",
