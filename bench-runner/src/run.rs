@@ -484,11 +484,14 @@ fn run_target(
                 let own_device = p.zvol.is_some();
                 for spec in passes_for(plan, file, rep, own_device) {
                     eprintln!("      {} on the host", spec.label);
-                    let before = snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref());
+                    // A fill pass makes no row: no counters (and no `zpool sync`) around it.
+                    let measured = spec.label != "fill";
+                    let counters =
+                        || measured.then(|| snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref()));
+                    let before = counters();
                     let rec = run_pass(&spec, &mut StopOnSignal(stop))
                         .with_context(|| format!("{} on the host", spec.label))?;
-                    let after = snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref());
-                    if rec.label != "fill" {
+                    if let (Some(before), Some(after)) = (before, counters()) {
                         let mut row = base_row(t, opts.accel, &rec, rep);
                         zfs_layers(&mut row, &delta(before, after));
                         sink.add(row, &rec, None)?;

@@ -309,7 +309,7 @@ pub fn send_step(
         anyhow::bail!("{dest} exists already; a send is received only into a new dataset");
     }
     let snapshot = format!("{source}@{SEND_SNAPSHOT}");
-    Argv::new(["zfs", "snapshot", &snapshot]).run()?;
+    zfs::snapshot_argv(&snapshot).run()?;
     p.own_dataset(lock, &dest)?;
     Ok(send_receive(&snapshot, &dest, limit, stop)?)
 }

@@ -79,7 +79,12 @@ pub const CLEAN_SNAPSHOT: &str = "zvbench-clean";
 
 /// `zfs snapshot NAME@zvbench-clean`, taken before the first repetition.
 pub fn snapshot_clean_argv(name: &str) -> Argv {
-    Argv::new(["zfs", "snapshot", &format!("{name}@{CLEAN_SNAPSHOT}")])
+    snapshot_argv(&format!("{name}@{CLEAN_SNAPSHOT}"))
+}
+
+/// `zfs snapshot DATASET@SNAP`.
+pub fn snapshot_argv(snapshot: &str) -> Argv {
+    Argv::new(["zfs", "snapshot", snapshot])
 }
 
 /// `zfs rollback -r NAME@zvbench-clean`, before every later repetition.

@@ -144,6 +144,9 @@ pub const COMPRESS_CHUNK: usize = 512;
 /// `buffer_compress_percentage`), never the header's bytes, and nothing of block 0's first
 /// sector, which [`is_block_start`] recomputes to know zvbench's own data.
 fn zero_tails(buf: &mut [u8], index: u64, pct: u8) {
+    if pct == 0 {
+        return; // the default: nothing to zero (this runs for every verified write)
+    }
     let zeros = COMPRESS_CHUNK * usize::from(pct.min(100)) / 100;
     let start = if index == 0 { SECTOR } else { 0 };
     for (i, chunk) in buf.chunks_mut(COMPRESS_CHUNK).enumerate() {

@@ -63,6 +63,11 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
 /// Reads one layer's flush count from a row.
 type Counter = fn(&ResultRow) -> Option<u64>;
 
+/// The median of a counter over `rows`, `None` when no row has it.
+fn med_count(rows: &[&ResultRow], f: Counter) -> Option<f64> {
+    med(rows, |r| f(r).map(|v| v as f64))
+}
+
 /// The layers of the flush trace, top to bottom.
 pub const LAYERS: [&str; 6] = [
     "agent",
@@ -86,7 +91,7 @@ pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
     LAYERS
         .iter()
         .zip(counters)
-        .filter_map(|(name, f)| med(rows, |r| f(r).map(|v| v as f64)).map(|m| (*name, m)))
+        .filter_map(|(name, f)| med_count(rows, f).map(|m| (*name, m)))
         .collect()
 }
 
@@ -295,7 +300,7 @@ struct PoolBytes {
 }
 
 fn pool_bytes(rows: &[&ResultRow]) -> Option<PoolBytes> {
-    let m = |f: fn(&ResultRow) -> Option<u64>| med(rows, |r| f(r).map(|v| v as f64));
+    let m = |f: Counter| med_count(rows, f);
     let agent = m(|r| r.agent_write_bytes).filter(|&a| a > 0.0)?;
     Some(PoolBytes {
         agent,
@@ -365,7 +370,7 @@ pub fn zfs_sync_always(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
         if ctx.zfs_prop(t, "sync") != Some("always") {
             continue;
         }
-        let m = |f: fn(&ResultRow) -> Option<u64>| med(rows, |r| f(r).map(|v| v as f64));
+        let m = |f: Counter| med_count(rows, f);
         let agent = m(|r| Some(r.agent_flushes)).unwrap_or(0.0);
         let margin = (agent / 4.0).max(4.0);
         let Some(zil) = m(|r| r.zil_commits) else {
@@ -404,7 +409,7 @@ pub fn zfs_logbias_throughput(g: &Groups<'_>, ctx: &Context) -> Vec<Finding> {
         if ctx.zfs_prop(t, "logbias") != Some("throughput") || !write_only(rows[0]) {
             continue;
         }
-        let zil = med(rows, |r| r.zil_commits.map(|v| v as f64)).unwrap_or(0.0);
+        let zil = med_count(rows, |r| r.zil_commits).unwrap_or(0.0);
         let Some(p) = pool_bytes(rows).filter(|_| zil >= 1.0) else {
             continue;
         };

@@ -109,6 +109,15 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
         let issued = stat(&counts(brows, LAYERS[0]), false).unwrap_or(0.0) > 0.0;
         let cur_trace = diagnose::trace(crows);
         let on_host_fs = matches!(crows[0].storage.as_str(), "host" | "image");
+        // The target's passes that issued no flush, in either run (for the shared layers).
+        let quiet: Vec<&ResultRow> = if on_host_fs || shared.contains(t) {
+            base.iter()
+                .chain(cur)
+                .filter(|r| &r.target == t && r.agent_flushes == 0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (i, &layer) in LAYERS.iter().enumerate() {
             let is_shared = (on_host_fs || shared.contains(t)) && host_side(layer);
             let (Some(b), Some(c)) = (
@@ -124,11 +133,6 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
             // Other programs' flushes seen on this counter in passes that issued none (the
             // target's, in either run): a difference within them proves nothing.
             let noise = if is_shared {
-                let quiet: Vec<&ResultRow> = base
-                    .iter()
-                    .chain(cur)
-                    .filter(|r| &r.target == t && r.agent_flushes == 0)
-                    .collect();
                 counts(&quiet, layer).into_iter().fold(0.0, f64::max)
             } else {
                 0.0
