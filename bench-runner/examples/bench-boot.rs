@@ -11,9 +11,9 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zvbench::guest::kernel::{DirectBoot, GuestKernel};
 use zvbench::guest::{BootTimeline, GuestRun};
-use zvbench::kernel::{DirectBoot, GuestKernel};
-use zvbench::qemu::Accel;
+use zvbench::hypervisor::qemu::Accel;
 use zvbench_reports::stats::Spread;
 
 const SCENARIO: &str = r#"
@@ -56,7 +56,7 @@ fn children_cpu_s() -> f64 {
 fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Result<Sample> {
     let plan = zvbench::scenario::parse("bench-boot.toml", SCENARIO)?;
     let cfg = plan.targets[0].guest.as_ref().context("a guest target")?;
-    let guest_disk = PathBuf::from(zvbench::kernel::guest_disk(cfg.bus));
+    let guest_disk = PathBuf::from(zvbench::guest::kernel::guest_disk(cfg.bus));
     let passes = zvbench::run::passes_for(&plan, &guest_disk, 1, true);
     let mut boot = None;
     let cpu_before = children_cpu_s();
@@ -105,7 +105,7 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/tmp".into())
         .join(".cache/zvbench");
-    let pvh = zvbench::kernel::find(None, &cache)?;
+    let pvh = zvbench::guest::kernel::find(None, &cache)?;
     if !matches!(pvh.direct, DirectBoot::Pvh { .. }) {
         bail!("this kernel has no PVH boot to compare: {:?}", pvh.direct);
     }

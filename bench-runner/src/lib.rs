@@ -1,29 +1,16 @@
 //! zvbench's host side: scenarios, storage provisioning, guests and the flush trace.
 #![deny(missing_docs)]
 
-pub mod clean;
 pub mod cmd;
-pub mod doctor;
+pub mod commands;
 pub mod guest;
-pub mod import;
-pub mod initramfs;
-pub mod iso;
-pub mod kernel;
+pub mod host;
+pub mod hypervisor;
 pub mod lab;
-pub mod loopdev;
 pub mod names;
-pub mod owner;
 pub mod powercut;
-pub mod provenance;
-pub mod qemu;
-pub mod report;
 pub mod run;
 pub mod scenario;
-pub mod send;
-pub mod storage;
-pub mod vbox;
-pub mod vmlinux;
-pub mod zfs;
 
 /// The tests' prerequisite check (no silent skips), shared with the integration tests.
 #[cfg(test)]

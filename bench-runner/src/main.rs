@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use zvbench::qemu::{choose_accel, Accel};
+use zvbench::hypervisor::qemu::{choose_accel, Accel};
 use zvbench::run::RunOptions;
 use zvbench::Interrupt;
 
@@ -349,13 +349,13 @@ fn import(tool: ImportTool) -> Result<i32> {
             }
         }
         .with_context(|| format!("cannot import {}", file.display()))?;
-        imports.push(zvbench::import::Imported {
+        imports.push(zvbench::commands::import::Imported {
             tool: name,
             file: file.clone(),
             rows,
         });
     }
-    zvbench::import::append(&args.out, &mut imports)?;
+    zvbench::commands::import::append(&args.out, &mut imports)?;
     for i in &imports {
         println!(
             "{}: {} rows into {}",
@@ -427,7 +427,7 @@ fn find_agent(given: Option<PathBuf>) -> Result<PathBuf> {
             path.display()
         )
     })?;
-    match zvbench::initramfs::elf_is_static(&bytes) {
+    match zvbench::guest::initramfs::elf_is_static(&bytes) {
         Some(true) => {}
         Some(false) => bail!(
             "{} is dynamically linked; the guest has no libc: build it with scripts/build-agent",
@@ -501,13 +501,15 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
             let cache = cache_dir();
             let (kernel, agent) = if has_guest {
-                let k = zvbench::kernel::find(guest.kernel.zip(guest.modules), &cache)?;
+                let k = zvbench::guest::kernel::find(guest.kernel.zip(guest.modules), &cache)?;
                 (Some(k), find_agent(guest.agent)?)
             } else {
                 (None, PathBuf::new())
             };
             let accel = match (accel, &kernel) {
-                (AccelChoice::Kvm, Some(k)) if !zvbench::qemu::kvm_works(&k.image, &cache) => {
+                (AccelChoice::Kvm, Some(k))
+                    if !zvbench::hypervisor::qemu::kvm_works(&k.image, &cache) =>
+                {
                     bail!(
                         "--accel kvm: KVM cannot run a guest on this host (a probe boot under KVM printed nothing within 8 s; see {}); use --accel auto or tcg",
                         cache.join("kvm-probe.qemu.log").display()
@@ -524,7 +526,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 accel,
                 allow_destroy,
                 scenario_text,
-                runtime: zvbench::owner::runtime_dir(),
+                runtime: zvbench::host::owner::runtime_dir(),
                 powercut: powercut.map(|cuts| zvbench::powercut::Options { cuts, keep }),
             };
             let started = std::time::Instant::now();
@@ -538,7 +540,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                     out.display()
                 );
             } else if out.join("results.csv").exists() {
-                match zvbench::report::write(&out) {
+                match zvbench::commands::report::write(&out) {
                     Ok(md) => {
                         // Everything is torn down by now: a reader that went away is
                         // no reason to fail the run.
@@ -563,7 +565,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             Ok(0)
         }
         Cmd::Report { dir } => {
-            println!("{}", zvbench::report::write(&dir)?);
+            println!("{}", zvbench::commands::report::write(&dir)?);
             eprintln!(
                 "zvbench: summary.md, report.html and plots/ in {}",
                 dir.display()
@@ -627,8 +629,15 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 },
         } => {
             let plan = zvbench::scenario::load(&scenario)?;
-            let kernel = zvbench::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
-            zvbench::iso::for_target(&plan, &target, &kernel, &find_agent(guest.agent)?, &out)?;
+            let kernel =
+                zvbench::guest::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
+            zvbench::guest::iso::for_target(
+                &plan,
+                &target,
+                &kernel,
+                &find_agent(guest.agent)?,
+                &out,
+            )?;
             println!("{}", out.display());
             Ok(0)
         }
@@ -639,16 +648,16 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             out,
         } => history(&dirs, &metric, workload.as_deref(), out.as_deref()),
         Cmd::Clean { dirs } => {
-            let scope = zvbench::clean::Scope {
+            let scope = zvbench::commands::clean::Scope {
                 only_dirs: !dirs.is_empty(),
                 dirs: if dirs.is_empty() {
                     vec![PathBuf::from("/var/tmp/zvbench")]
                 } else {
                     dirs
                 },
-                runtime: zvbench::owner::runtime_dir(),
+                runtime: zvbench::host::owner::runtime_dir(),
             };
-            let done = zvbench::clean::clean(&scope);
+            let done = zvbench::commands::clean::clean(&scope);
             if done.is_empty() {
                 println!("nothing to clean");
             }
@@ -657,10 +666,10 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             }
             let failed = done
                 .iter()
-                .any(|d| matches!(d, zvbench::clean::Outcome::Failed(_)));
+                .any(|d| matches!(d, zvbench::commands::clean::Outcome::Failed(_)));
             Ok(i32::from(failed))
         }
-        Cmd::Doctor => Ok(zvbench::doctor::report(&cache_dir())),
+        Cmd::Doctor => Ok(zvbench::commands::doctor::report(&cache_dir())),
         Cmd::Lab {
             openzfs,
             disks,

@@ -9,12 +9,12 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use zvbench::clean::{clean, Outcome, Scope};
-use zvbench::owner::{Owned, RunLock};
+use zvbench::commands::clean::{clean, Outcome, Scope};
+use zvbench::host::owner::{Owned, RunLock};
 
 fn zvbench(runtime: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zvbench"));
-    c.env(zvbench::owner::RUNTIME_ENV, runtime);
+    c.env(zvbench::host::owner::RUNTIME_ENV, runtime);
     c
 }
 
@@ -424,7 +424,7 @@ fn a_broken_kvm_is_reported_with_qemus_words() {
     if !can_boot_guests() {
         return;
     }
-    if zvbench::qemu::probe_kvm(
+    if zvbench::hypervisor::qemu::probe_kvm(
         &kernel().image,
         tempfile::tempdir().unwrap().path(),
         Duration::from_secs(8),
@@ -475,11 +475,12 @@ fn provisioning_leaves_no_extent_and_no_empty_file() {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let lock = RunLock::acquire(&dir.path().join("run"), &zvbench::provenance::run_id()).unwrap();
+    let lock =
+        RunLock::acquire(&dir.path().join("run"), &zvbench::run::provenance::run_id()).unwrap();
     let text = "[run]\ndisk_size = \"16M\"\n[[target]]\nname = \"v\"\nstorage = \"image\"\nformat = \"vmdk\"\nvariant = \"fixed\"\ndir = \"@DIR@\"\n[[workload]]\nname = \"w\"\nkind = \"seqwr\"\nbs = \"1M\"\nsize = \"4M\"\n".replace("@DIR@", &dir.path().display().to_string());
     let plan = zvbench::scenario::parse("v.toml", &text).unwrap();
-    let p = zvbench::storage::provision(&plan.targets[0], &lock, &[]).unwrap();
-    let flat = zvbench::storage::flat_extent(&p.disk.as_ref().unwrap().0).unwrap();
+    let p = zvbench::host::storage::provision(&plan.targets[0], &lock, &[]).unwrap();
+    let flat = zvbench::host::storage::flat_extent(&p.disk.as_ref().unwrap().0).unwrap();
     assert!(flat.exists(), "qemu-img wrote {}", flat.display());
     drop(p);
     assert!(!flat.exists(), "the extent is torn down with the image");
@@ -491,7 +492,7 @@ fn provisioning_leaves_no_extent_and_no_empty_file() {
         )
         .replace("16M", "32T");
     let plan = zvbench::scenario::parse("v.toml", &big).unwrap();
-    let e = zvbench::storage::provision(&plan.targets[0], &lock, &[]).unwrap_err();
+    let e = zvbench::host::storage::provision(&plan.targets[0], &lock, &[]).unwrap_err();
     assert!(format!("{e:#}").contains("File too large"), "{e:#}");
     assert_nothing_left(dir.path());
 }
@@ -562,7 +563,7 @@ fn a_loop_device_reattached_by_someone_else_is_left_alone() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    let binding = zvbench::loopdev::LoopBinding::attach(&ours).unwrap();
+    let binding = zvbench::host::loopdev::LoopBinding::attach(&ours).unwrap();
     // The dead run's lock, as a killed run leaves it.
     std::fs::create_dir_all(&runtime).unwrap();
     std::fs::write(
@@ -611,7 +612,7 @@ fn a_loop_device_reattached_by_someone_else_is_left_alone() {
         dev: binding.device.clone(),
         backing: theirs.clone(),
     };
-    let e = zvbench::storage::Teardown::DetachLoop(binding.clone())
+    let e = zvbench::host::storage::Teardown::DetachLoop(binding.clone())
         .try_run()
         .unwrap_err();
     assert!(e.contains("no longer backs"), "{e}");
@@ -776,10 +777,9 @@ fn a_signal_while_provisioning_tears_down() {
     let s = write(dir.path(), "s.toml", &text);
     let mut c = spawn_guest_run(&runtime, &s, dir.path());
     assert!(wait_for(Duration::from_secs(60), || {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .any(|e| zvbench::owner::generated_file(&e.file_name().to_string_lossy()).is_some())
+        std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+            zvbench::host::owner::generated_file(&e.file_name().to_string_lossy()).is_some()
+        })
     }));
     stop_run(
         &mut c,

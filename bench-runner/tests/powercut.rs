@@ -78,7 +78,7 @@ fn acknowledged_blocks_survive_cache_none_and_not_unsafe() {
         .as_deref()
         .is_some_and(|d| d.contains("cache=unsafe")));
 
-    let md = zvbench::report::write(&out).unwrap();
+    let md = zvbench::commands::report::write(&out).unwrap();
     assert!(md.contains("## Power cuts"), "{md}");
     assert!(
         md.contains("`acknowledged-writes-lost` **vdi-unsafe / fsync**"),

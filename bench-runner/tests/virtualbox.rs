@@ -177,7 +177,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         true
     );
     assert_eq!(run["storage"]["raw"]["virtualbox"]["raw_vmdk"], true);
-    let summary = zvbench::report::write(&out).unwrap();
+    let summary = zvbench::commands::report::write(&out).unwrap();
     assert!(
         summary.contains("a raw-disk VMDK: VirtualBox does not flush"),
         "{summary}"
@@ -233,7 +233,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         "the VBox.log line is in run.json"
     );
     assert!(run_json(&out_a)["storage"]["scsi-flush"]["async_flushes_disabled"].is_null());
-    let summary = zvbench::report::write(&out_a).unwrap();
+    let summary = zvbench::commands::report::write(&out_a).unwrap();
     assert!(
         summary.contains("VirtualBox disabled asynchronous flushes"),
         "{summary}"
@@ -395,7 +395,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         }
     }
     assert!(img.exists());
-    let done = zvbench::vbox::clean(&|_| false);
+    let done = zvbench::hypervisor::vbox::clean(&|_| false);
     assert_eq!(done.len(), 1, "{done:?}");
     assert!(
         vbox(&home, &["list", "vms"]).starts_with("\"my-vm\""),

@@ -7,7 +7,7 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use zvbench::cmd::Argv;
-use zvbench::zfs;
+use zvbench::host::zfs;
 
 /// zfs-fuse, started if it is not running and stopped when the last test that started
 /// it is done: tests in this binary run in parallel and share one daemon.
@@ -179,10 +179,10 @@ sync_every = 4
     assert_nothing_left(&ds_mnt);
 
     // What an interrupted run would leave is found by its tag and destroyed.
-    let done = zvbench::clean::clean(&zvbench::clean::Scope {
+    let done = zvbench::commands::clean::clean(&zvbench::commands::clean::Scope {
         dirs: Vec::new(),
         only_dirs: false,
-        runtime: zvbench::owner::runtime_dir(),
+        runtime: zvbench::host::owner::runtime_dir(),
     });
     assert!(
         done.iter()
@@ -300,12 +300,12 @@ fn send_step_copies_to_a_second_pool_and_the_copy_goes_at_teardown() {
     let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(src_mnt.join("r1-t/data"), &data).unwrap();
     let runtime = dir.path().join("runtime");
-    let lock = zvbench::owner::RunLock::acquire(&runtime, "r1").unwrap();
+    let lock = zvbench::host::owner::RunLock::acquire(&runtime, "r1").unwrap();
     let stop = zvbench::Interrupt::default();
     let limit = Duration::from_secs(300);
 
-    let mut p = zvbench::storage::Provisioned::default();
-    let sent = zvbench::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
+    let mut p = zvbench::host::storage::Provisioned::default();
+    let sent = zvbench::host::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let copy = format!("{}/r1-t", dst_pool.0);
     assert_eq!(sent.received_as, copy);
@@ -339,9 +339,9 @@ fn send_step_copies_to_a_second_pool_and_the_copy_goes_at_teardown() {
     // A second send onto an existing copy is refused before anything is created.
     // (Not mounted: a FUSE mount just made can be busy for a moment when destroyed.)
     zfs_ok(&["create", "-o", "mountpoint=none", &copy]);
-    let mut p = zvbench::storage::Provisioned::default();
+    let mut p = zvbench::host::storage::Provisioned::default();
     zfs_ok(&["destroy", &format!("{source}@zvbench-send")]);
-    let e = zvbench::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
+    let e = zvbench::host::send::send_step(&mut p, &lock, &source, &dst_pool.0, limit, &stop)
         .unwrap_err()
         .to_string();
     assert!(e.contains("exists already"), "{e}");
@@ -350,9 +350,9 @@ fn send_step_copies_to_a_second_pool_and_the_copy_goes_at_teardown() {
     zfs_ok(&["destroy", &copy]);
 
     // The receiving side fails (its parent does not exist): named, with zfs's words.
-    let mut p = zvbench::storage::Provisioned::default();
+    let mut p = zvbench::host::storage::Provisioned::default();
     let missing = format!("{}/nope", dst_pool.0);
-    let e = zvbench::send::send_step(&mut p, &lock, &source, &missing, limit, &stop)
+    let e = zvbench::host::send::send_step(&mut p, &lock, &source, &missing, limit, &stop)
         .unwrap_err()
         .to_string();
     assert!(

@@ -20,7 +20,7 @@ pub const SYNCS: [&str; 2] = ["standard", "disabled"];
 
 /// A zvol's device link (made by the lab's udev with OpenZFS's rule).
 pub fn zvol_dev(pool: &str, zvol: &str) -> PathBuf {
-    crate::zfs::zvol_dev(&format!("{pool}/{zvol}"))
+    crate::host::zfs::zvol_dev(&format!("{pool}/{zvol}"))
 }
 
 /// One reconstruction to check.

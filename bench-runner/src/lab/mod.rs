@@ -16,7 +16,7 @@ pub mod powercut;
 pub mod vm;
 
 use crate::cmd::Argv;
-use crate::qemu::{base_args, boot_args, machine_args, size_args, Accel, QemuGuard};
+use crate::hypervisor::qemu::{base_args, boot_args, machine_args, size_args, Accel, QemuGuard};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -71,11 +71,11 @@ pub fn build_only(
     branch: openzfs::Branch,
     stop: &Interrupt,
 ) -> Result<openzfs::Build> {
-    let kernel = crate::kernel::debian_kernel(cache)?;
+    let kernel = crate::guest::kernel::debian_kernel(cache)?;
     openzfs::ensure(cache, &release_of(&kernel)?, branch, stop)
 }
 
-fn release_of(k: &crate::kernel::GuestKernel) -> Result<String> {
+fn release_of(k: &crate::guest::kernel::GuestKernel) -> Result<String> {
     Ok(k.modules
         .file_name()
         .context("kernel modules directory has no name")?
@@ -156,7 +156,7 @@ pub fn run_attached(
     mut attach: Option<&mut dyn Attach>,
 ) -> Result<Outcome> {
     validate(o)?;
-    let kernel = crate::kernel::debian_kernel(cache)?;
+    let kernel = crate::guest::kernel::debian_kernel(cache)?;
     let build = openzfs::ensure(cache, &release_of(&kernel)?, o.branch, stop)?;
     let exe = std::env::current_exe().context("find the zvbench binary")?;
     if let Some(d) = hidden_in_guest(&build.userland) {
@@ -232,7 +232,7 @@ pub fn run_attached(
     args.extend(boot_args(&kernel.image, &initrd, vm::APPEND));
     args.extend([
         "-serial".into(),
-        format!("file:{}", crate::qemu::qemu_escape(&console)).into(),
+        format!("file:{}", crate::hypervisor::qemu::qemu_escape(&console)).into(),
     ]);
     args.extend(vm::shares_args(&ctl, tree.as_deref(), o.share.as_deref()));
     args.extend(vm::disk_args(
@@ -244,7 +244,7 @@ pub fn run_attached(
     }
     let start = Instant::now();
     let mut qemu = QemuGuard::spawn(&args, &work.path().join("qemu.log"))
-        .with_context(|| format!("start {}", crate::qemu::QEMU))?;
+        .with_context(|| format!("start {}", crate::hypervisor::qemu::QEMU))?;
     if let Some(a) = attach.as_mut() {
         a.started(&mut qemu)?;
     }

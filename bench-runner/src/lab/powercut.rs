@@ -14,8 +14,8 @@
 use super::cutstep::{self, Check, Plan, SYNCS};
 use super::{Attach, LabOptions};
 use crate::guest::{GuestPass, Session, Snapshot, Step};
+use crate::hypervisor::qemu::{qemu_escape, QemuGuard};
 use crate::powercut::{check_cut, pick_cuts, scan, Ack, Op, Replay, Summary};
-use crate::qemu::{qemu_escape, QemuGuard};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
@@ -125,7 +125,7 @@ impl Attach for Frames<'_> {
     }
 
     fn started(&mut self, qemu: &mut QemuGuard) -> Result<()> {
-        let s = crate::qemu::connect(&self.sock, Duration::from_secs(20), qemu)
+        let s = crate::hypervisor::qemu::connect(&self.sock, Duration::from_secs(20), qemu)
             .context("connect to the lab VM's frame channel")?;
         s.set_read_timeout(Some(Duration::from_millis(100)))?;
         self.stream = Some(s);
@@ -500,7 +500,7 @@ pub fn run(
             serde_json::json!({ "kind": "zvol", "pool": POOL, "sync": s }),
         );
     }
-    crate::provenance::write(
+    crate::run::provenance::write(
         &o.out,
         &serde_json::json!({
             "storage": storage,
@@ -591,7 +591,7 @@ mod tests {
             share: None,
             tmp: out.path().into(),
             timeout: Duration::from_secs(1),
-            accel: crate::qemu::Accel::Tcg,
+            accel: crate::hypervisor::qemu::Accel::Tcg,
             argv: vec![],
         };
         let o = |blocks| Options {

@@ -3,8 +3,8 @@
 //! `/var/tmp` and `/run`, mounts the control and result shares, and switches to the host's
 //! root running `zvbench lab-guest`) and its QEMU arguments.
 
-use crate::initramfs::{elf_is_static, Cpio};
-use crate::qemu::qemu_escape;
+use crate::guest::initramfs::{elf_is_static, Cpio};
+use crate::hypervisor::qemu::qemu_escape;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -130,12 +130,12 @@ pub fn shares_args(ctl: &Path, tree: Option<&Path>, share: Option<&Path>) -> Vec
 /// The pool disks: raw files on virtio-blk, `cache=none`, serials `zvbench-labN`
 /// (`/dev/vda`, `/dev/vdb`, … in the guest). With `log`, the first disk's writes and
 /// flushes are logged there by `blklogwrites`, below the cache handling (a power cut under
-/// ZFS; see [`crate::qemu::logged_drive`]).
+/// ZFS; see [`crate::hypervisor::qemu::logged_drive`]).
 pub fn disk_args(files: &[PathBuf], log: Option<&Path>) -> Vec<OsString> {
     let mut v = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let file = match log.filter(|_| i == 0) {
-            Some(l) => format!("driver=raw,{}", crate::qemu::logged_file(f, l)),
+            Some(l) => format!("driver=raw,{}", crate::hypervisor::qemu::logged_file(f, l)),
             None => format!("file={},format=raw", qemu_escape(f)),
         };
         v.push("-drive".into());
@@ -185,7 +185,7 @@ pub fn module_list(
             .map(String::as_str)
             .filter(|d| !own.iter().any(|o| o == d)),
     );
-    let found = crate::kernel::resolve_modules(
+    let found = crate::guest::kernel::resolve_modules(
         &read("modules.dep")?,
         &read("modules.builtin").unwrap_or_default(),
         &wanted,

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use zvbench::kernel::GuestKernel;
-use zvbench::qemu::Accel;
+use zvbench::guest::kernel::GuestKernel;
+use zvbench::hypervisor::qemu::Accel;
 use zvbench::run::RunOptions;
 use zvbench::scenario::Plan;
 use zvbench::Interrupt;
@@ -53,7 +53,7 @@ pub fn kernel() -> GuestKernel {
             .map(PathBuf::from)
             .unwrap_or_else(|| "/var/tmp".into())
             .join(".cache/zvbench");
-        zvbench::kernel::find(None, &cache).expect("a guest kernel")
+        zvbench::guest::kernel::find(None, &cache).expect("a guest kernel")
     })
     .clone()
 }
@@ -66,7 +66,7 @@ pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
         accel: Accel::Tcg,
         allow_destroy: Vec::new(),
         scenario_text: scenario_text.to_string(),
-        runtime: zvbench::owner::runtime_dir(),
+        runtime: zvbench::host::owner::runtime_dir(),
         powercut: None,
     }
 }
@@ -113,7 +113,9 @@ pub fn assert_nothing_left(dir: &Path) {
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter(|e| zvbench::owner::generated_file(&e.file_name().to_string_lossy()).is_some())
+        .filter(|e| {
+            zvbench::host::owner::generated_file(&e.file_name().to_string_lossy()).is_some()
+        })
         .collect();
     assert!(files.is_empty(), "files left: {files:?}");
 }

@@ -1,14 +1,14 @@
 //! `zvbench clean`: removes what dead runs left, and only that. A run is alive while its
-//! lock is held ([`crate::owner`]); nothing of a live run is touched. A dead run's recorded
+//! lock is held ([`crate::host::owner`]); nothing of a live run is touched. A dead run's recorded
 //! objects go first (a loop device only while it still backs the recorded file, by device
 //! and inode); then files whose whole name is one zvbench generates; then QEMU processes
 //! named for a dead run; then (without `--dir`) tagged datasets and VirtualBox VMs. Every
 //! outcome is reported as it really was: a failed removal is a failure.
 
-use crate::loopdev;
-use crate::owner::{self, generated_file, FoundRun, Owned};
-use crate::storage::Teardown;
-use crate::zfs;
+use crate::host::loopdev;
+use crate::host::owner::{self, generated_file, FoundRun, Owned};
+use crate::host::storage::Teardown;
+use crate::host::zfs;
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -104,8 +104,8 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
             }
         }
     }
-    out.extend(crate::vbox::clean(&|vm| {
-        crate::vbox::run_of(vm).is_some_and(is_live)
+    out.extend(crate::hypervisor::vbox::clean(&|vm| {
+        crate::hypervisor::vbox::run_of(vm).is_some_and(is_live)
     }));
     out
 }
@@ -201,7 +201,7 @@ fn qemu_of_run(pid: i32) -> Option<(String, i32)> {
         return None;
     }
     let i = args.iter().position(|a| *a == b"-name")?;
-    let id = crate::vbox::run_of(std::str::from_utf8(args.get(i + 1)?).ok()?)?;
+    let id = crate::hypervisor::vbox::run_of(std::str::from_utf8(args.get(i + 1)?).ok()?)?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ppid = stat
         .rsplit_once(')')?

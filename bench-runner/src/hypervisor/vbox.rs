@@ -6,14 +6,14 @@
 //! way back into the guest: the agent pauses at each phase mark while zvbench, polling the
 //! file, reads the counters (see [`crate::guest::Handshake::Pause`]).
 
-use crate::clean::Outcome;
 use crate::cmd::Argv;
+use crate::commands::clean::Outcome;
+use crate::guest::kernel::GuestKernel;
 use crate::guest::{build_initramfs, console_tail, snapshot, GuestPass, Handshake, Session, Step};
-use crate::kernel::GuestKernel;
-use crate::qemu::{BlockStats, APPEND};
+use crate::host::storage::{Teardown, Undo};
+use crate::host::zfs::ZilSource;
+use crate::hypervisor::qemu::{BlockStats, APPEND};
 use crate::scenario::{Bus, GuestConfig, Variant, VboxFlush};
-use crate::storage::{Teardown, Undo};
-use crate::zfs::ZilSource;
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ffi::OsString;
@@ -358,7 +358,7 @@ pub fn vm_name(run_id: &str, target: &str, rep: u32) -> String {
 /// The run id of a VM name [`vm_name`] gives (`zvbench-<run id>-<target>-<rep>`), which
 /// QEMU guests carry as their `-name` too.
 pub fn run_of(vm: &str) -> Option<&str> {
-    let (id, rest) = crate::owner::split_run_id(vm.strip_prefix("zvbench-")?)?;
+    let (id, rest) = crate::host::owner::split_run_id(vm.strip_prefix("zvbench-")?)?;
     let (target, rep) = rest.rsplit_once('-')?;
     (crate::names::check_name(target).is_ok() && rep.parse::<u32>().is_ok()).then_some(id)
 }
@@ -565,7 +565,7 @@ pub struct VboxRun<'a> {
     /// ZIL counter.
     pub zil: Option<&'a ZilSource>,
     /// The pool's leaf vdevs under a zvol.
-    pub vdevs: Option<&'a crate::zfs::PoolVdevs>,
+    pub vdevs: Option<&'a crate::host::zfs::PoolVdevs>,
     /// Directory for the ISO, logs and the VM's folder.
     pub work: PathBuf,
     /// Longest the guest may run.
@@ -593,7 +593,7 @@ impl VboxRun<'_> {
             false,
         )?;
         let iso = work.join("zvbench-guest.iso");
-        crate::iso::build(&self.kernel.image, &initramfs, APPEND, &iso)?;
+        crate::guest::iso::build(&self.kernel.image, &initramfs, APPEND, &iso)?;
         let console = work.join("console.log");
         let frames_path = work.join("serial-frames.log");
         let ctl = controller(self.cfg.bus)?;

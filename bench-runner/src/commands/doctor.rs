@@ -27,7 +27,7 @@ pub fn report(cache: &Path) -> i32 {
             "no: loop, zvol and raw-device targets need root"
         },
     );
-    let qemu = crate::qemu::version();
+    let qemu = crate::hypervisor::qemu::version();
     line(
         qemu.is_some(),
         "QEMU",
@@ -41,7 +41,7 @@ pub fn report(cache: &Path) -> i32 {
         img.as_deref()
             .unwrap_or("missing: apt-get install qemu-utils"),
     );
-    let kernel = crate::kernel::find(None, cache);
+    let kernel = crate::guest::kernel::find(None, cache);
     match &kernel {
         Ok(k) => line(
             true,
@@ -56,11 +56,11 @@ pub fn report(cache: &Path) -> i32 {
     }
     if let (Ok(k), Some(_)) = (&kernel, &qemu) {
         let _ = std::fs::remove_file(cache.join("accel-probe.json"));
-        let a = crate::qemu::choose_accel(&k.image, cache);
+        let a = crate::hypervisor::qemu::choose_accel(&k.image, cache);
         line(
-            a == crate::qemu::Accel::Kvm,
+            a == crate::hypervisor::qemu::Accel::Kvm,
             "KVM (probe boot)",
-            if a == crate::qemu::Accel::Kvm {
+            if a == crate::hypervisor::qemu::Accel::Kvm {
                 "works"
             } else {
                 "does not run a guest here: TCG will be used"
@@ -86,7 +86,7 @@ pub fn report(cache: &Path) -> i32 {
         _ => "none: zvol targets need OpenZFS (apt-get install zfsutils-linux)".into(),
     };
     line(zfs_kernel && zfs.is_some(), "ZFS", &zfs_detail);
-    let vbox = crate::vbox::detect();
+    let vbox = crate::hypervisor::vbox::detect();
     line(
         vbox.is_ok(),
         "VirtualBox",
@@ -98,7 +98,7 @@ pub fn report(cache: &Path) -> i32 {
             ),
         },
     );
-    let iso = crate::iso::check_tools();
+    let iso = crate::guest::iso::check_tools();
     line(
         iso.is_ok(),
         "guest ISO (VirtualBox, boot = \"iso\")",

@@ -2,8 +2,8 @@
 //! `linux-image-amd64` fetched with `apt-get download` into `~/.cache/zvbench`.
 
 use crate::cmd::Argv;
+pub use crate::guest::vmlinux::DirectBoot;
 use crate::scenario::Bus;
-pub use crate::vmlinux::DirectBoot;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ impl GuestKernel {
     /// A kernel from its image and modules; the direct-boot image is chosen (and the
     /// ELF decompressed into `cache` once) here, and a fallback to the bzImage is logged.
     pub fn new(image: PathBuf, modules: PathBuf, source: &str, cache: &Path) -> GuestKernel {
-        let direct = crate::vmlinux::choose(&image, cache);
+        let direct = crate::guest::vmlinux::choose(&image, cache);
         if let DirectBoot::BzImage { reason } = &direct {
             eprintln!(
                 "zvbench: QEMU boots the bzImage {} (slower under TCG: the kernel decompresses itself emulated): {reason}",

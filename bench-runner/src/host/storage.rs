@@ -4,10 +4,10 @@
 //! when Ctrl-C unwinds the run.
 
 use crate::cmd::Argv;
-use crate::loopdev::LoopBinding;
-use crate::owner::{Owned, RunLock};
+use crate::host::loopdev::LoopBinding;
+use crate::host::owner::{Owned, RunLock};
+use crate::host::zfs::{self, PoolVdevs, ZilSource};
 use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
-use crate::zfs::{self, PoolVdevs, ZilSource};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

@@ -1,18 +1,19 @@
 //! `zvbench run`: validate, check the host, provision each target, run its passes
 //! (on the host or in guests), write every result as it arrives, tear down.
 
+pub mod provenance;
+
+use crate::guest::kernel::GuestKernel;
 use crate::guest::{delta, snapshot, BootTimeline, GuestPass, GuestRun, LowerLayers};
-use crate::kernel::GuestKernel;
-use crate::owner::RunLock;
-use crate::provenance;
-use crate::qemu::Accel;
+use crate::host::owner::RunLock;
+use crate::host::storage::{check_blockdev, provision, Provisioned};
+use crate::host::zfs;
+use crate::hypervisor::qemu::Accel;
+use crate::hypervisor::vbox::{VboxDisk, VboxRun};
 use crate::scenario::{
     key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan, AUTO_HALF_WIDTH_PCT,
     AUTO_MIN_REPS,
 };
-use crate::storage::{check_blockdev, provision, Provisioned};
-use crate::vbox::{VboxDisk, VboxRun};
-use crate::zfs;
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -331,14 +332,16 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
                     t.name
                 );
             }
-            crate::zfs::exists_argv(&z.parent).run().with_context(|| {
-                format!(
-                    "target {:?}: parent dataset {} does not exist; create it with zfs create",
-                    t.name, z.parent
-                )
-            })?;
+            crate::host::zfs::exists_argv(&z.parent)
+                .run()
+                .with_context(|| {
+                    format!(
+                        "target {:?}: parent dataset {} does not exist; create it with zfs create",
+                        t.name, z.parent
+                    )
+                })?;
             if let Some(to) = &z.send_to {
-                crate::zfs::exists_argv(to).run().with_context(|| {
+                crate::host::zfs::exists_argv(to).run().with_context(|| {
                     format!(
                         "target {:?}: send_to dataset {to} does not exist; create it on the second pool with zfs create",
                         t.name
@@ -350,10 +353,11 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
             let iso =
                 g.hypervisor == Hypervisor::Virtualbox || g.boot == crate::scenario::Boot::Iso;
             if iso {
-                crate::iso::check_tools().with_context(|| format!("target {:?}", t.name))?;
+                crate::guest::iso::check_tools().with_context(|| format!("target {:?}", t.name))?;
             }
             if g.hypervisor == Hypervisor::Virtualbox {
-                crate::vbox::detect().with_context(|| format!("target {:?}", t.name))?;
+                crate::hypervisor::vbox::detect()
+                    .with_context(|| format!("target {:?}", t.name))?;
             }
         }
     }
@@ -501,7 +505,7 @@ fn run_target(
             (Some(cfg), _, Some((disk, format))) => {
                 p.check()?;
                 let kernel = opts.kernel.as_ref().context("no guest kernel")?;
-                let guest_disk = PathBuf::from(crate::kernel::guest_disk(cfg.bus));
+                let guest_disk = PathBuf::from(crate::guest::kernel::guest_disk(cfg.bus));
                 let powercut = opts.powercut.filter(|_| cfg.hypervisor == Hypervisor::Qemu);
                 let mut passes = passes_for(plan, &guest_disk, rep, true);
                 if powercut.is_some() {
@@ -557,13 +561,13 @@ fn run_target(
                         vdevs: p.vdevs.as_ref(),
                         work,
                         timeout,
-                        name: crate::vbox::vm_name(run_id, &t.name, rep),
+                        name: crate::hypervisor::vbox::vm_name(run_id, &t.name, rep),
                         powercut_log: pc_files.as_ref().map(|(log, _)| log.clone()),
                     }
                     .run(&passes, stop, &mut on_pass)
                     .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?,
                     Hypervisor::Virtualbox => {
-                        let major = crate::vbox::detect()?;
+                        let major = crate::hypervisor::vbox::detect()?;
                         let vdisk = match &t.storage {
                             StorageSpec::Image { variant, .. } => VboxDisk::Image {
                                 path: disk.clone(),
@@ -576,14 +580,14 @@ fn run_target(
                             },
                         };
                         prov["storage"][&t.name]["virtualbox"] =
-                            crate::vbox::settings(major, cfg, &vdisk)?;
+                            crate::hypervisor::vbox::settings(major, cfg, &vdisk)?;
                         let log = work.join("VBox.log");
                         VboxRun {
                             cfg,
                             major,
                             kernel,
                             agent: &opts.agent,
-                            vm: crate::vbox::vm_name(run_id, &t.name, rep),
+                            vm: crate::hypervisor::vbox::vm_name(run_id, &t.name, rep),
                             disk: vdisk,
                             host_stat: p.host_stat.as_ref(),
                             zil: p.zil.as_ref(),
@@ -593,7 +597,8 @@ fn run_target(
                         }
                         .run(&passes, stop, &mut on_pass)?;
                         // Flushes VirtualBox stopped passing while the VM ran.
-                        if let Some(line) = crate::vbox::async_flushes_disabled_in(&log) {
+                        if let Some(line) = crate::hypervisor::vbox::async_flushes_disabled_in(&log)
+                        {
                             prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] =
                                 line.into();
                         }
@@ -647,7 +652,7 @@ fn run_target(
         if let Some(to) = &cfg.send_to {
             eprintln!("      zfs send {z} | zfs receive under {to}");
             let limit = Duration::from_secs(plan.guest_timeout_s);
-            let sent = crate::send::send_step(&mut p, lock, &z, to, limit, stop)
+            let sent = crate::host::send::send_step(&mut p, lock, &z, to, limit, stop)
                 .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
             eprintln!(
                 "      sent {} bytes in {:.2} s ({:.1} MiB/s)",

@@ -7,7 +7,8 @@
 //! `run.json`. Both files are then replaced atomically, so a refused or interrupted import
 //! leaves the directory as it was, and a retry adds its rows once.
 
-use crate::{names, provenance};
+use crate::names;
+use crate::run::provenance;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! leftovers. Names are matched exactly as zvbench generates them ([`generated_file`]),
 //! never by a prefix alone.
 
-use crate::loopdev::LoopBinding;
+use crate::host::loopdev::LoopBinding;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -225,13 +225,13 @@ mod tests {
 
     #[test]
     fn run_ids_split_and_generated_names() {
-        let id = crate::provenance::run_id();
+        let id = crate::run::provenance::run_id();
         assert_eq!(
             split_run_id(&format!("{id}-raw")),
             Some((id.as_str(), "raw"))
         );
         assert_eq!(run_pid(&id), Some(std::process::id() as i32));
-        let second = crate::provenance::run_id();
+        let second = crate::run::provenance::run_id();
         assert_ne!(id, second, "two runs of one process never share an id");
         assert_eq!(
             split_run_id(&format!("{second}-a-b")),

@@ -5,10 +5,10 @@
 //! interrupted, so a side that hangs never hangs the run.
 
 use crate::cmd::Argv;
+use crate::host::owner::RunLock;
+use crate::host::storage::Provisioned;
+use crate::host::zfs;
 use crate::names::check_dataset;
-use crate::owner::RunLock;
-use crate::storage::Provisioned;
-use crate::zfs;
 use crate::Interrupt;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;

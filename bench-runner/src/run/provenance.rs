@@ -84,7 +84,7 @@ pub fn collect(run_id: &str, opts: &RunOptions, plan: &Plan) -> Value {
             "cpu": cpu_model(),
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         },
-        "qemu_version": crate::qemu::version(),
+        "qemu_version": crate::hypervisor::qemu::version(),
         "accel": opts.accel.as_str(),
         "guest_kernel": opts.kernel,
         "targets": plan.targets,

@@ -1,11 +1,16 @@
 //! One guest boot: the job and initramfs, QEMU, the frame channel with its phase
 //! handshake, and the per-pass counters of the layers under the guest.
 
-use crate::initramfs::Cpio;
-use crate::kernel::{bus_modules, guest_disk, resolve_modules, GuestKernel};
-use crate::qemu::{self, Accel, BlockStats, Disk, QemuGuard, Qmp};
+pub mod initramfs;
+pub mod iso;
+pub mod kernel;
+pub mod vmlinux;
+
+use crate::guest::initramfs::Cpio;
+use crate::guest::kernel::{bus_modules, guest_disk, resolve_modules, GuestKernel};
+use crate::host::zfs::{PoolVdevs, ZilSource};
+use crate::hypervisor::qemu::{self, Accel, BlockStats, Disk, QemuGuard, Qmp};
 use crate::scenario::{Boot, Bus, GuestConfig};
-use crate::zfs::{PoolVdevs, ZilSource};
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
@@ -481,7 +486,7 @@ impl GuestRun<'_> {
             }
             Boot::Iso => {
                 let iso = self.work.join("zvbench-guest.iso");
-                crate::iso::build(&self.kernel.image, &initramfs, qemu::APPEND, &iso)?;
+                crate::guest::iso::build(&self.kernel.image, &initramfs, qemu::APPEND, &iso)?;
                 args.extend(qemu::cdrom_args(&iso));
             }
         }

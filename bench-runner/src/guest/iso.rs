@@ -110,7 +110,7 @@ pub fn build(kernel: &Path, initramfs: &[u8], append: &str, out: &Path) -> Resul
 pub fn for_target(
     plan: &crate::scenario::Plan,
     target: &str,
-    kernel: &crate::kernel::GuestKernel,
+    kernel: &crate::guest::kernel::GuestKernel,
     agent: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -129,14 +129,19 @@ pub fn for_target(
     let Some(g) = &t.guest else {
         bail!("target {target:?} is the host baseline: it has no guest to boot");
     };
-    let disk = PathBuf::from(crate::kernel::guest_disk(g.bus));
+    let disk = PathBuf::from(crate::guest::kernel::guest_disk(g.bus));
     let passes = crate::run::passes_for(plan, &disk, 1, true);
     let handshake = match g.hypervisor {
         Hypervisor::Qemu => Handshake::Ack,
-        Hypervisor::Virtualbox => Handshake::Pause(crate::vbox::MARK_PAUSE),
+        Hypervisor::Virtualbox => Handshake::Pause(crate::hypervisor::vbox::MARK_PAUSE),
     };
     let initramfs = build_initramfs(kernel, g.bus, agent, &passes, handshake, false)?;
-    build(&kernel.image, &initramfs, crate::qemu::APPEND, out)
+    build(
+        &kernel.image,
+        &initramfs,
+        crate::hypervisor::qemu::APPEND,
+        out,
+    )
 }
 
 #[cfg(test)]
