@@ -18,7 +18,7 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(600);
 /// thread, or a test's thread) and never from a short-lived helper thread. A parent that
 /// died before the prctl took effect is caught by comparing `getppid` with its pid.
 pub fn die_with_parent(c: &mut Command) {
-    let parent = std::process::id() as libc::pid_t;
+    let parent = libc::pid_t::try_from(std::process::id()).expect("Linux pids fit pid_t");
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (prctl, getppid), allocating nothing.
     unsafe {

@@ -236,7 +236,7 @@ fn ctrl_c_stops_the_vm_and_removes_its_files() {
     }
     std::thread::sleep(Duration::from_secs(2));
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.id().try_into().unwrap()),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
@@ -436,34 +436,7 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
         .collect();
     assert_eq!(left, ["tank"], "zvbench left datasets or snapshots");
 
-    // `zfs get -p` inside the lab, recorded at provisioning.
-    let got = |t: &str, p: &str| run["storage"][t][p].as_str().unwrap_or("").to_string();
-    for (t, p, want) in [
-        ("std", "volblocksize", "16384"),
-        ("std", "sync", "standard"),
-        ("std", "logbias", "latency"),
-        ("always", "sync", "always"),
-        ("thru", "logbias", "throughput"),
-        ("rmw", "volblocksize", "65536"),
-        ("rmw", "primarycache", "metadata"),
-        ("comp-off", "compression", "off"),
-        ("enc", "encryption", "aes-256-gcm"),
-        ("enc", "keylocation", "file:///var/tmp/zvbench-lab.key"),
-    ] {
-        assert_eq!(got(t, p), want, "zfs get {p} of {t}");
-    }
-    // Encrypted through a parent made for it, keyed by the file, destroyed with it.
-    let parent = got("enc", "encrypted_parent");
-    assert!(
-        parent.starts_with("tank/") && parent.ends_with("-enc-enc"),
-        "{parent}"
-    );
-    assert_eq!(
-        got("enc", "encryptionroot"),
-        parent,
-        "the zvol inherits its encryption"
-    );
-    assert!(got("enc", "zvol").starts_with(&format!("{parent}/")));
+    assert_zvol_properties(&run);
 
     let row = |t: &str, w: &str| {
         rows.iter()
@@ -539,6 +512,38 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
     // The encrypted zvol ran every workload.
     assert_eq!(rows.iter().filter(|r| r.target == "enc").count(), 3);
     assert_nothing_left(tmp.path());
+}
+
+/// Each zvol key as `zfs get -p` inside the lab read it at provisioning (run.json).
+fn assert_zvol_properties(run: &serde_json::Value) {
+    // `zfs get -p` inside the lab, recorded at provisioning.
+    let got = |t: &str, p: &str| run["storage"][t][p].as_str().unwrap_or("").to_string();
+    for (t, p, want) in [
+        ("std", "volblocksize", "16384"),
+        ("std", "sync", "standard"),
+        ("std", "logbias", "latency"),
+        ("always", "sync", "always"),
+        ("thru", "logbias", "throughput"),
+        ("rmw", "volblocksize", "65536"),
+        ("rmw", "primarycache", "metadata"),
+        ("comp-off", "compression", "off"),
+        ("enc", "encryption", "aes-256-gcm"),
+        ("enc", "keylocation", "file:///var/tmp/zvbench-lab.key"),
+    ] {
+        assert_eq!(got(t, p), want, "zfs get {p} of {t}");
+    }
+    // Encrypted through a parent made for it, keyed by the file, destroyed with it.
+    let parent = got("enc", "encrypted_parent");
+    assert!(
+        parent.starts_with("tank/") && parent.ends_with("-enc-enc"),
+        "{parent}"
+    );
+    assert_eq!(
+        got("enc", "encryptionroot"),
+        parent,
+        "the zvol inherits its encryption"
+    );
+    assert!(got("enc", "zvol").starts_with(&format!("{parent}/")));
 }
 
 /// `zvbench lab --powercut`: the pool's disk logged under ZFS, the agent writing a

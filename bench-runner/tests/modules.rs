@@ -211,7 +211,11 @@ fn bench_runner_modules_form_no_cycle() {
     let g = graph(&sources);
     for (m, deps) in &g {
         let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
-        println!("{} -> {}", if m.is_empty() { "(crate)" } else { m }, deps.join(" "));
+        println!(
+            "{} -> {}",
+            if m.is_empty() { "(crate)" } else { m },
+            deps.join(" ")
+        );
     }
     let found = cycles(&g);
     assert!(
@@ -225,8 +229,14 @@ fn bench_runner_modules_form_no_cycle() {
 fn the_checker_sees_a_cycle_through_crate_paths_and_a_child_reaching_back() {
     let mut s = Sources::new();
     let file = |p: &str, t: &str| (PathBuf::from(p), code_of(t));
-    s.insert("".into(), file("lib.rs", "pub mod a;\npub mod b;\npub mod p;"));
-    s.insert("a".into(), file("a.rs", "use crate::b::thing; // crate::p::x"));
+    s.insert(
+        "".into(),
+        file("lib.rs", "pub mod a;\npub mod b;\npub mod p;"),
+    );
+    s.insert(
+        "a".into(),
+        file("a.rs", "use crate::b::thing; // crate::p::x"),
+    );
     s.insert("b".into(), file("b.rs", "fn f() { crate::a::g() }"));
     s.insert(
         "p".into(),
@@ -239,7 +249,16 @@ fn the_checker_sees_a_cycle_through_crate_paths_and_a_child_reaching_back() {
     found.iter_mut().for_each(|c| c.sort());
     found.sort();
     assert_eq!(found, vec![vec!["a", "b"], vec!["p", "p::kid"]], "{g:?}");
-    s.insert("b".into(), file("b.rs", "fn f() {}\n#[cfg(test)]\nmod tests { use crate::a; }"));
-    s.insert("p".into(), file("p/mod.rs", "pub mod kid;\nfn f() { rekid::go() }"));
+    s.insert(
+        "b".into(),
+        file(
+            "b.rs",
+            "fn f() {}\n#[cfg(test)]\nmod tests { use crate::a; }",
+        ),
+    );
+    s.insert(
+        "p".into(),
+        file("p/mod.rs", "pub mod kid;\nfn f() { rekid::go() }"),
+    );
     assert!(cycles(&graph(&s)).is_empty(), "{:?}", graph(&s));
 }

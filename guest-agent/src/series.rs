@@ -35,7 +35,7 @@ impl SmallHist {
 
     /// The middle of a bucket's range, ns.
     fn value(b: usize) -> f64 {
-        let oct = (b as u32 / SUB) as i32;
+        let oct = i32::try_from(b / SUB as usize).unwrap_or(i32::MAX);
         let frac = (b as u32 % SUB) as f64;
         2f64.powi(oct) * (1.0 + (frac + 0.5) / f64::from(SUB))
     }

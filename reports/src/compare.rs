@@ -411,40 +411,51 @@ pub fn compare(
     }
     let flushes_counted = out.flushes.iter().any(|f| f.base > 0.0 || f.cur > 0.0);
     if out.changes.is_empty() && !flushes_counted {
-        let names = |v: &[(String, String)]| {
-            v.iter()
-                .map(|(t, w)| format!("{t} / {w}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let why = if base.is_empty() || cur.is_empty() {
-            format!(
-                "the {} run has no rows",
-                if base.is_empty() {
-                    "baseline"
-                } else {
-                    "current"
-                }
-            )
-        } else if out.only_in_base.len() == base_keys.len() {
-            format!(
-                "the runs share no target and workload (baseline: {}; current: {})",
-                names(&base_keys),
-                names(&cur_keys)
-            )
-        } else {
-            format!(
-                "no metric has a finite, non-zero value in both runs ({})",
-                out.not_compared
-                    .iter()
-                    .map(|n| format!("{} / {} {}: {}", n.target, n.workload, n.metric, n.why))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        };
-        return Err(NothingComparable(why));
+        return Err(nothing_comparable(&base, cur, &base_keys, &cur_keys, &out));
     }
     Ok(out)
+}
+
+/// Why not one metric or flush count could be compared, for [`NothingComparable`].
+fn nothing_comparable(
+    base: &[ResultRow],
+    cur: &[ResultRow],
+    base_keys: &[(String, String)],
+    cur_keys: &[(String, String)],
+    out: &Comparison,
+) -> NothingComparable {
+    let names = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(t, w)| format!("{t} / {w}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let why = if base.is_empty() || cur.is_empty() {
+        format!(
+            "the {} run has no rows",
+            if base.is_empty() {
+                "baseline"
+            } else {
+                "current"
+            }
+        )
+    } else if out.only_in_base.len() == base_keys.len() {
+        format!(
+            "the runs share no target and workload (baseline: {}; current: {})",
+            names(base_keys),
+            names(cur_keys)
+        )
+    } else {
+        format!(
+            "no metric has a finite, non-zero value in both runs ({})",
+            out.not_compared
+                .iter()
+                .map(|n| format!("{} / {} {}: {}", n.target, n.workload, n.metric, n.why))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    NothingComparable(why)
 }
 
 /// A signed percentage.

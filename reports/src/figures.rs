@@ -38,30 +38,7 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
             .map(|t| (t, wrows.iter().copied().filter(|r| r.target == t).collect()))
             .filter(|(_, v): &(&str, Vec<&ResultRow>)| !v.is_empty())
             .collect();
-        let bars: Vec<Bar> = per_target
-            .iter()
-            .filter_map(|(t, rows)| {
-                Spread::of(rows.iter().map(|r| r.mib_per_s)).map(|s| Bar {
-                    label: t.to_string(),
-                    median: s.median,
-                    min: s.min,
-                    max: s.max,
-                })
-            })
-            .collect();
-        let host = per_target
-            .iter()
-            .find(|(_, rows)| rows[0].storage == "host")
-            .and_then(|(_, rows)| median(rows, |r| Some(r.mib_per_s)));
-        out.push(Figure {
-            stem: stem(&["throughput", w]),
-            title: format!("{w}: throughput, median and min–max"),
-            y_label: "MiB/s".into(),
-            chart: Chart::Bars {
-                bars,
-                reference: host.map(|h| ("host".to_string(), h)),
-            },
-        });
+        out.push(throughput_figure(w, &per_target));
         let io: [Column; 5] = [
             ("p50", |r| Some(r.lat_p50_us)),
             ("p90", |r| r.lat_p90_us),
@@ -102,41 +79,74 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
             });
         }
         if wrows.iter().any(|r| r.agent_flushes > 0) {
-            let traces: Vec<(&str, Vec<(&str, f64)>)> = per_target
-                .iter()
-                .map(|(t, rows)| (*t, trace(rows)))
-                .collect();
-            let layers: Vec<&str> = LAYERS
-                .iter()
-                .copied()
-                .filter(|l| traces.iter().any(|(_, tr)| tr.iter().any(|(n, _)| n == l)))
-                .collect();
-            out.push(Figure {
-                stem: stem(&["flush-trace", w]),
-                title: format!("{w}: flushes per layer (median)"),
-                y_label: "flushes".into(),
-                chart: Chart::Lines {
-                    categories: layers.iter().map(|l| l.to_string()).collect(),
-                    series: traces
-                        .iter()
-                        .map(|(t, tr)| Series {
-                            name: t.to_string(),
-                            values: layers
-                                .iter()
-                                .map(|l| tr.iter().find(|(n, _)| n == l).map(|(_, v)| *v))
-                                .collect(),
-                        })
-                        .collect(),
-                    log_y: false,
-                    labels: true,
-                },
-            });
+            out.push(flush_trace_figure(w, &per_target));
         }
         if let Some(f) = powercut_figure(w, &per_target) {
             out.push(f);
         }
     }
     out
+}
+
+/// Throughput per target, median and min–max, with the host's median as a reference line.
+fn throughput_figure(w: &str, per_target: &[(&str, Vec<&ResultRow>)]) -> Figure {
+    let bars: Vec<Bar> = per_target
+        .iter()
+        .filter_map(|(t, rows)| {
+            Spread::of(rows.iter().map(|r| r.mib_per_s)).map(|s| Bar {
+                label: t.to_string(),
+                median: s.median,
+                min: s.min,
+                max: s.max,
+            })
+        })
+        .collect();
+    let host = per_target
+        .iter()
+        .find(|(_, rows)| rows[0].storage == "host")
+        .and_then(|(_, rows)| median(rows, |r| Some(r.mib_per_s)));
+    Figure {
+        stem: stem(&["throughput", w]),
+        title: format!("{w}: throughput, median and min–max"),
+        y_label: "MiB/s".into(),
+        chart: Chart::Bars {
+            bars,
+            reference: host.map(|h| ("host".to_string(), h)),
+        },
+    }
+}
+
+/// Flushes counted at each layer, the median per target.
+fn flush_trace_figure(w: &str, per_target: &[(&str, Vec<&ResultRow>)]) -> Figure {
+    let traces: Vec<(&str, Vec<(&str, f64)>)> = per_target
+        .iter()
+        .map(|(t, rows)| (*t, trace(rows)))
+        .collect();
+    let layers: Vec<&str> = LAYERS
+        .iter()
+        .copied()
+        .filter(|l| traces.iter().any(|(_, tr)| tr.iter().any(|(n, _)| n == l)))
+        .collect();
+    Figure {
+        stem: stem(&["flush-trace", w]),
+        title: format!("{w}: flushes per layer (median)"),
+        y_label: "flushes".into(),
+        chart: Chart::Lines {
+            categories: layers.iter().map(|l| l.to_string()).collect(),
+            series: traces
+                .iter()
+                .map(|(t, tr)| Series {
+                    name: t.to_string(),
+                    values: layers
+                        .iter()
+                        .map(|l| tr.iter().find(|(n, _)| n == l).map(|(_, v)| *v))
+                        .collect(),
+                })
+                .collect(),
+            log_y: false,
+            labels: true,
+        },
+    }
 }
 
 /// Per target, the percent of acknowledged blocks lost at the worst cut of each checked

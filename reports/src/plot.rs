@@ -2,6 +2,7 @@
 //! and lines over named categories (latency percentiles, the flush trace, history).
 //! Each renders to SVG text (for `report.html`) and to PNG. Text is drawn with DejaVu Sans
 //! compiled into the binary, so PNGs have their labels on a machine with no fonts at all.
+#![warn(clippy::cast_possible_truncation)]
 
 use plotters::coord::ranged1d::{SegmentedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordi32;
@@ -225,113 +226,146 @@ where
 {
     register_bundled_font();
     root.fill(&WHITE)?;
-    let font = |size: u32| (FAMILY, size).into_font();
     match &fig.chart {
-        Chart::Bars { bars, reference } => {
-            // Headroom above the tallest whisker for its label and the legend.
-            let top = linear_top(
-                bars.iter()
-                    .flat_map(|b| [b.max, b.median])
-                    .chain(reference.iter().map(|r| r.1)),
-                1.3,
-            );
-            let n = bars.len().max(1) as i32;
-            // One bar on a range of one value has no width: it gets an empty segment on
-            // either side.
-            let x = if n == 1 { -1..1 } else { 0..n - 1 };
-            let mut chart = ChartBuilder::on(root)
-                .caption(&fig.title, font(20))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(x.clone().into_segmented(), 0.0..top)?;
-            mesh(&mut chart, &fig.y_label, &|i| {
-                bars.get(i).map(|b| b.label.clone())
-            })?;
-            for (i, b) in bars.iter().enumerate() {
-                let i = i as i32;
-                let c = colour(i as usize);
-                // A bar without a drawable median keeps its label and draws nothing.
-                let Some(median) = drawable(b.median) else {
-                    continue;
-                };
-                let (min, max) = (
-                    drawable(b.min).unwrap_or(median),
-                    drawable(b.max).unwrap_or(median),
-                );
-                chart.draw_series(std::iter::once(Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), median),
-                    ],
-                    c.mix(0.75).filled(),
-                )))?;
-                chart.draw_series(std::iter::once(ErrorBar::new_vertical(
-                    SegmentValue::CenterOf(i),
-                    min,
-                    median,
-                    max,
-                    BLACK.stroke_width(2),
-                    14,
-                )))?;
-                chart.draw_series(std::iter::once(Text::new(
-                    short(median),
-                    (
-                        SegmentValue::CenterOf(i),
-                        (max.max(median) + top * 0.01).min(top),
-                    ),
-                    TextStyle::from(font(13)).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )))?;
-            }
-            if let Some((label, v)) = reference.as_ref().filter(|r| drawable(r.1).is_some()) {
-                let v = v.min(AXIS_MAX);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        [
-                            (SegmentValue::Exact(x.start), v),
-                            (SegmentValue::Exact(x.end + 1), v),
-                        ],
-                        8,
-                        5,
-                        BLACK.stroke_width(1),
-                    ))?
-                    .label(format!("{label} {}", short(v)))
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK));
-                legend(&mut chart)?;
-            }
-        }
+        Chart::Bars { bars, reference } => draw_bars(fig, root, bars, reference.as_ref())?,
         Chart::Lines {
             categories,
             series,
             log_y,
             labels,
-        } => {
-            let values = || {
-                series
-                    .iter()
-                    .flat_map(|s| s.values.iter().flatten().copied())
-            };
-            let n = categories.len().max(1) as i32;
-            // The y ranges leave room above the data for the legend in the upper right.
-            let mut builder = ChartBuilder::on(root);
-            builder
-                .caption(&fig.title, font(20))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(70);
-            if *log_y {
-                let (lo, hi) = log_range(values());
-                let mut chart = builder
-                    .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
-                lines(&mut chart, fig, categories, series, *labels, lo)?;
-            } else {
-                let hi = linear_top(values(), 1.35);
-                let mut chart = builder.build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)?;
-                lines(&mut chart, fig, categories, series, *labels, 0.0)?;
-            }
-        }
+        } => draw_lines(fig, root, categories, series, *log_y, *labels)?,
     }
     root.present()?;
+    Ok(())
+}
+
+/// A chart position for the `i`th bar, category or series (saturating: no figure has
+/// anywhere near `i32::MAX` of them).
+fn pos(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+/// Bars with min–max whiskers, and a dashed reference line if there is one.
+fn draw_bars<DB: DrawingBackend>(
+    fig: &Figure,
+    root: &DrawingArea<DB, Shift>,
+    bars: &[Bar],
+    reference: Option<&(String, f64)>,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let font = |size: u32| (FAMILY, size).into_font();
+    // Headroom above the tallest whisker for its label and the legend.
+    let top = linear_top(
+        bars.iter()
+            .flat_map(|b| [b.max, b.median])
+            .chain(reference.iter().map(|r| r.1)),
+        1.3,
+    );
+    let n = pos(bars.len().max(1));
+    // One bar on a range of one value has no width: it gets an empty segment on
+    // either side.
+    let x = if n == 1 { -1..1 } else { 0..n - 1 };
+    let mut chart = ChartBuilder::on(root)
+        .caption(&fig.title, font(20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.clone().into_segmented(), 0.0..top)?;
+    mesh(&mut chart, &fig.y_label, &|i| {
+        bars.get(i).map(|b| b.label.clone())
+    })?;
+    for (i, b) in bars.iter().enumerate() {
+        let c = colour(i);
+        let i = pos(i);
+        // A bar without a drawable median keeps its label and draws nothing.
+        let Some(median) = drawable(b.median) else {
+            continue;
+        };
+        let (min, max) = (
+            drawable(b.min).unwrap_or(median),
+            drawable(b.max).unwrap_or(median),
+        );
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), median),
+            ],
+            c.mix(0.75).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+            SegmentValue::CenterOf(i),
+            min,
+            median,
+            max,
+            BLACK.stroke_width(2),
+            14,
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            short(median),
+            (
+                SegmentValue::CenterOf(i),
+                (max.max(median) + top * 0.01).min(top),
+            ),
+            TextStyle::from(font(13)).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )))?;
+    }
+    if let Some((label, v)) = reference.filter(|r| drawable(r.1).is_some()) {
+        let v = v.min(AXIS_MAX);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [
+                    (SegmentValue::Exact(x.start), v),
+                    (SegmentValue::Exact(x.end + 1), v),
+                ],
+                8,
+                5,
+                BLACK.stroke_width(1),
+            ))?
+            .label(format!("{label} {}", short(v)))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK));
+        legend(&mut chart)?;
+    }
+    Ok(())
+}
+
+/// Series over categories, on a log or a linear y axis.
+fn draw_lines<DB: DrawingBackend>(
+    fig: &Figure,
+    root: &DrawingArea<DB, Shift>,
+    categories: &[String],
+    series: &[Series],
+    log_y: bool,
+    labels: bool,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let font = |size: u32| (FAMILY, size).into_font();
+    let values = || {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten().copied())
+    };
+    let n = pos(categories.len().max(1));
+    // The y ranges leave room above the data for the legend in the upper right.
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(&fig.title, font(20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    if log_y {
+        let (lo, hi) = log_range(values());
+        let mut chart =
+            builder.build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())?;
+        lines(&mut chart, fig, categories, series, labels, lo)?;
+    } else {
+        let hi = linear_top(values(), 1.35);
+        let mut chart = builder.build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)?;
+        lines(&mut chart, fig, categories, series, labels, 0.0)?;
+    }
     Ok(())
 }
 
@@ -387,13 +421,13 @@ where
         let c = colour(si);
         // Earlier series are drawn wider and with larger points, so a series that a later
         // one covers (equal counts on every layer) still shows as a border around it.
-        let behind = (series.len() - 1 - si).min(3) as u32;
-        let (width, radius) = (3 + 2 * behind, 5 + 2 * behind as i32);
+        let behind = pos((series.len() - 1 - si).min(3));
+        let (width, radius) = (3 + 2 * behind.unsigned_abs(), 5 + 2 * behind);
         let points: Vec<(i32, f64)> = s
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.and_then(shown).map(|v| (i as i32, v)))
+            .filter_map(|(i, v)| v.and_then(shown).map(|v| (pos(i), v)))
             .collect();
         // Consecutive present points are joined; a gap (a missing layer) breaks the line.
         for pair in points.windows(2).filter(|p| p[1].0 == p[0].0 + 1) {
@@ -417,7 +451,7 @@ where
                 EmptyElement::at((SegmentValue::CenterOf(i), v))
                     + Text::new(
                         short(v),
-                        (7 + 2 * radius, -4 - 15 * si as i32),
+                        (7 + 2 * radius, -4 - 15 * pos(si)),
                         font(13).color(&c).pos(Pos::new(HPos::Left, VPos::Bottom)),
                     )
             }))?;
@@ -445,7 +479,7 @@ where
     Ok(())
 }
 
-fn draw_error(fig: &Figure, e: Box<dyn std::error::Error>) -> PlotError {
+fn draw_error(fig: &Figure, e: &dyn std::error::Error) -> PlotError {
     PlotError::Draw {
         stem: fig.stem.clone(),
         message: e.to_string(),
@@ -457,7 +491,7 @@ pub fn svg(fig: &Figure) -> Result<String, PlotError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(fig, &root).map_err(|e| draw_error(fig, e))?;
+        draw(fig, &root).map_err(|e| draw_error(fig, &*e))?;
     }
     Ok(out)
 }
@@ -467,7 +501,7 @@ pub fn svg(fig: &Figure) -> Result<String, PlotError> {
 pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
     crate::atomic::replace_with(path, |tmp| {
         let root = BitMapBackend::new(tmp, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(fig, &root).map_err(|e| std::io::Error::other(draw_error(fig, e)))
+        draw(fig, &root).map_err(|e| std::io::Error::other(draw_error(fig, &*e)))
     })
     .map_err(|source| PlotError::Write {
         path: path.to_owned(),
