@@ -124,25 +124,27 @@ fn resampled_median(v: &[f64], rng: &mut Rng) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The 2.5% and 97.5% quantiles of the change in percent of the median, from 2000
-/// resamples of each side's repetitions.
-pub fn bootstrap_ci(base: &[f64], cur: &[f64]) -> (f64, f64) {
+/// The 2.5% and 97.5% quantiles of `stat` over 2000 bootstrap draws (the same seeded
+/// sequence every time); `None` when no draw gave a finite value.
+fn bootstrap_95(mut stat: impl FnMut(&mut Rng) -> f64) -> Option<(f64, f64)> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut d: Vec<f64> = (0..2000)
-        .map(|_| {
-            let b = resampled_median(base, &mut rng);
-            (resampled_median(cur, &mut rng) / b - 1.0) * 100.0
-        })
+        .map(|_| stat(&mut rng))
         .filter(|x| x.is_finite())
         .collect();
     d.sort_by(f64::total_cmp);
-    if d.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    (
-        d[d.len() * 25 / 1000],
-        d[(d.len() * 975 / 1000).min(d.len() - 1)],
-    )
+    let at = |per_mille: usize| d[(d.len() * per_mille / 1000).min(d.len() - 1)];
+    (!d.is_empty()).then(|| (at(25), at(975)))
+}
+
+/// The 2.5% and 97.5% quantiles of the change in percent of the median, from 2000
+/// resamples of each side's repetitions.
+pub fn bootstrap_ci(base: &[f64], cur: &[f64]) -> (f64, f64) {
+    bootstrap_95(|rng| {
+        let b = resampled_median(base, rng);
+        (resampled_median(cur, rng) / b - 1.0) * 100.0
+    })
+    .unwrap_or((f64::NAN, f64::NAN))
 }
 
 /// How far the 95% bootstrap interval of the median of `v` reaches from the median, in
@@ -152,10 +154,9 @@ pub fn median_half_width_pct(v: &[f64]) -> f64 {
     let Some(m) = Spread::of(v.iter().copied()).filter(|s| s.n >= 2 && s.median != 0.0) else {
         return f64::INFINITY;
     };
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut d: Vec<f64> = (0..2000).map(|_| resampled_median(v, &mut rng)).collect();
-    d.sort_by(f64::total_cmp);
-    let (lo, hi) = (d[d.len() * 25 / 1000], d[d.len() * 975 / 1000]);
+    let Some((lo, hi)) = bootstrap_95(|rng| resampled_median(v, rng)) else {
+        return f64::INFINITY;
+    };
     (m.median - lo).max(hi - m.median) / m.median.abs() * 100.0
 }
 

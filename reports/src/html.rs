@@ -143,13 +143,13 @@ pub fn render(
 
 /// The power-cut table ([`crate::summary::powercut_rows`]) as HTML, with its heading;
 /// empty when no pass was checked.
-pub fn powercut_table(rows: &[crate::ResultRow]) -> String {
+pub fn powercut_table(cells: &[Vec<String>]) -> String {
     table(
         "Power cuts",
-        "",
+        crate::summary::POWERCUT_INTRO,
         &crate::summary::POWERCUT_COLUMNS,
-        &crate::summary::powercut_rows(rows),
-        |i| (3..8).contains(&i),
+        cells,
+        crate::summary::powercut_numeric,
     )
 }
 
@@ -214,11 +214,14 @@ mod tests {
             workload: "w".into(),
             ..Default::default()
         };
-        assert_eq!(powercut_table(std::slice::from_ref(&r)), "");
+        assert_eq!(
+            powercut_table(&crate::summary::powercut_rows(std::slice::from_ref(&r))),
+            ""
+        );
         r.powercut_cuts = Some(21);
         r.powercut_lost_blocks = Some(2);
         r.powercut_dropped_at = Some("QEMU cache=unsafe".into());
-        let h = powercut_table(&[r]);
+        let h = powercut_table(&crate::summary::powercut_rows(&[r]));
         assert!(h.contains("<td>t&lt;1&gt;</td>"), "{h}");
         assert!(h.contains("<td>not durable: QEMU cache=unsafe</td>"), "{h}");
     }

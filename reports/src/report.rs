@@ -101,7 +101,8 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let tables = summary::tables(&rows);
     let sends = send::rows(&run);
     let sources = zfs_sources::rows(&run);
-    let summary = summary::render(title, &tables, &findings, &summary::render_powercut(&rows))
+    let cuts = summary::powercut_rows(&rows);
+    let summary = summary::render(title, &tables, &findings, &summary::render_powercut(&cuts))
         + &summary::boot_overhead(&rows)
         + &zfs_sources::markdown(&sources)
         + &send::markdown(&sends);
@@ -135,7 +136,7 @@ pub fn write(dir: &Path) -> Result<Written, ReportError> {
         &findings,
         &inline,
         &run,
-        &(html::powercut_table(&rows) + &zfs_sources::html(&sources) + &send::html(&sends)),
+        &(html::powercut_table(&cuts) + &zfs_sources::html(&sources) + &send::html(&sends)),
     );
     write_file(dir.join("report.html"), page.as_bytes(), &mut files)?;
     Ok(Written { summary, files })

@@ -285,7 +285,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// A directory (or device, socket...) where the file should be.
-    #[error("{path} is not a regular file; a run directory holds results.csv as a file written by `zvbench run` or `zvbench import`")]
+    #[error("{path} is not a regular file; a run directory holds its results (results.csv, results.jsonl) as files written by `zvbench run` or `zvbench import`")]
     NotAFile {
         /// The path.
         path: String,
@@ -348,7 +348,8 @@ pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>, ReadError> {
     parse(&read_bytes(path)?, &path.display().to_string())
 }
 
-/// The bytes of a `results.csv`: a regular file of at most [`MAX_RESULTS_BYTES`].
+/// The bytes of a results file (`results.csv`, `results.jsonl`): a regular file of at most
+/// [`MAX_RESULTS_BYTES`].
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
     let name = || path.display().to_string();
     let io = |source| ReadError::Io {

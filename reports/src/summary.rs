@@ -185,20 +185,24 @@ pub fn powercut_rows(rows: &[ResultRow]) -> Vec<Vec<String>> {
     out
 }
 
-/// The power-cut section of `summary.md` (empty when no pass was checked).
-pub fn render_powercut(rows: &[ResultRow]) -> String {
-    let cells = powercut_rows(rows);
-    if cells.is_empty() {
-        return String::new();
-    }
-    let mut md = String::from("## Power cuts\n\nAcknowledged blocks checked after simulated power cuts (`--powercut`): stable storage rebuilt from the `blklogwrites` log, every write before the last completed flush and none after.\n\n");
-    let _ = writeln!(md, "| {} |", POWERCUT_COLUMNS.join(" | "));
-    let _ = writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---|");
-    for r in cells {
-        let _ = writeln!(md, "| {} |", r.join(" | "));
-    }
-    md.push('\n');
-    md
+/// The power-cut section of `summary.md` from [`powercut_rows`] (empty when no pass was
+/// checked).
+pub fn render_powercut(cells: &[Vec<String>]) -> String {
+    md_table(
+        "Power cuts",
+        POWERCUT_INTRO,
+        &POWERCUT_COLUMNS,
+        cells,
+        powercut_numeric,
+    )
+}
+
+/// The power-cut table's explanation, under its heading.
+pub const POWERCUT_INTRO: &str = "Acknowledged blocks checked after simulated power cuts (`--powercut`): stable storage rebuilt from the `blklogwrites` log, every write before the last completed flush and none after.";
+
+/// Which of [`POWERCUT_COLUMNS`] hold numbers (right-aligned).
+pub fn powercut_numeric(i: usize) -> bool {
+    (3..8).contains(&i)
 }
 
 /// Where a finding applies, as the summary prints it (empty for run-wide findings).
@@ -233,7 +237,10 @@ pub fn render(title: &str, tables: &[Table], findings: &[Finding], powercut: &st
         }
         md.push('\n');
     }
-    md.push_str(powercut);
+    if !powercut.is_empty() {
+        md.push_str(powercut.trim_start_matches('\n'));
+        md.push('\n');
+    }
     let _ = writeln!(md, "## Diagnosis\n");
     if findings.is_empty() {
         let _ = writeln!(md, "{NO_FINDINGS}");
@@ -424,7 +431,7 @@ mod tests {
     #[test]
     fn powercut_table_only_for_checked_passes() {
         let mut rows = rows();
-        assert_eq!(render_powercut(&rows), "");
+        assert_eq!(render_powercut(&powercut_rows(&rows)), "");
         for r in rows.iter_mut().filter(|r| r.target == "vdi") {
             r.powercut_cuts = Some(21);
             r.powercut_cuts_lost = Some(20);
@@ -434,7 +441,7 @@ mod tests {
             r.powercut_torn_blocks = Some(0);
             r.powercut_dropped_at = Some("QEMU cache=unsafe".into());
         }
-        let md = render_powercut(&rows);
+        let md = render_powercut(&powercut_rows(&rows));
         assert!(
             md.contains("| vdi | fsync | unsafe | 63 | 64 | 3 | 60 | 0 / 0 | not durable: QEMU cache=unsafe |"),
             "{md}"

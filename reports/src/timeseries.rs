@@ -5,7 +5,7 @@
 
 use crate::diagnose::Finding;
 use crate::plot::{stem, Chart, Figure, Series as Line};
-use crate::row::MAX_RESULTS_BYTES;
+use crate::row::{read_bytes, ReadError};
 use crate::stats::plain;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,16 +83,13 @@ pub fn read(dir: &Path) -> Result<Vec<PassSeries>, SeriesError> {
         path: path.clone(),
         why,
     };
-    let meta = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    let bytes = match read_bytes(&path) {
+        Err(ReadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
         r => r.map_err(|e| read_err(e.to_string()))?,
     };
-    if !meta.is_file() || meta.len() > MAX_RESULTS_BYTES {
-        return Err(read_err(format!(
-            "not a regular file of at most {MAX_RESULTS_BYTES} bytes"
-        )));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| read_err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| read_err(e.to_string()))?;
     let mut out = Vec::new();
     for (i, l) in text.lines().enumerate() {
         let line_err = |why: String| SeriesError::Line {
