@@ -1,30 +1,8 @@
-//! Reading a scenario: the file read once and bounded, its TOML deserialized into the
-//! tables as written ([`ScenarioFile`]), and every problem placed at its file, line and
-//! column ([`ScenarioError`], [`Source`]).
+//! Reading a scenario: the file read once and bounded, its TOML deserialized, and every
+//! problem placed at its file, line and column ([`ScenarioError`], [`Source`]).
 
-use super::guest::GuestKeys;
-use super::run::RunSection;
-use super::target::TargetDef;
-use super::workload::WorkloadDef;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 use std::path::Path;
-
-/// A scenario file as written. Unknown keys are errors (a typo must not silently fall back
-/// to a default).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioFile {
-    /// `[run]`.
-    #[serde(default)]
-    pub run: RunSection,
-    /// `[guest]`: defaults for every guest target.
-    #[serde(default)]
-    pub guest: GuestKeys,
-    /// `[[target]]`.
-    pub target: Vec<TargetDef>,
-    /// `[[workload]]`.
-    pub workload: Vec<WorkloadDef>,
-}
 
 /// A scenario problem with its place in the file.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +47,8 @@ impl Source<'_> {
         self.err_at(key_offset(self.text, key), msg)
     }
 
-    /// The tables as written; a TOML or type error is placed where serde found it.
-    pub fn deserialize(&self) -> Result<ScenarioFile, ScenarioError> {
+    /// The text deserialized; a TOML or type error is placed where serde found it.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ScenarioError> {
         toml::from_str(self.text).map_err(|e| {
             let off = e.span().map(|s| s.start).unwrap_or(0);
             self.err_at(off, e.message().to_string())
@@ -183,7 +161,7 @@ mod tests {
             name: "s.toml",
             text: "[[target]\n",
         };
-        let e = src.deserialize().unwrap_err().to_string();
+        let e = src.deserialize::<toml::Table>().unwrap_err().to_string();
         assert!(e.starts_with("s.toml:1:9: invalid table header"), "{e}");
     }
 }

@@ -67,8 +67,8 @@ macro_rules! with_guest_keys {
 
         impl $name {
             /// This table's guest keys, the ones it does not set `None`.
-            pub fn guest_keys(&self) -> $crate::scenario::GuestKeys {
-                $crate::scenario::GuestKeys { $($g: self.$g,)* }
+            pub fn guest_keys(&self) -> GuestKeys {
+                GuestKeys { $($g: self.$g,)* }
             }
         }
     };
@@ -288,7 +288,7 @@ impl GuestKeys {
                 if let Some(format) = image.filter(|f| !f.virtualbox_opens()) {
                     return Err(format!(
                         "VirtualBox images here are vdi or vmdk, not {}; use format = \"vdi\"",
-                        super::key_name(format)
+                        format.qemu_driver()
                     ));
                 }
             }

@@ -13,7 +13,7 @@ mod storage;
 mod target;
 mod workload;
 
-pub use file::{ScenarioError, ScenarioFile, MAX_SCENARIO_BYTES};
+pub use file::{ScenarioError, MAX_SCENARIO_BYTES};
 pub use guest::{Aio, Boot, Bus, CacheMode, GuestConfig, GuestKeys, Hypervisor, VboxFlush};
 pub use run::{AutoReps, Repetitions, RunSection, AUTO_HALF_WIDTH_PCT, AUTO_MIN_REPS};
 pub use storage::{ImageFormat, StorageKind, StorageSpec, Variant, ZvolConfig};
@@ -21,8 +21,25 @@ pub use target::{TargetDef, TargetPlan};
 pub use workload::{WorkloadDef, WorkloadPlan};
 
 use file::Source;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// A scenario file as written. Unknown keys are errors (a typo must not silently fall back
+/// to a default).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunSection,
+    /// `[guest]`: defaults for every guest target.
+    #[serde(default)]
+    pub guest: GuestKeys,
+    /// `[[target]]`.
+    pub target: Vec<TargetDef>,
+    /// `[[workload]]`.
+    pub workload: Vec<WorkloadDef>,
+}
 
 /// A validated scenario, ready to run.
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +83,7 @@ pub fn load_with_text(path: &Path) -> Result<(Plan, String), ScenarioError> {
 /// the workloads, then the targets (which must hold the largest workload).
 pub fn parse(name: &str, text: &str) -> Result<Plan, ScenarioError> {
     let src = Source { name, text };
-    let file = src.deserialize()?;
+    let file: ScenarioFile = src.deserialize()?;
     let run = file.run.plan(&src)?;
     if file.target.is_empty() || file.workload.is_empty() {
         return Err(src.err_at(
@@ -354,22 +371,39 @@ sync_every = 4
         );
         let e = err(&good().replace("kind = \"seqrd\"", "kind = \"randrx\""));
         assert!(e.starts_with("s.toml:30:8:") && e.contains("seqwr"), "{e}");
-        let e = err(&good().replace("repetitions = 2", "repetitons = 2"));
-        assert!(e.contains("unknown field `repetitons`"), "{e}");
-        let e = err(&good().replace("tank/zvbench", "tank/$(reboot)"));
-        assert!(e.contains("ZFS dataset name"), "{e}");
-        let e = err(&good().replace("size = \"1M\"", "size = \"1001K\""));
-        assert!(e.contains("multiple of bs"), "{e}");
-        let e = err(&good().replace("disk_size = \"64M\"", "disk_size = \"8M\""));
-        assert!(e.contains("set disk_size = \"16M\""), "{e}");
-        let e = err(&good().replace("dir = \"/tmp\"\ncache", "dir = \"/nonexistent/x\"\ncache"));
-        assert!(e.contains("mkdir -p /nonexistent/x"), "{e}");
-        let e = err(&good().replace("name = \"vdi\"", "name = \"host\""));
-        assert!(e.contains("used twice"), "{e}");
-        let e = err(&good().replace("cache = \"unsafe\"", "cache = \"unsafe\"\naio = \"native\""));
-        assert!(e.contains("aio = \"native\" needs cache"), "{e}");
-        let e = err(&good().replace("sync = \"always\"", "sync = \"always\"\nformat = \"vdi\""));
-        assert!(e.contains("only applies to storage = \"image\""), "{e}");
+        for (from, to, want) in [
+            (
+                "repetitions = 2",
+                "repetitons = 2",
+                "unknown field `repetitons`",
+            ),
+            ("tank/zvbench", "tank/$(reboot)", "ZFS dataset name"),
+            ("size = \"1M\"", "size = \"1001K\"", "multiple of bs"),
+            (
+                "disk_size = \"64M\"",
+                "disk_size = \"8M\"",
+                "set disk_size = \"16M\"",
+            ),
+            (
+                "dir = \"/tmp\"\ncache",
+                "dir = \"/nonexistent/x\"\ncache",
+                "mkdir -p /nonexistent/x",
+            ),
+            ("name = \"vdi\"", "name = \"host\"", "used twice"),
+            (
+                "cache = \"unsafe\"",
+                "cache = \"unsafe\"\naio = \"native\"",
+                "aio = \"native\" needs cache",
+            ),
+            (
+                "sync = \"always\"",
+                "sync = \"always\"\nformat = \"vdi\"",
+                "only applies to storage = \"image\"",
+            ),
+        ] {
+            let e = err(&good().replace(from, to));
+            assert!(e.contains(want), "{to}: {e}");
+        }
     }
 
     #[test]
@@ -460,19 +494,32 @@ size = "1M"
 
     #[test]
     fn settings_of_the_other_hypervisor_are_refused() {
-        let e = err(&VBOX.replace("host_io_cache = true", "cache = \"unsafe\""));
-        assert!(e.contains("cache is a QEMU setting"), "{e}");
-        let e = err(&VBOX.replace("host_io_cache = true", "bus = \"virtio\""));
-        assert!(e.contains("no virtio-blk"), "{e}");
-        let e = err(&VBOX.replace(
-            "storage = \"image\"",
-            "storage = \"image\"\nformat = \"qcow2\"",
-        ));
-        assert!(e.contains("vdi or vmdk"), "{e}");
-        let e = err(&VBOX.replace("hypervisor = \"virtualbox\"", "hypervisor = \"qemu\""));
-        assert!(e.contains("host_io_cache is a VirtualBox setting"), "{e}");
-        let e = err(&VBOX.replace("host_io_cache = true", "throttle_bps = \"10M\""));
-        assert!(e.contains("throttle_bps is a QEMU setting"), "{e}");
+        for (from, to, want) in [
+            (
+                "host_io_cache = true",
+                "cache = \"unsafe\"",
+                "cache is a QEMU setting",
+            ),
+            ("host_io_cache = true", "bus = \"virtio\"", "no virtio-blk"),
+            (
+                "storage = \"image\"",
+                "storage = \"image\"\nformat = \"qcow2\"",
+                "vdi or vmdk",
+            ),
+            (
+                "hypervisor = \"virtualbox\"",
+                "hypervisor = \"qemu\"",
+                "host_io_cache is a VirtualBox setting",
+            ),
+            (
+                "host_io_cache = true",
+                "throttle_bps = \"10M\"",
+                "throttle_bps is a QEMU setting",
+            ),
+        ] {
+            let e = err(&VBOX.replace(from, to));
+            assert!(e.contains(want), "{to}: {e}");
+        }
         // VirtualBox's own 0|1 is written true|false here; the error points at the value.
         let e = err(&VBOX.replace("host_io_cache = true", "ignore_flush = 1"));
         assert!(

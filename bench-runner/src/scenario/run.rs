@@ -29,8 +29,8 @@ pub struct RunSection {
     pub guest_timeout_s: u64,
 }
 
-/// `[run] repetitions`: a count or "auto" (any other word is refused by
-/// [`parse`](super::parse)).
+/// `[run] repetitions`: a count or "auto" (any other word is refused when `[run]` is
+/// checked).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Repetitions {

@@ -1,11 +1,11 @@
-//! A target's storage: what backs it ([`StorageKind`] as written), the keys each kind
-//! takes, and the checked [`StorageSpec`] — directories that exist, ZFS names and
-//! properties that are valid, a real raw key for encryption, a device path that is safe.
+//! Storage of a target: what backs it ([`StorageKind`], [`ImageFormat`], [`Variant`] as
+//! written), the checked [`StorageSpec`], and the checks of storage values — directories
+//! that exist, ZFS properties and names that are valid, a real raw key for encryption.
 
-use super::target::TargetDef;
-use crate::names::{check_dataset, check_device};
+use crate::names::check_dataset;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use zvbench_agent::ByteSize;
 
 /// What backs a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -43,6 +43,18 @@ impl ImageFormat {
     /// Whether zvbench attaches images of this format to VirtualBox guests (VDI, VMDK).
     pub fn virtualbox_opens(self) -> bool {
         matches!(self, ImageFormat::Vdi | ImageFormat::Vmdk)
+    }
+
+    /// QEMU's format driver for the format (`-drive format=`, `qemu-img -f`), which is
+    /// also the scenario's spelling.
+    pub fn qemu_driver(self) -> &'static str {
+        match self {
+            ImageFormat::Vdi => "vdi",
+            ImageFormat::Vmdk => "vmdk",
+            ImageFormat::Vhdx => "vhdx",
+            ImageFormat::Qcow2 => "qcow2",
+            ImageFormat::Raw => "raw",
+        }
     }
 }
 
@@ -127,59 +139,9 @@ pub(super) fn only(key: &str, set: bool, kinds: &str) -> Result<(), String> {
     }
 }
 
-/// The storage of target `t`, checked: no key of another kind, each kind's keys valid.
-pub(super) fn resolve(t: &TargetDef) -> Result<StorageSpec, String> {
-    only(
-        "format/variant",
-        (t.format.is_some() || t.variant.is_some()) && t.storage != StorageKind::Image,
-        "\"image\"",
-    )?;
-    only(
-        "parent/volblocksize/compression/sync/logbias/primarycache/encryption/keyfile/send_to",
-        (t.parent.is_some()
-            || t.send_to.is_some()
-            || t.volblocksize.is_some()
-            || t.compression.is_some()
-            || t.sync.is_some()
-            || t.logbias.is_some()
-            || t.primarycache.is_some()
-            || t.encryption.is_some()
-            || t.keyfile.is_some())
-            && t.storage != StorageKind::Zvol,
-        "\"zvol\"",
-    )?;
-    only(
-        "device",
-        t.device.is_some() && t.storage != StorageKind::Blockdev,
-        "\"blockdev\"",
-    )?;
-    Ok(match t.storage {
-        StorageKind::Host => StorageSpec::Host {
-            dir: need_dir(t, "host")?,
-        },
-        StorageKind::Loop => StorageSpec::Loop {
-            dir: need_dir(t, "loop")?,
-        },
-        StorageKind::Image => StorageSpec::Image {
-            dir: need_dir(t, "image")?,
-            format: t.format.unwrap_or(ImageFormat::Vdi),
-            variant: t.variant.unwrap_or_default(),
-        },
-        StorageKind::Zvol => StorageSpec::Zvol(zvol_config(t)?),
-        StorageKind::Blockdev => {
-            let d = t
-                .device
-                .clone()
-                .ok_or("storage = \"blockdev\" needs device = \"/dev/...\"")?;
-            check_device(&d)?;
-            StorageSpec::Blockdev { device: d }
-        }
-    })
-}
-
 /// The `dir` of a `what` target: given, absolute, without ',', an existing directory.
-fn need_dir(t: &TargetDef, what: &str) -> Result<PathBuf, String> {
-    let d = t.dir.clone().ok_or_else(|| {
+pub(super) fn existing_dir(dir: Option<&PathBuf>, what: &str) -> Result<PathBuf, String> {
+    let d = dir.cloned().ok_or_else(|| {
         format!("storage = \"{what}\" needs dir = \"/var/tmp/zvbench\" (a directory for its files)")
     })?;
     if !d.is_absolute() || d.to_string_lossy().contains(',') {
@@ -203,15 +165,16 @@ fn need_dir(t: &TargetDef, what: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// A zvol target's parent, properties, key file and send destination, checked.
-fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
-    let parent = t
-        .parent
-        .clone()
-        .ok_or("storage = \"zvol\" needs parent = \"pool/dataset\"")?;
-    check_dataset(&parent)?;
+/// The zvol properties to set at creation, checked, in a fixed order.
+pub(super) fn zvol_props(
+    volblocksize: Option<ByteSize>,
+    compression: Option<&String>,
+    sync: Option<&String>,
+    logbias: Option<&String>,
+    primarycache: Option<&String>,
+) -> Result<Vec<(String, String)>, String> {
     let mut props = Vec::new();
-    if let Some(v) = t.volblocksize {
+    if let Some(v) = volblocksize {
         let b = v.bytes();
         if !b.is_power_of_two() || !(512..=128 << 10).contains(&b) {
             return Err(format!("volblocksize {v} must be a power of two from 512 to 128K, e.g. volblocksize = \"16K\""));
@@ -219,10 +182,10 @@ fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
         props.push(("volblocksize".into(), v.to_string()));
     }
     for (key, val, allowed) in [
-        ("compression", &t.compression, COMPRESSION),
-        ("sync", &t.sync, ZSYNC),
-        ("logbias", &t.logbias, LOGBIAS),
-        ("primarycache", &t.primarycache, PRIMARYCACHE),
+        ("compression", compression, COMPRESSION),
+        ("sync", sync, ZSYNC),
+        ("logbias", logbias, LOGBIAS),
+        ("primarycache", primarycache, PRIMARYCACHE),
     ] {
         if let Some(v) = val {
             if !allowed.contains(&v.as_str()) {
@@ -234,25 +197,12 @@ fn zvol_config(t: &TargetDef) -> Result<ZvolConfig, String> {
             props.push((key.to_string(), v.clone()));
         }
     }
-    let keyfile = match t.encryption {
-        Some(true) => Some(raw_key(t.keyfile.clone())?),
-        _ => None,
-    };
-    let send_to = t.send_to.clone();
-    if let Some(to) = &send_to {
-        check_send_to(to, &parent)?;
-    }
-    Ok(ZvolConfig {
-        parent,
-        props,
-        keyfile,
-        send_to,
-    })
+    Ok(props)
 }
 
 /// The key file of an encrypted zvol: given, 32 bytes (a raw ZFS key), an absolute path
 /// that `keylocation=file://` can hold.
-fn raw_key(keyfile: Option<PathBuf>) -> Result<PathBuf, String> {
+pub(super) fn raw_key(keyfile: Option<PathBuf>) -> Result<PathBuf, String> {
     let k = keyfile.ok_or("encryption = true needs keyfile = \"/path/to/32-byte-raw-key\"")?;
     let len = std::fs::metadata(&k)
         .map_err(|e| format!("keyfile {}: {e}", k.display()))?
@@ -274,7 +224,7 @@ fn raw_key(keyfile: Option<PathBuf>) -> Result<PathBuf, String> {
 }
 
 /// `send_to`: a valid dataset on another pool than `parent`'s.
-fn check_send_to(to: &str, parent: &str) -> Result<(), String> {
+pub(super) fn check_send_to(to: &str, parent: &str) -> Result<(), String> {
     check_dataset(to).map_err(|e| format!("send_to: {e}"))?;
     let pool = |d: &str| d.split('/').next().unwrap_or_default().to_string();
     if pool(to) == pool(parent) {
@@ -290,86 +240,74 @@ fn check_send_to(to: &str, parent: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn target(keys: &str) -> TargetDef {
-        toml::from_str(&format!("name = \"t\"\n{keys}")).unwrap()
-    }
-
     #[test]
-    fn each_kind_needs_its_own_keys() {
-        let e = resolve(&target("storage = \"loop\"")).unwrap_err();
+    fn dir_must_be_given_absolute_and_a_directory() {
+        let e = existing_dir(None, "loop").unwrap_err();
         assert!(e.starts_with("storage = \"loop\" needs dir = "), "{e}");
-        let e = resolve(&target("storage = \"zvol\"")).unwrap_err();
-        assert!(e.contains("needs parent = \"pool/dataset\""), "{e}");
-        let e = resolve(&target(
-            "storage = \"loop\"\ndir = \"/tmp\"\ndevice = \"/dev/sdz\"",
-        ))
-        .unwrap_err();
-        assert_eq!(
-            e,
-            "device only applies to storage = \"blockdev\"; remove it"
-        );
-        let e = resolve(&target("storage = \"image\"\ndir = \"tmp\"")).unwrap_err();
+        let e = existing_dir(Some(&PathBuf::from("tmp")), "image").unwrap_err();
         assert!(e.contains("must be an absolute path"), "{e}");
-    }
-
-    #[test]
-    fn image_defaults_to_a_dynamic_vdi() {
-        let s = resolve(&target("storage = \"image\"\ndir = \"/tmp\"")).unwrap();
-        assert_eq!(s.image_format(), Some(ImageFormat::Vdi));
-        assert!(matches!(
-            s,
-            StorageSpec::Image {
-                variant: Variant::Dynamic,
-                ..
-            }
-        ));
-        assert_eq!(
-            resolve(&target("storage = \"loop\"\ndir = \"/tmp\""))
-                .unwrap()
-                .image_format(),
-            None
-        );
-    }
-
-    #[test]
-    fn dir_that_is_a_file_is_refused() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let t = target(&format!(
-            "storage = \"host\"\ndir = \"{}\"",
-            f.path().display()
-        ));
-        assert!(resolve(&t)
-            .unwrap_err()
-            .contains("is a file, not a directory"));
+        let e = existing_dir(Some(&f.path().to_path_buf()), "host").unwrap_err();
+        assert!(e.contains("is a file, not a directory"), "{e}");
+        assert_eq!(
+            existing_dir(Some(&PathBuf::from("/tmp")), "host").unwrap(),
+            PathBuf::from("/tmp")
+        );
     }
 
     #[test]
     fn zvol_properties_are_checked_and_ordered() {
-        let z = zvol_config(&target(
-            "storage = \"zvol\"\nparent = \"tank\"\nprimarycache = \"metadata\"\ncompression = \"lz4\"",
-        ))
-        .unwrap();
-        assert_eq!(
-            z.props,
-            [
-                ("compression".to_string(), "lz4".to_string()),
-                ("primarycache".into(), "metadata".into())
-            ]
-        );
-        let e = zvol_config(&target(
-            "storage = \"zvol\"\nparent = \"tank\"\nlogbias = \"fast\"",
-        ))
-        .unwrap_err();
+        let lz4 = "lz4".to_string();
+        let meta = "metadata".to_string();
+        let props = zvol_props(Some(ByteSize(8192)), Some(&lz4), None, None, Some(&meta)).unwrap();
+        let want = [
+            ("volblocksize", "8K"),
+            ("compression", "lz4"),
+            ("primarycache", "metadata"),
+        ];
+        assert_eq!(props, want.map(|(k, v)| (k.to_string(), v.to_string())));
+        let fast = "fast".to_string();
+        let e = zvol_props(None, None, None, Some(&fast), None).unwrap_err();
         assert_eq!(e, "logbias = \"fast\" is not one of latency, throughput");
+        let e = zvol_props(Some(ByteSize(256 << 10)), None, None, None, None).unwrap_err();
+        assert!(
+            e.starts_with("volblocksize 256K must be a power of two from 512 to 128K"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn only_vdi_and_vmdk_open_in_virtualbox() {
+    fn send_to_must_be_on_another_pool() {
+        assert!(check_send_to("backup/x", "tank/zvbench").is_ok());
+        let e = check_send_to("tank/x", "tank/zvbench").unwrap_err();
+        assert!(e.contains("on the zvol's own pool \"tank\""), "{e}");
+    }
+
+    #[test]
+    fn raw_key_is_32_bytes_at_an_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("k");
+        std::fs::write(&k, [1u8; 31]).unwrap();
+        assert!(raw_key(Some(k.clone()))
+            .unwrap_err()
+            .contains("has 31 bytes"));
+        std::fs::write(&k, [1u8; 32]).unwrap();
+        assert_eq!(raw_key(Some(k.clone())).unwrap(), k);
+        assert!(raw_key(None).unwrap_err().contains("needs keyfile"));
+    }
+
+    #[test]
+    fn formats_virtualbox_opens_and_their_qemu_drivers() {
         use ImageFormat::*;
-        let opens: Vec<_> = [Vdi, Vmdk, Vhdx, Qcow2, Raw]
-            .into_iter()
-            .filter(|f| f.virtualbox_opens())
-            .collect();
+        let all = [Vdi, Vmdk, Vhdx, Qcow2, Raw];
+        let opens: Vec<_> = all.into_iter().filter(|f| f.virtualbox_opens()).collect();
         assert_eq!(opens, [Vdi, Vmdk]);
+        for f in all {
+            assert_eq!(
+                f.qemu_driver(),
+                crate::scenario::key_name(f),
+                "the scenario's spelling is QEMU's"
+            );
+        }
     }
 }

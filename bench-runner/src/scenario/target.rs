@@ -5,8 +5,8 @@
 use super::file::{ScenarioError, Source};
 use super::guest::{guest_keys, with_guest_keys, Aio, Boot, Bus, CacheMode, GuestConfig};
 use super::guest::{GuestKeys, Hypervisor};
-use super::storage::{self, ImageFormat, StorageKind, StorageSpec, Variant};
-use crate::names::check_name;
+use super::storage::{self, only, ImageFormat, StorageKind, StorageSpec, Variant, ZvolConfig};
+use crate::names::{check_dataset, check_device, check_name};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use toml::Spanned;
@@ -118,9 +118,9 @@ impl TargetDef {
                 "disk_size {disk_size} is larger than any Linux file or device can be (8 EiB)"
             ));
         }
-        let storage = storage::resolve(self)?;
+        let storage = self.storage()?;
         let on_host = self.on_host == Some(true);
-        storage::only(
+        only(
             "on_host",
             on_host && self.storage != StorageKind::Zvol,
             "\"zvol\" (storage = \"host\" runs on the host already)",
@@ -169,6 +169,84 @@ impl TargetDef {
             storage,
             guest,
             disk_size,
+        })
+    }
+}
+
+impl TargetDef {
+    /// This target's storage, checked: no key of another kind, each kind's keys valid.
+    fn storage(&self) -> Result<StorageSpec, String> {
+        only(
+            "format/variant",
+            (self.format.is_some() || self.variant.is_some()) && self.storage != StorageKind::Image,
+            "\"image\"",
+        )?;
+        only(
+            "parent/volblocksize/compression/sync/logbias/primarycache/encryption/keyfile/send_to",
+            (self.parent.is_some()
+                || self.send_to.is_some()
+                || self.volblocksize.is_some()
+                || self.compression.is_some()
+                || self.sync.is_some()
+                || self.logbias.is_some()
+                || self.primarycache.is_some()
+                || self.encryption.is_some()
+                || self.keyfile.is_some())
+                && self.storage != StorageKind::Zvol,
+            "\"zvol\"",
+        )?;
+        only(
+            "device",
+            self.device.is_some() && self.storage != StorageKind::Blockdev,
+            "\"blockdev\"",
+        )?;
+        let dir = |what| storage::existing_dir(self.dir.as_ref(), what);
+        Ok(match self.storage {
+            StorageKind::Host => StorageSpec::Host { dir: dir("host")? },
+            StorageKind::Loop => StorageSpec::Loop { dir: dir("loop")? },
+            StorageKind::Image => StorageSpec::Image {
+                dir: dir("image")?,
+                format: self.format.unwrap_or(ImageFormat::Vdi),
+                variant: self.variant.unwrap_or_default(),
+            },
+            StorageKind::Zvol => StorageSpec::Zvol(self.zvol()?),
+            StorageKind::Blockdev => {
+                let d = self
+                    .device
+                    .clone()
+                    .ok_or("storage = \"blockdev\" needs device = \"/dev/...\"")?;
+                check_device(&d)?;
+                StorageSpec::Blockdev { device: d }
+            }
+        })
+    }
+
+    /// A zvol target's parent, properties, key file and send destination, checked.
+    fn zvol(&self) -> Result<ZvolConfig, String> {
+        let parent = self
+            .parent
+            .clone()
+            .ok_or("storage = \"zvol\" needs parent = \"pool/dataset\"")?;
+        check_dataset(&parent)?;
+        let props = storage::zvol_props(
+            self.volblocksize,
+            self.compression.as_ref(),
+            self.sync.as_ref(),
+            self.logbias.as_ref(),
+            self.primarycache.as_ref(),
+        )?;
+        let keyfile = match self.encryption {
+            Some(true) => Some(storage::raw_key(self.keyfile.clone())?),
+            _ => None,
+        };
+        if let Some(to) = &self.send_to {
+            storage::check_send_to(to, &parent)?;
+        }
+        Ok(ZvolConfig {
+            parent,
+            props,
+            keyfile,
+            send_to: self.send_to.clone(),
         })
     }
 }
@@ -242,6 +320,40 @@ mod tests {
         assert_eq!(
             e,
             "on_host = true runs no guest: remove the target's guest keys (cpus, boot)"
+        );
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_keys() {
+        let t = |keys: &str| toml::from_str::<TargetDef>(&format!("name = \"t\"\n{keys}")).unwrap();
+        let e = t("storage = \"zvol\"").storage().unwrap_err();
+        assert!(e.contains("needs parent = \"pool/dataset\""), "{e}");
+        let e = t("storage = \"loop\"\ndir = \"/tmp\"\ndevice = \"/dev/sdz\"")
+            .storage()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "device only applies to storage = \"blockdev\"; remove it"
+        );
+        let s = t("storage = \"image\"\ndir = \"/tmp\"").storage().unwrap();
+        assert_eq!(
+            s.image_format(),
+            Some(ImageFormat::Vdi),
+            "image: a dynamic vdi by default"
+        );
+        assert!(matches!(
+            s,
+            StorageSpec::Image {
+                variant: Variant::Dynamic,
+                ..
+            }
+        ));
+        let z = t("storage = \"zvol\"\nparent = \"tank\"\nsync = \"always\"\nsend_to = \"b\"")
+            .zvol()
+            .unwrap();
+        assert_eq!(
+            (z.props.len(), z.send_to.as_deref(), z.keyfile),
+            (1, Some("b"), None)
         );
     }
 
