@@ -2,9 +2,9 @@
 //! (types, sizes, alignment, names, paths, pools) into a [`Plan`] before anything is
 //! created. Every error names the file, line and column and what to write instead.
 //!
-//! One submodule per part of the file: [`file`] reads it (bounded, TOML, spans → places),
-//! [`run`] checks `[run]`, [`workload`] each `[[workload]]`, [`target`] each `[[target]]`
-//! with its [`storage`] and its [`guest`] keys laid over `[guest]`'s.
+//! One submodule per part of the file: `file` reads it (bounded, TOML, spans → places),
+//! `run` checks `[run]`, `workload` each `[[workload]]`, `target` each `[[target]]` with
+//! its `storage` and its `guest` keys laid over `[guest]`'s.
 
 mod file;
 mod guest;
