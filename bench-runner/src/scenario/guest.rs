@@ -6,7 +6,7 @@
 //! Why a macro and not `#[serde(flatten)]`: a flattened struct is deserialized from
 //! buffered content, which loses TOML spans (a bad value or an unknown key is reported at
 //! the `[[target]]` header, and the unknown-key message loses its list of keys), and serde
-//! does not combine `flatten` with `deny_unknown_fields`. The macro keeps plain derived
+//! documents `deny_unknown_fields` as unsupported with `flatten`. The macro keeps plain derived
 //! structs, so every error keeps its line and column.
 
 use super::storage::ImageFormat;

@@ -406,6 +406,50 @@ sync_every = 4
         }
     }
 
+    /// A misspelt guest key is an error at its line and column, in a target (whose list
+    /// of keys has its own and the guest keys) as in `[guest]`.
+    #[test]
+    fn unknown_guest_keys_are_placed_and_named() {
+        let e = err(&good().replace(
+            "cache = \"unsafe\"",
+            "cache = \"unsafe\"\nignore_flsh = true",
+        ));
+        assert!(
+            e.starts_with(
+                "s.toml:20:1: unknown field `ignore_flsh`, expected one of `name`, `storage`,"
+            ),
+            "{e}"
+        );
+        assert!(e.ends_with("`ignore_flush`, `ignore_flush_async`"), "{e}");
+        let e = err(&good().replace("[guest]\n", "[guest]\nmemroy = \"1G\"\n"));
+        assert!(
+            e.starts_with(
+                "s.toml:7:1: unknown field `memroy`, expected one of `hypervisor`, `memory`,"
+            ),
+            "{e}"
+        );
+    }
+
+    /// A target's guest key overrides `[guest]`'s for it alone; `[guest]`'s other keys stay.
+    #[test]
+    fn a_target_overrides_one_guest_key_and_keeps_the_others() {
+        let text = good().replace(
+            "cache = \"none\"",
+            "cache = \"none\"\ncpus = 2\naio = \"io_uring\"",
+        );
+        let p = parse("s.toml", &text).unwrap();
+        let vdi = p.targets[1].guest.as_ref().unwrap();
+        let zvol = p.targets[2].guest.as_ref().unwrap();
+        assert_eq!(
+            (vdi.cache, vdi.cpus, vdi.aio),
+            (CacheMode::Unsafe, 2, Aio::IoUring)
+        );
+        assert_eq!(
+            (zvol.cache, zvol.cpus, zvol.aio),
+            (CacheMode::None, 2, Aio::IoUring)
+        );
+    }
+
     #[test]
     fn send_to_is_a_dataset_on_another_pool() {
         let with = |v: &str| good().replace("sync = \"always\"", &format!("send_to = {v:?}"));
