@@ -14,6 +14,7 @@
 //! instants. Stable storage then holds, in the legal worst case, every write logged before
 //! the last flush of the prefix (and FUA writes), none after.
 
+use crate::scenario::ImageFormat;
 use anyhow::{Context, Result};
 use std::io;
 use std::ops::Range;
@@ -391,10 +392,16 @@ impl Summary {
     }
 }
 
-/// Reads the device's first `len` bytes from a reconstruction `img` of QEMU format
-/// `format`: directly for raw, through `qemu-img dd` (into `scratch`) for an image format.
-fn read_guest(img: &Path, format: &str, len: u64, bs: u64, scratch: &Path) -> Result<Vec<u8>> {
-    if format == "raw" {
+/// Reads the device's first `len` bytes from a reconstruction `img` of format `format`:
+/// directly for raw, through `qemu-img dd` (into `scratch`) for an image format.
+fn read_guest(
+    img: &Path,
+    format: ImageFormat,
+    len: u64,
+    bs: u64,
+    scratch: &Path,
+) -> Result<Vec<u8>> {
+    if format == ImageFormat::Raw {
         let f = std::fs::File::open(img)?;
         let mut buf = vec![0u8; len as usize];
         let n = std::os::unix::fs::FileExt::read_at(&f, &mut buf, 0)?;
@@ -403,7 +410,8 @@ fn read_guest(img: &Path, format: &str, len: u64, bs: u64, scratch: &Path) -> Re
         return Ok(buf);
     }
     let _ = std::fs::remove_file(scratch);
-    dd_argv(img, format, len, bs, scratch).run_within(crate::cmd::limit_for_bytes(len))?;
+    dd_argv(img, format.qemu_driver(), len, bs, scratch)
+        .run_within(crate::cmd::limit_for_bytes(len))?;
     let mut buf = std::fs::read(scratch)?;
     let _ = std::fs::remove_file(scratch);
     buf.resize(len as usize, 0);
@@ -444,7 +452,7 @@ pub fn copy_disk(from: &Path, to: &Path) -> Result<()> {
 pub fn check_boot(
     log: &Path,
     img: &Path,
-    format: &str,
+    format: ImageFormat,
     passes: &[Option<(&crate::guest::PassTrace, u64, u64)>],
     cuts: usize,
 ) -> Result<Vec<Option<Summary>>> {
@@ -474,12 +482,12 @@ pub fn check_boot(
             let durable_alone = replay.cut(at, &mut out_img)?;
             let acked = acks.last().map_or(0, |a| a.blocks);
             let mut region = read_guest(img, format, acked * bs, *bs, &scratch)?;
-            if format == "raw" {
+            if format == ImageFormat::Raw {
                 replay.overlay(&durable_alone, &mut region, 0)?;
             }
             // Besides the worst case, a raw device that kept a random part of the unflushed
             // writes (reordered cases): stale and torn blocks show there.
-            let kept = (format == "raw").then(|| {
+            let kept = (format == ImageFormat::Raw).then(|| {
                 let mut k = region.clone();
                 let some = random_subset(&replay.unflushed(at), seed ^ at);
                 replay.overlay(&some, &mut k, 0).map(|_| k)

@@ -99,8 +99,8 @@ pub struct Provisioned {
     /// For the host baseline: the file the agent writes (a zvol target with `on_host`:
     /// the zvol's device).
     pub host_file: Option<PathBuf>,
-    /// For guests: the path QEMU opens and its format driver.
-    pub disk: Option<(PathBuf, &'static str)>,
+    /// For guests: the path the hypervisor opens and its format (raw for a device).
+    pub disk: Option<(PathBuf, ImageFormat)>,
     /// The host block device whose counters are the bottom of the trace.
     pub host_stat: Option<StatSource>,
     /// A zvol's dataset name: snapshot before the first repetition, rolled back to before
@@ -236,17 +236,6 @@ pub fn qemu_img_argv(format: ImageFormat, variant: Variant, file: &Path, size: u
     Argv(v)
 }
 
-/// QEMU's format driver for an image format.
-pub fn format_driver(f: ImageFormat) -> &'static str {
-    match f {
-        ImageFormat::Vdi => "vdi",
-        ImageFormat::Vmdk => "vmdk",
-        ImageFormat::Vhdx => "vhdx",
-        ImageFormat::Qcow2 => "qcow2",
-        ImageFormat::Raw => "raw",
-    }
-}
-
 /// Checks that zvbench may write `dev`, with the agent's rule (one mechanism for host and
 /// guest: `zvbench_agent::target::check_writable`): never a device in use (mounted, held,
 /// partitioned, swap, open exclusively); otherwise only an empty device or zvbench's own
@@ -306,14 +295,14 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 "backing_fs_device",
                 stat_of_file(dir).map(|s| s.name).into(),
             );
-            p.disk = Some((dev, "raw"));
+            p.disk = Some((dev, ImageFormat::Raw));
         }
         StorageSpec::Image {
             dir,
             format,
             variant,
         } => {
-            let f = file_in(dir, format_driver(*format));
+            let f = file_in(dir, format.qemu_driver());
             if f.exists() {
                 bail!(
                     "{} already exists; remove it or run `zvbench clean`",
@@ -321,7 +310,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 );
             }
             put(&mut p, "image", f.display().to_string().into());
-            put(&mut p, "format", format_driver(*format).into());
+            put(&mut p, "format", format.qemu_driver().into());
             put(&mut p, "variant", serde_json::to_value(variant)?);
             if t.guest.as_ref().map(|g| g.hypervisor) == Some(Hypervisor::Virtualbox) {
                 // VirtualBox creates (createmedium) and deletes (closemedium --delete) its
@@ -341,7 +330,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 p.host_stat = stat_of_file(&f);
                 put(&mut p, "qemu_img", argv.display().into());
             }
-            p.disk = Some((f, format_driver(*format)));
+            p.disk = Some((f, *format));
         }
         StorageSpec::Zvol(z) => {
             // Encryption: the zvol is created under an encrypted parent made for it, and
@@ -390,7 +379,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                     put(&mut p, prop, v.trim().into());
                 }
             }
-            p.disk = Some((dev, "raw"));
+            p.disk = Some((dev, ImageFormat::Raw));
         }
         StorageSpec::Blockdev { device } => {
             check_blockdev(device, allow)?;
@@ -405,7 +394,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             );
             p.host_stat = stat_of_device(device);
             put(&mut p, "device", device.display().to_string().into());
-            p.disk = Some((device.clone(), "raw"));
+            p.disk = Some((device.clone(), ImageFormat::Raw));
         }
     }
     if t.guest.is_none() && p.host_file.is_none() {
@@ -484,7 +473,7 @@ mod tests {
                 .stdout()
                 .unwrap();
                 let v: serde_json::Value = serde_json::from_str(&info).unwrap();
-                assert_eq!(v["format"], format_driver(fmt), "{fmt:?}");
+                assert_eq!(v["format"], fmt.qemu_driver(), "{fmt:?}");
                 assert_eq!(v["virtual-size"], 4 << 20);
             }
         }

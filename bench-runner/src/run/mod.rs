@@ -555,7 +555,7 @@ fn run_target(
                         kernel,
                         agent: &opts.agent,
                         accel: opts.accel,
-                        disk: (disk, format),
+                        disk: (disk, format.qemu_driver()),
                         host_stat: p.host_stat.as_ref(),
                         zil: p.zil.as_ref(),
                         vdevs: p.vdevs.as_ref(),
@@ -571,7 +571,11 @@ fn run_target(
                         let vdisk = match &t.storage {
                             StorageSpec::Image { variant, .. } => VboxDisk::Image {
                                 path: disk.clone(),
-                                format: if *format == "vmdk" { "VMDK" } else { "VDI" },
+                                format: if *format == crate::scenario::ImageFormat::Vmdk {
+                                    "VMDK"
+                                } else {
+                                    "VDI"
+                                },
                                 variant: *variant,
                                 size: t.disk_size.bytes(),
                             },
@@ -612,7 +616,7 @@ fn run_target(
                         "      power cuts: checking the log of {} repetition {rep}",
                         t.name
                     );
-                    let r = finish_powercut(pc, log, img, format, pending, sink);
+                    let r = finish_powercut(pc, log, img, *format, pending, sink);
                     remove_powercut_files(pc_files.as_ref(), powercut);
                     r?;
                 }
@@ -685,7 +689,7 @@ fn finish_powercut(
     pc: crate::powercut::Options,
     log: &Path,
     img: &Path,
-    format: &str,
+    format: crate::scenario::ImageFormat,
     pending: Vec<(
         ResultRow,
         PassRecord,
