@@ -47,11 +47,9 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn signal(pid: u32, sig: i32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
     // SAFETY: kill(2) on a child this test started and has not reaped.
-    assert_eq!(
-        unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), sig) },
-        0
-    );
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
 }
 
 /// Sends `sig` to a run (and, with `again`, SIGTERM while it tears down) and checks it
