@@ -631,7 +631,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             let plan = zvbench::scenario::load(&scenario)?;
             let kernel =
                 zvbench::guest::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
-            zvbench::guest::iso::for_target(
+            zvbench::run::guest_image(
                 &plan,
                 &target,
                 &kernel,

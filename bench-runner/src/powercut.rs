@@ -250,17 +250,8 @@ impl<'a> Replay<'a> {
     }
 }
 
-/// An acknowledgement the host received: the first `blocks` blocks were durable by the
-/// guest's account at `ms`, when the log was `log_len` bytes long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Ack {
-    /// Milliseconds since the guest started.
-    pub ms: u64,
-    /// Blocks acknowledged.
-    pub blocks: u64,
-    /// The log's length when the host received it.
-    pub log_len: u64,
-}
+/// An acknowledgement the host received (the frame session notes them).
+pub use crate::guest::Ack;
 
 /// What one cut did to the acknowledged blocks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -395,7 +395,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         }
     }
     assert!(img.exists());
-    let done = zvbench::hypervisor::vbox::clean(&|_| false);
+    let done = zvbench::commands::clean::vbox_vms(&|_| false);
     assert_eq!(done.len(), 1, "{done:?}");
     assert!(
         vbox(&home, &["list", "vms"]).starts_with("\"my-vm\""),

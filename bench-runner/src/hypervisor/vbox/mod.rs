@@ -1,27 +1,17 @@
 //! The VirtualBox backend: `VBoxManage` argv vectors made by small pure functions, the
-//! per-port storage counters of `debugvm statistics`, and one guest boot from the guest ISO
-//! with its teardown on every exit path.
-//!
-//! Frames come from a serial port written to a file (`--uart-mode1 file`), which has no
-//! way back into the guest: the agent pauses at each phase mark while zvbench, polling the
-//! file, reads the counters (see [`crate::guest::Handshake::Pause`]).
+//! per-port storage counters of `debugvm statistics`, the effective flush settings, and
+//! (in [`vm`]) one guest boot from the guest ISO behind the hypervisor interface.
+
+pub mod vm;
 
 use crate::cmd::Argv;
-use crate::commands::clean::Outcome;
-use crate::guest::kernel::GuestKernel;
-use crate::guest::{build_initramfs, console_tail, snapshot, GuestPass, Handshake, Session, Step};
-use crate::host::storage::{Teardown, Undo};
-use crate::host::zfs::ZilSource;
-use crate::hypervisor::qemu::{BlockStats, APPEND};
+use crate::guest::BlockStats;
 use crate::scenario::{Bus, GuestConfig, Variant, VboxFlush};
-use crate::Interrupt;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use zvbench_agent::devstat::StatSource;
-use zvbench_agent::pass::PassSpec;
+use std::time::Duration;
 
 /// Environment variable naming the `VBoxManage` to run (default: `VBoxManage` on PATH).
 pub const VBOXMANAGE_ENV: &str = "ZVBENCH_VBOXMANAGE";
@@ -349,23 +339,9 @@ pub fn unregistervm(vm: &str) -> Argv {
     cmd(argv(&["unregistervm", vm, "--delete"]))
 }
 
-/// The name of the VM of one repetition of a target. Run ids and target names are
-/// validated, so the name is safe in VBoxManage argv and file names.
-pub fn vm_name(run_id: &str, target: &str, rep: u32) -> String {
-    format!("zvbench-{run_id}-{target}-{rep}")
-}
-
-/// The run id of a VM name [`vm_name`] gives (`zvbench-<run id>-<target>-<rep>`), which
-/// QEMU guests carry as their `-name` too.
-pub fn run_of(vm: &str) -> Option<&str> {
-    let (id, rest) = crate::host::owner::split_run_id(vm.strip_prefix("zvbench-")?)?;
-    let (target, rep) = rest.rsplit_once('-')?;
-    (crate::names::check_name(target).is_ok() && rep.parse::<u32>().is_ok()).then_some(id)
-}
-
-/// Whether a VM name is one [`vm_name`] gives.
-pub fn is_ours(vm: &str) -> bool {
-    run_of(vm).is_some()
+/// `list vms`.
+pub fn list_vms() -> Argv {
+    cmd(argv(&["list", "vms"]))
 }
 
 /// VM names from `list vms` output (`"name" {uuid}` per line).
@@ -373,33 +349,6 @@ pub fn parse_vm_list(out: &str) -> Vec<&str> {
     out.lines()
         .filter_map(|l| l.strip_prefix('"')?.split_once("\" {").map(|(n, _)| n))
         .collect()
-}
-
-/// `zvbench clean` for VirtualBox: powers off and unregisters (deleting their files and
-/// the media attached, which zvbench created) the VMs an interrupted run left, except
-/// those whose run `live` says is running. Nothing when VBoxManage is absent.
-pub fn clean(live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    if detect().is_err() {
-        return Vec::new();
-    }
-    let Ok(list) = cmd(argv(&["list", "vms"])).stdout() else {
-        return Vec::new();
-    };
-    let mut done = Vec::new();
-    for vm in parse_vm_list(&list).into_iter().filter(|v| is_ours(v)) {
-        if live(vm) {
-            done.push(Outcome::InUse(format!(
-                "VirtualBox VM {vm}: its run is running"
-            )));
-            continue;
-        }
-        let _ = poweroff(vm).run();
-        done.push(match unregistervm(vm).run() {
-            Ok(_) => Outcome::Done(format!("unregistered and deleted VirtualBox VM {vm}")),
-            Err(e) => Outcome::Failed(format!("could not remove VirtualBox VM {vm}: {e}")),
-        });
-    }
-    done
 }
 
 /// `VMState` from `showvminfo --machinereadable`.
@@ -543,196 +492,6 @@ fn effective_flushes(c: &Controller, f: &VboxFlush, raw: bool) -> &'static str {
         "not passed to the device: VirtualBox's vmdkFlushImage skips extents named by an absolute device path, so a raw-disk VMDK never flushes its device (VirtualBox source; not yet seen on a running host)"
     } else {
         "passed"
-    }
-}
-
-/// Everything a VirtualBox guest boot needs.
-pub struct VboxRun<'a> {
-    /// Settings.
-    pub cfg: &'a GuestConfig,
-    /// Syntax of the installed VBoxManage.
-    pub major: Major,
-    /// Kernel and modules for the ISO.
-    pub kernel: &'a GuestKernel,
-    /// The static agent.
-    pub agent: &'a Path,
-    /// VM name (validated characters only).
-    pub vm: String,
-    /// The disk.
-    pub disk: VboxDisk,
-    /// Host device counters.
-    pub host_stat: Option<&'a StatSource>,
-    /// ZIL counter.
-    pub zil: Option<&'a ZilSource>,
-    /// The pool's leaf vdevs under a zvol.
-    pub vdevs: Option<&'a crate::host::zfs::PoolVdevs>,
-    /// Directory for the ISO, logs and the VM's folder.
-    pub work: PathBuf,
-    /// Longest the guest may run.
-    pub timeout: Duration,
-}
-
-impl VboxRun<'_> {
-    /// Creates the VM, boots it, runs `passes`, and tears everything down.
-    pub fn run(
-        &self,
-        passes: &[PassSpec],
-        stop: &Interrupt,
-        on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
-    ) -> Result<()> {
-        let work = std::fs::canonicalize({
-            std::fs::create_dir_all(&self.work)?;
-            &self.work
-        })?;
-        let initramfs = build_initramfs(
-            self.kernel,
-            self.cfg.bus,
-            self.agent,
-            passes,
-            Handshake::Pause(MARK_PAUSE),
-            false,
-        )?;
-        let iso = work.join("zvbench-guest.iso");
-        crate::guest::iso::build(&self.kernel.image, &initramfs, APPEND, &iso)?;
-        let console = work.join("console.log");
-        let frames_path = work.join("serial-frames.log");
-        let ctl = controller(self.cfg.bus)?;
-        let vm = self.vm.as_str();
-        let mut down = Undo::default();
-        let undo = |argv| Teardown::Command { argv, quiet: false };
-        let log = std::fs::File::create(work.join("vboxmanage.log"))?;
-        let run = |a: Argv| -> Result<String> {
-            use std::io::Write;
-            writeln!(&log, "{}", a.display())?;
-            Ok(a.stdout()?)
-        };
-        run(createvm(vm, &work.join("vm")))?;
-        down.push(undo(unregistervm(vm)));
-        down.push(Teardown::Keep {
-            from: work.join("vm").join(vm).join("Logs/VBox.log"),
-            to: work.join("VBox.log"),
-        });
-        run(modifyvm(
-            self.major,
-            vm,
-            self.cfg.memory.bytes() >> 20,
-            self.cfg.cpus,
-            &console,
-            &frames_path,
-        ))?;
-        // A SATA disk shares the DVD's controller, and so its host I/O cache setting.
-        let cache = self.cfg.vbox.host_io_cache;
-        run(storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
-        if ctl.name != DVD.name {
-            run(storagectl(vm, &ctl, cache))?;
-        }
-        run(storageattach(vm, &DVD, Some((&iso, true))))?;
-        down.push(undo(storageattach(vm, &DVD, None)));
-        let medium = match &self.disk {
-            VboxDisk::Image {
-                path,
-                format,
-                variant,
-                size,
-            } => {
-                run(createmedium(path, size >> 20, format, *variant))?;
-                path.clone()
-            }
-            VboxDisk::Raw { device } => {
-                let f = work.join("raw.vmdk");
-                run(raw_vmdk(self.major, &f, device))?;
-                f
-            }
-        };
-        // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
-        // device behind it).
-        down.push(undo(closemedium_delete(&medium)));
-        run(storageattach(vm, &ctl, Some((&medium, false))))?;
-        down.push(undo(storageattach(vm, &ctl, None)));
-        let f = &self.cfg.vbox;
-        for (setting, v) in [
-            ("IgnoreFlush", f.ignore_flush),
-            ("IgnoreFlushAsync", f.ignore_flush_async),
-        ] {
-            if let Some(v) = v {
-                run(setextradata(
-                    vm,
-                    &flush_key(&ctl, setting),
-                    if v { "1" } else { "0" },
-                ))?;
-            }
-        }
-        run(startvm(vm))?;
-        down.push(Teardown::Command {
-            argv: poweroff(vm),
-            quiet: true,
-        });
-        let fail = |what: String| {
-            anyhow!(
-                "{what}; guest console (last lines):{}",
-                console_tail(&console)
-            )
-        };
-        let prefix = ctl.stats();
-        let stats = || {
-            statistics(vm)
-                .stdout()
-                .ok()
-                .and_then(|o| parse_statistics(&o, &prefix))
-        };
-        let mut session =
-            Session::new(&work, passes, self.agent, self.timeout)?.with_pause(MARK_PAUSE);
-        let mut file: Option<std::fs::File> = None;
-        let mut buf = vec![0u8; 64 << 10];
-        let mut last_state_check = Instant::now();
-        let mut vm_off = false;
-        loop {
-            session.check(stop, &fail)?;
-            if file.is_none() {
-                file = std::fs::File::open(&frames_path).ok();
-            }
-            let n = match file.as_mut() {
-                Some(f) => f.read(&mut buf).context("reading the serial log")?,
-                None => 0,
-            };
-            if n == 0 {
-                if vm_off {
-                    bail!(fail(
-                        "the guest powered off before it sent all results".into()
-                    ));
-                }
-                if last_state_check.elapsed() > Duration::from_secs(2) {
-                    last_state_check = Instant::now();
-                    // Once the VM is off, one more read drains what it wrote last.
-                    vm_off = matches!(
-                        vm_state(&run(showvminfo(vm))?),
-                        Some("poweroff" | "aborted")
-                    );
-                }
-                if !vm_off {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                continue;
-            }
-            let step = session
-                .feed(
-                    &buf[..n],
-                    &mut || snapshot(stats(), self.host_stat, self.zil, self.vdevs),
-                    &mut || Ok(()),
-                    on_pass,
-                )
-                .map_err(|e| fail(crate::chain(&e)))?;
-            if step == Step::Done {
-                let until = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < until {
-                    if vm_state(&run(showvminfo(vm))?) == Some("poweroff") {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -932,6 +691,7 @@ mod tests {
 
     #[test]
     fn leftover_vms_are_recognised_by_name() {
+        use crate::hypervisor::{is_ours, vm_name};
         let list = "\"zvbench-20261127T031539-8201-vdi-1\" {0b6e...}\n\"my-desktop\" {1c2d...}\n\"zvbench-notes\" {9}\n";
         assert!(is_ours(&vm_name("20261127T031539-8201", "vdi", 1)));
         let names = parse_vm_list(list);

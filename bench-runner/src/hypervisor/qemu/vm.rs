@@ -1,0 +1,189 @@
+//! QEMU behind the [`Hypervisor`] interface: the command line of one guest boot, the
+//! frame channel on ttyS1 (a UNIX socket, so the host acknowledges each mark), the
+//! counters through QMP, and a power-cut check's `blklogwrites` log.
+
+use super::{Accel, Disk, QemuGuard, Qmp};
+use crate::guest::{no_bytes_yet, BlockStats, Handshake, APPEND};
+use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
+use crate::scenario::{Boot, GuestConfig};
+use anyhow::{anyhow, Context, Result};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// QEMU, configured for one target.
+pub struct Qemu {
+    /// Accelerator.
+    pub accel: Accel,
+    /// The disk (path, QEMU format).
+    pub disk: (PathBuf, &'static str),
+    /// A power-cut check: log the disk's writes and flushes here (`blklogwrites`), ask the
+    /// agent for sync marks, and kill QEMU hard (SIGKILL) once the results are in.
+    pub powercut_log: Option<PathBuf>,
+}
+
+/// How long QEMU may take to open a socket it listens on.
+const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+
+impl Qemu {
+    /// QEMU's argv for `guest` booting from `medium`.
+    pub fn args(&self, guest: &Guest, medium: &Medium) -> Result<Vec<OsString>> {
+        let (cfg, work) = (guest.cfg, &guest.work);
+        let mut args = super::base_args();
+        args.extend(super::name_args(&guest.name));
+        args.extend(super::machine_args(self.accel));
+        args.extend(super::size_args(cfg.memory.bytes(), cfg.cpus));
+        args.extend(match medium {
+            Medium::Kernel { initrd } => {
+                super::boot_args(guest.kernel.direct_image(), initrd, APPEND)
+            }
+            Medium::Iso(iso) => super::cdrom_args(iso),
+        });
+        let disk = Disk {
+            path: self.disk.0.clone(),
+            format: self.disk.1,
+            cache: cfg.cache,
+            aio: cfg.aio,
+            bus: cfg.bus,
+            throttle_bps: cfg.throttle_bps,
+        };
+        let mut drive = super::drive_args(&disk);
+        if let Some(log) = &self.powercut_log {
+            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+            drive[1] = super::logged_drive(&disk, log);
+        }
+        args.extend(drive);
+        args.extend(super::chardev_args(
+            &guest.console(),
+            &work.join("frames.sock"),
+            &work.join("qmp.sock"),
+        ));
+        Ok(args)
+    }
+}
+
+impl Hypervisor for Qemu {
+    fn handshake(&self) -> Handshake {
+        Handshake::Ack
+    }
+
+    /// Direct kernel boot, or the guest ISO from a CD drive (`boot = "iso"`).
+    fn boot(&self, cfg: &GuestConfig) -> Boot {
+        cfg.boot
+    }
+
+    fn write_log(&self) -> Option<&Path> {
+        self.powercut_log.as_deref()
+    }
+
+    /// `query-blockstats` has `flush_total_time_ns`.
+    fn flush_time(&self) -> bool {
+        true
+    }
+
+    fn start<'s>(&'s self, guest: &'s Guest<'s>, medium: &Medium) -> Result<Box<dyn Vm + 's>> {
+        let work = &guest.work;
+        for s in ["frames.sock", "qmp.sock"] {
+            let _ = std::fs::remove_file(work.join(s));
+        }
+        let args = self.args(guest, medium)?;
+        std::fs::write(
+            work.join("qemu.argv"),
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )?;
+        let guard = QemuGuard::spawn(&args, &work.join("qemu.log")).context("start QEMU")?;
+        Ok(Box::new(QemuVm {
+            qemu: self,
+            work,
+            guard,
+            channels: None,
+        }))
+    }
+}
+
+/// A running QEMU guest.
+struct QemuVm<'a> {
+    qemu: &'a Qemu,
+    work: &'a Path,
+    guard: QemuGuard,
+    /// The frame socket, a second handle to it for acks, and QMP, once connected.
+    channels: Option<(UnixStream, UnixStream, Qmp)>,
+}
+
+impl QemuVm<'_> {
+    fn channels(&mut self) -> Result<&mut (UnixStream, UnixStream, Qmp)> {
+        self.channels
+            .as_mut()
+            .ok_or_else(|| anyhow!("QEMU's sockets are not connected"))
+    }
+}
+
+impl Vm for QemuVm<'_> {
+    fn connect(&mut self) -> Result<()> {
+        let frames = super::connect(
+            &self.work.join("frames.sock"),
+            CONNECT_LIMIT,
+            &mut self.guard,
+        )
+        .map_err(|e| {
+            let e = anyhow!(
+                "QEMU did not open its frame socket ({e}); see {}",
+                self.work.join("qemu.log").display()
+            );
+            self.cause(e)
+        })?;
+        let qmp = super::connect(&self.work.join("qmp.sock"), CONNECT_LIMIT, &mut self.guard)
+            .map_err(anyhow::Error::from)
+            .and_then(Qmp::handshake)
+            .map_err(|e| self.cause(e.context("QMP")))?;
+        frames.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let writer = frames.try_clone()?;
+        self.channels = Some((frames, writer, qmp));
+        Ok(())
+    }
+
+    fn poll(&mut self, buf: &mut [u8]) -> Result<Poll> {
+        match self.channels()?.0.read(buf) {
+            Ok(0) => Ok(Poll::Ended("the guest ended before it sent all results")),
+            Ok(n) => Ok(Poll::Bytes(n)),
+            Err(e) if no_bytes_yet(&e) => Ok(Poll::Idle),
+            Err(e) => Err(anyhow::Error::from(e).context("reading the frame socket")),
+        }
+    }
+
+    fn counters(&mut self) -> Option<BlockStats> {
+        self.channels().ok()?.2.blockstats().ok()
+    }
+
+    fn ack(&mut self) -> Result<()> {
+        Ok(self.channels()?.1.write_all(b"A")?)
+    }
+
+    fn disk_error(&mut self) -> Option<String> {
+        let ev = self.channels().ok()?.2.io_error().ok().flatten()?;
+        Some(super::describe_io_error(&ev, &self.qemu.disk.0))
+    }
+
+    /// Whatever fails once QEMU is gone (a socket refused or reset, a missing frame) is
+    /// named by QEMU's own last words.
+    fn cause(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match self.guard.exited() {
+            Some(why) => e.context(why),
+            None => e,
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        // With a power cut, the guard's drop kills QEMU hard: no clean shutdown, no
+        // flush, no close of the log.
+        if self.qemu.powercut_log.is_none() {
+            let _ = self.guard.wait_timeout(Duration::from_secs(20));
+        }
+        Ok(())
+    }
+}
