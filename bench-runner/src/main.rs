@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zvbench::hypervisor::qemu::{choose_accel, Accel};
+use zvbench::hypervisor::vbox::{VBoxManage, VBOXMANAGE_ENV};
 use zvbench::run::RunOptions;
 use zvbench::Interrupt;
 
@@ -473,7 +474,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             allow_destroy,
         } => {
             let plan = zvbench::scenario::load(&scenario)?;
-            zvbench::run::checks(&plan, &allow_destroy)?;
+            zvbench::run::checks(&plan, &allow_destroy, &vboxmanage())?;
             println!(
                 "{}: ok ({} targets, {} workloads, {}{} repetitions)",
                 scenario.display(),
@@ -528,6 +529,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 scenario_text,
                 runtime: zvbench::host::owner::runtime_dir(),
                 powercut: powercut.map(|cuts| zvbench::powercut::Options { cuts, keep }),
+                vboxmanage: vboxmanage(),
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
@@ -648,6 +650,11 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             out,
         } => history(&dirs, &metric, workload.as_deref(), out.as_deref()),
         Cmd::Clean { dirs } => {
+            // VirtualBox VMs are looked for only without --dir.
+            let vboxmanage = dirs
+                .is_empty()
+                .then(|| VBoxManage::detect(vboxmanage()).ok())
+                .flatten();
             let scope = zvbench::commands::clean::Scope {
                 only_dirs: !dirs.is_empty(),
                 dirs: if dirs.is_empty() {
@@ -656,6 +663,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                     dirs
                 },
                 runtime: zvbench::host::owner::runtime_dir(),
+                vboxmanage,
             };
             let done = zvbench::commands::clean::clean(&scope);
             if done.is_empty() {
@@ -669,7 +677,10 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 .any(|d| matches!(d, zvbench::commands::clean::Outcome::Failed(_)));
             Ok(i32::from(failed))
         }
-        Cmd::Doctor => Ok(zvbench::commands::doctor::report(&cache_dir())),
+        Cmd::Doctor => Ok(zvbench::commands::doctor::report(
+            &cache_dir(),
+            &vboxmanage(),
+        )),
         Cmd::Lab {
             openzfs,
             disks,
@@ -750,4 +761,9 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             CutStep::Verify { plan } => zvbench::lab::cutstep::verify(&plan).map(|_| 0),
         },
     }
+}
+
+/// The VBoxManage program: `ZVBENCH_VBOXMANAGE`, else `VBoxManage` on PATH.
+fn vboxmanage() -> std::ffi::OsString {
+    std::env::var_os(VBOXMANAGE_ENV).unwrap_or_else(|| "VBoxManage".into())
 }

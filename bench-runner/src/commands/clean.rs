@@ -9,7 +9,7 @@ use crate::host::loopdev;
 use crate::host::owner::{self, generated_file, FoundRun, Owned};
 use crate::host::storage::Teardown;
 use crate::host::zfs;
-use crate::hypervisor::vbox;
+use crate::hypervisor::vbox::{self, VBoxManage};
 use crate::hypervisor::{is_ours, run_of};
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +25,9 @@ pub struct Scope {
     pub only_dirs: bool,
     /// The runtime directory of run locks.
     pub runtime: PathBuf,
+    /// The VBoxManage whose leftover VMs go too (not with `only_dirs`); `None`: no
+    /// VirtualBox here.
+    pub vboxmanage: Option<VBoxManage>,
 }
 
 /// One thing `clean` did or did not do.
@@ -106,18 +109,17 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
             }
         }
     }
-    out.extend(vbox_vms(&|vm| run_of(vm).is_some_and(is_live)));
+    if let Some(vbox) = &scope.vboxmanage {
+        out.extend(vbox_vms(vbox, &|vm| run_of(vm).is_some_and(is_live)));
+    }
     out
 }
 
 /// VirtualBox: powers off and unregisters (deleting their files and the media attached,
 /// which zvbench created) the VMs an interrupted run left, except those whose run `live`
-/// says is running. Nothing when VBoxManage is absent.
-pub fn vbox_vms(live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    if vbox::detect().is_err() {
-        return Vec::new();
-    }
-    let Ok(list) = vbox::list_vms().stdout() else {
+/// says is running.
+pub fn vbox_vms(vbox: &VBoxManage, live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
+    let Ok(list) = vbox.list_vms().stdout() else {
         return Vec::new();
     };
     let mut done = Vec::new();
@@ -131,8 +133,8 @@ pub fn vbox_vms(live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
             )));
             continue;
         }
-        let _ = vbox::poweroff(vm).run();
-        done.push(match vbox::unregistervm(vm).run() {
+        let _ = vbox.poweroff(vm).run();
+        done.push(match vbox.unregistervm(vm).run() {
             Ok(_) => Outcome::Done(format!("unregistered and deleted VirtualBox VM {vm}")),
             Err(e) => Outcome::Failed(format!("could not remove VirtualBox VM {vm}: {e}")),
         });

@@ -14,7 +14,7 @@ use crate::hypervisor::boot::{self, Below, Guest};
 use crate::hypervisor::qemu::vm::Qemu;
 use crate::hypervisor::qemu::Accel;
 use crate::hypervisor::vbox::vm::VirtualBox;
-use crate::hypervisor::vbox::{self, VboxDisk};
+use crate::hypervisor::vbox::{self, VBoxManage, VboxDisk};
 use crate::hypervisor::vm_name;
 use crate::scenario::{
     key_name, GuestConfig, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan,
@@ -22,6 +22,7 @@ use crate::scenario::{
 };
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub runtime: PathBuf,
     /// A simulated power cut per QEMU guest boot (`--powercut N`).
     pub powercut: Option<crate::powercut::Options>,
+    /// The `VBoxManage` program for VirtualBox targets (a path, or a name on PATH).
+    pub vboxmanage: OsString,
 }
 
 /// The host pass's observer: stops the pass when the run is interrupted.
@@ -266,8 +269,8 @@ fn can_hold(dir: &Path, size: u64) -> Result<()> {
 /// Every check that needs nothing created: what `zvbench check` runs, and the first half
 /// of [`preflight`]. Root for loop devices, zvols and raw devices; a blockdev's contents
 /// and users; O_DIRECT block sizes against the device under each host target; the space a
-/// preallocated image needs; zvol parents; ISO tools and VirtualBox.
-pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
+/// preallocated image needs; zvol parents; ISO tools and VirtualBox (`vboxmanage`).
+pub fn checks(plan: &Plan, allow_destroy: &[PathBuf], vboxmanage: &OsStr) -> Result<()> {
     let root = nix::unistd::Uid::effective().is_root();
     for t in &plan.targets {
         let needs_root = matches!(
@@ -362,7 +365,7 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
                 crate::guest::iso::check_tools().with_context(|| format!("target {:?}", t.name))?;
             }
             if g.hypervisor == Hypervisor::Virtualbox {
-                vbox::detect().with_context(|| format!("target {:?}", t.name))?;
+                VBoxManage::detect(vboxmanage).with_context(|| format!("target {:?}", t.name))?;
             }
         }
     }
@@ -372,7 +375,7 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
 /// Checks everything about the host that can fail before anything is provisioned:
 /// [`checks`], then the guest kernel and agent.
 pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
-    checks(plan, &opts.allow_destroy)?;
+    checks(plan, &opts.allow_destroy, &opts.vboxmanage)?;
     for t in &plan.targets {
         if t.guest.is_some() {
             if opts.kernel.is_none() {
@@ -568,7 +571,7 @@ impl TargetRun<'_> {
             t,
             cfg,
             (disk, format),
-            opts.accel,
+            opts,
             pc_files.clone().map(|f| f.0),
         )?;
         let powercut = opts.powercut.filter(|_| hv.write_log().is_some());
@@ -692,12 +695,12 @@ fn hypervisor(
     t: &TargetPlan,
     cfg: &GuestConfig,
     (disk, format): (&Path, &'static str),
-    accel: Accel,
+    opts: &RunOptions,
     powercut_log: Option<PathBuf>,
 ) -> Result<Box<dyn boot::Hypervisor>> {
     Ok(match cfg.hypervisor {
         Hypervisor::Qemu => Box::new(Qemu {
-            accel,
+            accel: opts.accel,
             disk: (disk.to_owned(), format),
             powercut_log,
         }),
@@ -714,7 +717,7 @@ fn hypervisor(
                 },
             };
             Box::new(VirtualBox {
-                major: vbox::detect()?,
+                vbox: VBoxManage::detect(&opts.vboxmanage)?,
                 disk,
             })
         }

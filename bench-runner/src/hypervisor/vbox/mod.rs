@@ -13,23 +13,236 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Environment variable naming the `VBoxManage` to run (default: `VBoxManage` on PATH).
+/// The environment variable naming the `VBoxManage` to run, read by the `zvbench` binary
+/// only (the library is given a [`VBoxManage`] value).
 pub const VBOXMANAGE_ENV: &str = "ZVBENCH_VBOXMANAGE";
 
 /// How long the guest pauses at each mark for zvbench to read the counters.
 pub const MARK_PAUSE: Duration = Duration::from_millis(1500);
 
-/// The `VBoxManage` program.
-pub fn program() -> OsString {
-    std::env::var_os(VBOXMANAGE_ENV).unwrap_or_else(|| "VBoxManage".into())
+/// The `VBoxManage` zvbench runs: its program and the syntax of its version. Every
+/// VBoxManage command is an [`Argv`] made by one of its methods, so two values (two fake
+/// VBoxManage programs in parallel tests) never share anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VBoxManage {
+    program: OsString,
+    major: Major,
 }
 
-/// The installed VBoxManage's syntax, from `VBoxManage --version`.
-pub fn detect() -> Result<Major> {
-    let out = cmd(argv(&["--version"]))
-        .stdout()
-        .context("VirtualBox's VBoxManage is needed for hypervisor = \"virtualbox\" (or set ZVBENCH_VBOXMANAGE)")?;
-    parse_version(&out)
+impl VBoxManage {
+    /// `program` with a known syntax.
+    pub fn new(program: impl Into<OsString>, major: Major) -> VBoxManage {
+        VBoxManage {
+            program: program.into(),
+            major,
+        }
+    }
+
+    /// `program` (a path, or a name looked up on PATH), its syntax from `--version`.
+    pub fn detect(program: impl Into<OsString>) -> Result<VBoxManage> {
+        let program = program.into();
+        let out = Argv(vec![program.clone(), "--version".into()])
+            .stdout()
+            .with_context(|| format!("VirtualBox's VBoxManage is needed for hypervisor = \"virtualbox\" (tried {}; set {VBOXMANAGE_ENV} to another)", program.to_string_lossy()))?;
+        Ok(VBoxManage::new(program, parse_version(&out)?))
+    }
+
+    /// The syntax of its version.
+    pub fn major(&self) -> Major {
+        self.major
+    }
+
+    fn cmd(&self, mut parts: Vec<OsString>) -> Argv {
+        parts.insert(0, self.program.clone());
+        Argv(parts)
+    }
+
+    /// `createvm --register`.
+    pub fn createvm(&self, vm: &str, basefolder: &Path) -> Argv {
+        let mut v = argv(&[
+            "createvm",
+            "--name",
+            vm,
+            "--ostype",
+            "Linux_64",
+            "--basefolder",
+        ]);
+        v.push(basefolder.into());
+        v.push("--register".into());
+        self.cmd(v)
+    }
+
+    /// `modifyvm`: memory, CPUs, boot from DVD only, COM1 (console) and COM2 (frames) to files.
+    pub fn modifyvm(&self, 
+        vm: &str,
+        memory_mb: u64,
+        cpus: u32,
+        console: &Path,
+        frames: &Path,
+    ) -> Argv {
+        let mode = |n: u32| match self.major {
+            Major::V6 => format!("--uartmode{n}"),
+            Major::V7 => format!("--uart-mode{n}"),
+        };
+        let mut v = argv(&["modifyvm", vm, "--memory"]);
+        v.push(memory_mb.to_string().into());
+        v.push("--cpus".into());
+        v.push(cpus.to_string().into());
+        v.extend(argv(&[
+            "--ioapic", "on", "--boot1", "dvd", "--boot2", "none", "--boot3", "none", "--boot4",
+            "none", "--uart1", "0x3F8", "4",
+        ]));
+        v.push(mode(1).into());
+        v.push("file".into());
+        v.push(console.into());
+        v.extend(argv(&["--uart2", "0x2F8", "3"]));
+        v.push(mode(2).into());
+        v.push("file".into());
+        v.push(frames.into());
+        self.cmd(v)
+    }
+
+    /// `storagectl --add`: a controller with the host I/O cache on or off.
+    pub fn storagectl(&self, vm: &str, c: &Controller, host_io_cache: bool) -> Argv {
+        let mut v = argv(&[
+            "storagectl",
+            vm,
+            "--name",
+            c.name,
+            "--add",
+            c.add,
+            "--controller",
+            c.chipset,
+        ]);
+        if c.add == "sata" {
+            v.extend(argv(&["--portcount", "2"]));
+        }
+        v.extend(argv(&[
+            "--hostiocache",
+            if host_io_cache { "on" } else { "off" },
+            "--bootable",
+            "on",
+        ]));
+        self.cmd(v)
+    }
+
+    /// `storageattach` of `medium` (a DVD image, or a disk with `--mtype writethrough` as in
+    /// the story); `None` detaches.
+    pub fn storageattach(&self, vm: &str, c: &Controller, medium: Option<(&Path, bool)>) -> Argv {
+        let mut v = argv(&["storageattach", vm, "--storagectl", c.name, "--port"]);
+        v.push(c.port.to_string().into());
+        v.extend(argv(&["--device", "0"]));
+        match medium {
+            None => v.extend(argv(&["--medium", "none"])),
+            Some((path, dvd)) => {
+                v.extend(argv(&[
+                    "--type",
+                    if dvd { "dvddrive" } else { "hdd" },
+                    "--medium",
+                ]));
+                v.push(path.into());
+                if !dvd {
+                    v.extend(argv(&["--mtype", "writethrough"]));
+                }
+            }
+        }
+        self.cmd(v)
+    }
+
+    /// `createmedium disk --format VDI|VMDK`, size in MiB.
+    pub fn createmedium(&self, file: &Path, size_mb: u64, format: &str, variant: Variant) -> Argv {
+        let mut v = argv(&["createmedium", "disk", "--filename"]);
+        v.push(file.into());
+        v.push("--size".into());
+        v.push(size_mb.to_string().into());
+        v.extend(argv(&[
+            "--format",
+            format,
+            "--variant",
+            match variant {
+                Variant::Dynamic => "Standard",
+                Variant::Fixed => "Fixed",
+            },
+        ]));
+        self.cmd(v)
+    }
+
+    /// A raw-disk VMDK that passes the guest's disk through to `device`.
+    pub fn raw_vmdk(&self, file: &Path, device: &Path) -> Argv {
+        match self.major {
+            Major::V7 => {
+                let mut v = argv(&["createmedium", "disk", "--filename"]);
+                v.push(file.into());
+                v.extend(argv(&[
+                    "--format",
+                    "VMDK",
+                    "--variant",
+                    "RawDisk",
+                    "--property",
+                ]));
+                let mut p = OsString::from("RawDrive=");
+                p.push(device);
+                v.push(p);
+                self.cmd(v)
+            }
+            Major::V6 => {
+                let mut v = argv(&["internalcommands", "createrawvmdk", "-filename"]);
+                v.push(file.into());
+                v.push("-rawdisk".into());
+                v.push(device.into());
+                self.cmd(v)
+            }
+        }
+    }
+
+    /// `setextradata VM KEY VALUE`.
+    pub fn setextradata(&self, vm: &str, key: &str, value: &str) -> Argv {
+        self.cmd(argv(&["setextradata", vm, key, value]))
+    }
+
+    /// `startvm --type headless`.
+    pub fn startvm(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["startvm", vm, "--type", "headless"]))
+    }
+
+    /// `showvminfo --machinereadable`.
+    pub fn showvminfo(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["showvminfo", vm, "--machinereadable"]))
+    }
+
+    /// `debugvm statistics` of the storage devices.
+    pub fn statistics(&self, vm: &str) -> Argv {
+        self.cmd(argv(&[
+            "debugvm",
+            vm,
+            "statistics",
+            "--pattern",
+            "/Public/Storage/*",
+        ]))
+    }
+
+    /// `controlvm poweroff`.
+    pub fn poweroff(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["controlvm", vm, "poweroff"]))
+    }
+
+    /// `closemedium disk F --delete`: only for media zvbench created.
+    pub fn closemedium_delete(&self, file: &Path) -> Argv {
+        let mut v = argv(&["closemedium", "disk"]);
+        v.push(file.into());
+        v.push("--delete".into());
+        self.cmd(v)
+    }
+
+    /// `unregistervm --delete`.
+    pub fn unregistervm(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["unregistervm", vm, "--delete"]))
+    }
+
+    /// `list vms`.
+    pub fn list_vms(&self) -> Argv {
+        self.cmd(argv(&["list", "vms"]))
+    }
 }
 
 /// VirtualBox major versions whose `VBoxManage` syntax differs.
@@ -58,10 +271,6 @@ fn argv(parts: &[&str]) -> Vec<OsString> {
     parts.iter().map(OsString::from).collect()
 }
 
-fn cmd(mut parts: Vec<OsString>) -> Argv {
-    parts.insert(0, program());
-    Argv(parts)
-}
 
 /// The storage controller the benchmark disk sits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,197 +360,9 @@ pub fn controller(bus: Bus) -> Result<Controller> {
     })
 }
 
-/// `createvm --register`.
-pub fn createvm(vm: &str, basefolder: &Path) -> Argv {
-    let mut v = argv(&[
-        "createvm",
-        "--name",
-        vm,
-        "--ostype",
-        "Linux_64",
-        "--basefolder",
-    ]);
-    v.push(basefolder.into());
-    v.push("--register".into());
-    cmd(v)
-}
-
-/// `modifyvm`: memory, CPUs, boot from DVD only, COM1 (console) and COM2 (frames) to files.
-pub fn modifyvm(
-    major: Major,
-    vm: &str,
-    memory_mb: u64,
-    cpus: u32,
-    console: &Path,
-    frames: &Path,
-) -> Argv {
-    let mode = |n: u32| match major {
-        Major::V6 => format!("--uartmode{n}"),
-        Major::V7 => format!("--uart-mode{n}"),
-    };
-    let mut v = argv(&["modifyvm", vm, "--memory"]);
-    v.push(memory_mb.to_string().into());
-    v.push("--cpus".into());
-    v.push(cpus.to_string().into());
-    v.extend(argv(&[
-        "--ioapic", "on", "--boot1", "dvd", "--boot2", "none", "--boot3", "none", "--boot4",
-        "none", "--uart1", "0x3F8", "4",
-    ]));
-    v.push(mode(1).into());
-    v.push("file".into());
-    v.push(console.into());
-    v.extend(argv(&["--uart2", "0x2F8", "3"]));
-    v.push(mode(2).into());
-    v.push("file".into());
-    v.push(frames.into());
-    cmd(v)
-}
-
-/// `storagectl --add`: a controller with the host I/O cache on or off.
-pub fn storagectl(vm: &str, c: &Controller, host_io_cache: bool) -> Argv {
-    let mut v = argv(&[
-        "storagectl",
-        vm,
-        "--name",
-        c.name,
-        "--add",
-        c.add,
-        "--controller",
-        c.chipset,
-    ]);
-    if c.add == "sata" {
-        v.extend(argv(&["--portcount", "2"]));
-    }
-    v.extend(argv(&[
-        "--hostiocache",
-        if host_io_cache { "on" } else { "off" },
-        "--bootable",
-        "on",
-    ]));
-    cmd(v)
-}
-
-/// `storageattach` of `medium` (a DVD image, or a disk with `--mtype writethrough` as in
-/// the story); `None` detaches.
-pub fn storageattach(vm: &str, c: &Controller, medium: Option<(&Path, bool)>) -> Argv {
-    let mut v = argv(&["storageattach", vm, "--storagectl", c.name, "--port"]);
-    v.push(c.port.to_string().into());
-    v.extend(argv(&["--device", "0"]));
-    match medium {
-        None => v.extend(argv(&["--medium", "none"])),
-        Some((path, dvd)) => {
-            v.extend(argv(&[
-                "--type",
-                if dvd { "dvddrive" } else { "hdd" },
-                "--medium",
-            ]));
-            v.push(path.into());
-            if !dvd {
-                v.extend(argv(&["--mtype", "writethrough"]));
-            }
-        }
-    }
-    cmd(v)
-}
-
-/// `createmedium disk --format VDI|VMDK`, size in MiB.
-pub fn createmedium(file: &Path, size_mb: u64, format: &str, variant: Variant) -> Argv {
-    let mut v = argv(&["createmedium", "disk", "--filename"]);
-    v.push(file.into());
-    v.push("--size".into());
-    v.push(size_mb.to_string().into());
-    v.extend(argv(&[
-        "--format",
-        format,
-        "--variant",
-        match variant {
-            Variant::Dynamic => "Standard",
-            Variant::Fixed => "Fixed",
-        },
-    ]));
-    cmd(v)
-}
-
-/// A raw-disk VMDK that passes the guest's disk through to `device`.
-pub fn raw_vmdk(major: Major, file: &Path, device: &Path) -> Argv {
-    match major {
-        Major::V7 => {
-            let mut v = argv(&["createmedium", "disk", "--filename"]);
-            v.push(file.into());
-            v.extend(argv(&[
-                "--format",
-                "VMDK",
-                "--variant",
-                "RawDisk",
-                "--property",
-            ]));
-            let mut p = OsString::from("RawDrive=");
-            p.push(device);
-            v.push(p);
-            cmd(v)
-        }
-        Major::V6 => {
-            let mut v = argv(&["internalcommands", "createrawvmdk", "-filename"]);
-            v.push(file.into());
-            v.push("-rawdisk".into());
-            v.push(device.into());
-            cmd(v)
-        }
-    }
-}
-
 /// The extradata key of a flush setting of the disk's driver (DrvVD).
 pub fn flush_key(c: &Controller, setting: &str) -> String {
     format!("VBoxInternal/Devices/{}/{setting}", c.disk_config())
-}
-
-/// `setextradata VM KEY VALUE`.
-pub fn setextradata(vm: &str, key: &str, value: &str) -> Argv {
-    cmd(argv(&["setextradata", vm, key, value]))
-}
-
-/// `startvm --type headless`.
-pub fn startvm(vm: &str) -> Argv {
-    cmd(argv(&["startvm", vm, "--type", "headless"]))
-}
-
-/// `showvminfo --machinereadable`.
-pub fn showvminfo(vm: &str) -> Argv {
-    cmd(argv(&["showvminfo", vm, "--machinereadable"]))
-}
-
-/// `debugvm statistics` of the storage devices.
-pub fn statistics(vm: &str) -> Argv {
-    cmd(argv(&[
-        "debugvm",
-        vm,
-        "statistics",
-        "--pattern",
-        "/Public/Storage/*",
-    ]))
-}
-
-/// `controlvm poweroff`.
-pub fn poweroff(vm: &str) -> Argv {
-    cmd(argv(&["controlvm", vm, "poweroff"]))
-}
-
-/// `closemedium disk F --delete`: only for media zvbench created.
-pub fn closemedium_delete(file: &Path) -> Argv {
-    let mut v = argv(&["closemedium", "disk"]);
-    v.push(file.into());
-    v.push("--delete".into());
-    cmd(v)
-}
-
-/// `unregistervm --delete`.
-pub fn unregistervm(vm: &str) -> Argv {
-    cmd(argv(&["unregistervm", vm, "--delete"]))
-}
-
-/// `list vms`.
-pub fn list_vms() -> Argv {
-    cmd(argv(&["list", "vms"]))
 }
 
 /// VM names from `list vms` output (`"name" {uuid}` per line).
@@ -503,6 +524,23 @@ mod tests {
         a.display()
     }
 
+    /// A VBoxManage value of syntax `m`, never run.
+    fn vbm(m: Major) -> VBoxManage {
+        VBoxManage::new("VBoxManage", m)
+    }
+
+    #[test]
+    fn every_command_runs_the_program_given() {
+        let v = VBoxManage::new("/opt/vb/VBoxManage", Major::V6);
+        assert_eq!(v.startvm("vm").0[0], "/opt/vb/VBoxManage");
+        assert_eq!(v.list_vms().0[0], "/opt/vb/VBoxManage");
+        let e = crate::chain(&VBoxManage::detect("/nonexistent/VBoxManage").unwrap_err());
+        assert!(
+            e.contains("/nonexistent/VBoxManage") && e.contains(VBOXMANAGE_ENV),
+            "{e}"
+        );
+    }
+
     #[test]
     fn versions() {
         assert_eq!(parse_version("7.0.14r161095\n").unwrap(), Major::V7);
@@ -517,7 +555,7 @@ mod tests {
     fn uart_syntax_follows_the_version() {
         let c = Path::new("/w/console.log");
         let f = Path::new("/w/frames.log");
-        let v7 = s(&modifyvm(Major::V7, "vm", 256, 1, c, f));
+        let v7 = s(&vbm(Major::V7).modifyvm("vm", 256, 1, c, f));
         assert!(
             v7.contains("--uart1 0x3F8 4 --uart-mode1 file /w/console.log"),
             "{v7}"
@@ -526,7 +564,7 @@ mod tests {
             v7.contains("--uart2 0x2F8 3 --uart-mode2 file /w/frames.log"),
             "{v7}"
         );
-        let v6 = s(&modifyvm(Major::V6, "vm", 256, 1, c, f));
+        let v6 = s(&vbm(Major::V6).modifyvm("vm", 256, 1, c, f));
         assert!(v6.contains("--uartmode1 file /w/console.log"), "{v6}");
         assert!(!v6.contains("--uart-mode"), "{v6}");
     }
@@ -535,10 +573,10 @@ mod tests {
     fn raw_disk_syntax_follows_the_version() {
         let f = Path::new("/w/raw.vmdk");
         let d = Path::new("/dev/zvol/tank/vm");
-        assert!(s(&raw_vmdk(Major::V7, f, d)).ends_with(
+        assert!(s(&vbm(Major::V7).raw_vmdk(f, d)).ends_with(
             "createmedium disk --filename /w/raw.vmdk --format VMDK --variant RawDisk --property RawDrive=/dev/zvol/tank/vm"
         ));
-        assert!(s(&raw_vmdk(Major::V6, f, d)).ends_with(
+        assert!(s(&vbm(Major::V6).raw_vmdk(f, d)).ends_with(
             "internalcommands createrawvmdk -filename /w/raw.vmdk -rawdisk /dev/zvol/tank/vm"
         ));
     }
@@ -546,15 +584,15 @@ mod tests {
     #[test]
     fn the_story_setup() {
         let c = controller(Bus::Sata).unwrap();
-        assert!(s(&storagectl("vm", &c, false))
+        assert!(s(&vbm(Major::V7).storagectl("vm", &c, false))
             .ends_with("storagectl vm --name SATA --add sata --controller IntelAhci --portcount 2 --hostiocache off --bootable on"));
-        assert!(s(&storageattach("vm", &c, Some((Path::new("/d.vdi"), false))))
+        assert!(s(&vbm(Major::V7).storageattach("vm", &c, Some((Path::new("/d.vdi"), false))))
             .ends_with("storageattach vm --storagectl SATA --port 1 --device 0 --type hdd --medium /d.vdi --mtype writethrough"));
         assert_eq!(
             flush_key(&c, "IgnoreFlush"),
             "VBoxInternal/Devices/ahci/0/LUN#1/Config/IgnoreFlush"
         );
-        assert!(s(&createmedium(
+        assert!(s(&vbm(Major::V7).createmedium(
             Path::new("/d.vdi"),
             96,
             "VDI",

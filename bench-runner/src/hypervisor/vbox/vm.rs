@@ -5,9 +5,8 @@
 //! ([`Handshake::Pause`]).
 
 use super::{
-    closemedium_delete, controller, createmedium, createvm, flush_key, modifyvm, parse_statistics,
-    poweroff, raw_vmdk, setextradata, showvminfo, startvm, statistics, storageattach, storagectl,
-    unregistervm, vm_state, Controller, Major, VboxDisk, DVD, MARK_PAUSE,
+    controller, flush_key, parse_statistics, vm_state, Controller, VBoxManage, VboxDisk, DVD,
+    MARK_PAUSE,
 };
 use crate::cmd::Argv;
 use crate::guest::{BlockStats, Handshake};
@@ -21,8 +20,8 @@ use std::time::{Duration, Instant};
 
 /// VirtualBox, configured for one target.
 pub struct VirtualBox {
-    /// Syntax of the installed VBoxManage.
-    pub major: Major,
+    /// The VBoxManage to run.
+    pub vbox: VBoxManage,
     /// The disk.
     pub disk: VboxDisk,
 }
@@ -38,7 +37,7 @@ impl Hypervisor for VirtualBox {
     }
 
     fn settings(&self, cfg: &GuestConfig) -> Result<Option<serde_json::Value>> {
-        super::settings(self.major, cfg, &self.disk).map(Some)
+        super::settings(self.vbox.major(), cfg, &self.disk).map(Some)
     }
 
     /// VirtualBox's own log (`VBox.log`, kept in `work` at teardown).
@@ -53,6 +52,7 @@ impl Hypervisor for VirtualBox {
         // VBoxManage resolves relative paths against its own directory.
         let work = std::fs::canonicalize(&guest.work)?;
         let mut vm = VboxVm {
+            vbox: &self.vbox,
             name: guest.name.clone(),
             ctl: controller(guest.cfg.bus)?,
             log: std::fs::File::create(work.join("vboxmanage.log"))?,
@@ -62,10 +62,10 @@ impl Hypervisor for VirtualBox {
             off: false,
             down: Undo::default(),
         };
-        vm.create(self, guest.cfg, &work, &std::fs::canonicalize(iso)?)?;
-        vm.run(startvm(&vm.name))?;
+        vm.create(&self.disk, guest.cfg, &work, &std::fs::canonicalize(iso)?)?;
+        vm.run(self.vbox.startvm(&vm.name))?;
         vm.down.push(Teardown::Command {
-            argv: poweroff(&vm.name),
+            argv: self.vbox.poweroff(&vm.name),
             quiet: true,
         });
         Ok(Box::new(vm))
@@ -73,7 +73,8 @@ impl Hypervisor for VirtualBox {
 }
 
 /// A VirtualBox VM zvbench created, and what undoes it.
-struct VboxVm {
+struct VboxVm<'a> {
+    vbox: &'a VBoxManage,
     name: String,
     ctl: Controller,
     /// Every VBoxManage call, in order.
@@ -93,7 +94,7 @@ fn undo(argv: Argv) -> Teardown {
     Teardown::Command { argv, quiet: false }
 }
 
-impl VboxVm {
+impl VboxVm<'_> {
     /// Runs a VBoxManage command, logged first; its stdout.
     fn run(&self, a: Argv) -> Result<String> {
         use std::io::Write;
@@ -105,21 +106,20 @@ impl VboxVm {
     /// DVD drive, the benchmark disk with its flush settings. Each step is undone on drop.
     fn create(
         &mut self,
-        vbox: &VirtualBox,
+        disk: &VboxDisk,
         cfg: &GuestConfig,
         work: &Path,
         iso: &Path,
     ) -> Result<()> {
-        let (vm, ctl) = (self.name.clone(), self.ctl);
+        let (vm, ctl, vbox) = (self.name.clone(), self.ctl, self.vbox);
         let vm = vm.as_str();
-        self.run(createvm(vm, &work.join("vm")))?;
-        self.down.push(undo(unregistervm(vm)));
+        self.run(vbox.createvm(vm, &work.join("vm")))?;
+        self.down.push(undo(vbox.unregistervm(vm)));
         self.down.push(Teardown::Keep {
             from: work.join("vm").join(vm).join("Logs/VBox.log"),
             to: work.join("VBox.log"),
         });
-        self.run(modifyvm(
-            vbox.major,
+        self.run(vbox.modifyvm(
             vm,
             cfg.memory.bytes() >> 20,
             cfg.cpus,
@@ -128,33 +128,33 @@ impl VboxVm {
         ))?;
         // A SATA disk shares the DVD's controller, and so its host I/O cache setting.
         let cache = cfg.vbox.host_io_cache;
-        self.run(storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
+        self.run(vbox.storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
         if ctl.name != DVD.name {
-            self.run(storagectl(vm, &ctl, cache))?;
+            self.run(vbox.storagectl(vm, &ctl, cache))?;
         }
-        self.run(storageattach(vm, &DVD, Some((iso, true))))?;
-        self.down.push(undo(storageattach(vm, &DVD, None)));
-        let medium = match &vbox.disk {
+        self.run(vbox.storageattach(vm, &DVD, Some((iso, true))))?;
+        self.down.push(undo(vbox.storageattach(vm, &DVD, None)));
+        let medium = match disk {
             VboxDisk::Image {
                 path,
                 format,
                 variant,
                 size,
             } => {
-                self.run(createmedium(path, size >> 20, format, *variant))?;
+                self.run(vbox.createmedium(path, size >> 20, format, *variant))?;
                 path.clone()
             }
             VboxDisk::Raw { device } => {
                 let f = work.join("raw.vmdk");
-                self.run(raw_vmdk(vbox.major, &f, device))?;
+                self.run(vbox.raw_vmdk(&f, device))?;
                 f
             }
         };
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
-        self.down.push(undo(closemedium_delete(&medium)));
-        self.run(storageattach(vm, &ctl, Some((&medium, false))))?;
-        self.down.push(undo(storageattach(vm, &ctl, None)));
+        self.down.push(undo(vbox.closemedium_delete(&medium)));
+        self.run(vbox.storageattach(vm, &ctl, Some((&medium, false))))?;
+        self.down.push(undo(vbox.storageattach(vm, &ctl, None)));
         let f = &cfg.vbox;
         for (setting, v) in [
             ("IgnoreFlush", f.ignore_flush),
@@ -162,7 +162,7 @@ impl VboxVm {
         ] {
             if let Some(v) = v {
                 let key = flush_key(&ctl, setting);
-                self.run(setextradata(vm, &key, if v { "1" } else { "0" }))?;
+                self.run(vbox.setextradata(vm, &key, if v { "1" } else { "0" }))?;
             }
         }
         Ok(())
@@ -170,12 +170,12 @@ impl VboxVm {
 
     /// The VM's state from `showvminfo`.
     fn state_is(&self, states: &[&str]) -> Result<bool> {
-        let info = self.run(showvminfo(&self.name))?;
+        let info = self.run(self.vbox.showvminfo(&self.name))?;
         Ok(vm_state(&info).is_some_and(|s| states.contains(&s)))
     }
 }
 
-impl Vm for VboxVm {
+impl Vm for VboxVm<'_> {
     fn poll(&mut self, buf: &mut [u8]) -> Result<Poll> {
         if self.file.is_none() {
             self.file = std::fs::File::open(&self.frames).ok();
@@ -203,7 +203,7 @@ impl Vm for VboxVm {
     }
 
     fn counters(&mut self) -> Option<BlockStats> {
-        let out = statistics(&self.name).stdout().ok()?;
+        let out = self.vbox.statistics(&self.name).stdout().ok()?;
         parse_statistics(&out, &self.ctl.stats())
     }
 
