@@ -14,6 +14,8 @@
 //! instants. Stable storage then holds, in the legal worst case, every write logged before
 //! the last flush of the prefix (and FUA writes), none after.
 
+/// An acknowledgement the host received (the frame session notes them).
+pub use crate::guest::Ack;
 use anyhow::{Context, Result};
 use std::io;
 use std::ops::Range;
@@ -249,9 +251,6 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 }
-
-/// An acknowledgement the host received (the frame session notes them).
-pub use crate::guest::Ack;
 
 /// What one cut did to the acknowledged blocks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
