@@ -17,6 +17,7 @@ use crate::guest::{
     APPEND,
 };
 use crate::host::zfs::{PoolVdevs, ZilSource};
+use crate::hypervisor::qemu::Accel;
 use crate::scenario::{Boot, GuestConfig};
 use crate::Interrupt;
 use anyhow::{anyhow, bail, Result};
@@ -135,6 +136,14 @@ pub trait Hypervisor {
     fn write_log(&self) -> Option<&Path> {
         None
     }
+
+    /// The accelerator, for results; `None` where the hypervisor has no choice of one.
+    fn accel(&self) -> Option<Accel> {
+        None
+    }
+
+    /// The disk's cache setting of a guest with `cfg`, as results name it.
+    fn cache(&self, cfg: &GuestConfig) -> String;
 
     /// Whether the hypervisor's counters time its flushes
     /// ([`BlockStats::flush_total_time_ns`]).

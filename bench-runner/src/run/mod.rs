@@ -190,7 +190,9 @@ fn zfs_layers(row: &mut ResultRow, lower: &LowerLayers) {
     row.vdev_write_bytes = lower.vdev_write_bytes;
 }
 
-fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultRow {
+/// A pass's row with what the target and the record say (a guest's hypervisor layer is
+/// [`guest_row`]'s).
+fn base_row(t: &TargetPlan, rec: &PassRecord, rep: u32) -> ResultRow {
     let mut row = ResultRow::from_record(rec);
     row.target = t.name.clone();
     row.storage = key_name(t.storage_kind);
@@ -207,13 +209,6 @@ fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultR
         Some(g) => {
             row.hypervisor = key_name(g.hypervisor);
             row.bus = key_name(g.bus);
-            match g.hypervisor {
-                Hypervisor::Qemu => {
-                    row.accel = accel.as_str().into();
-                    row.cache = key_name(g.cache);
-                }
-                Hypervisor::Virtualbox => row.cache = g.vbox.describe(),
-            }
         }
     }
     row
@@ -541,7 +536,7 @@ impl TargetRun<'_> {
             let rec = run_pass(&spec, &mut StopOnSignal(self.stop))
                 .with_context(|| format!("{} on the host", spec.label))?;
             if let (Some(before), Some(after)) = (before, counters()) {
-                let mut row = base_row(self.t, self.opts.accel, &rec, rep);
+                let mut row = base_row(self.t, &rec, rep);
                 zfs_layers(&mut row, &delta(before, after));
                 sink.add(row, &rec, None)?;
             }
@@ -567,13 +562,7 @@ impl TargetRun<'_> {
         let pc_files = opts
             .powercut
             .map(|_| (work.join("powercut.log"), work.join("powercut.img")));
-        let hv = hypervisor(
-            t,
-            cfg,
-            (disk, format),
-            opts,
-            pc_files.clone().map(|f| f.0),
-        )?;
+        let hv = hypervisor(t, cfg, (disk, format), opts, pc_files.clone().map(|f| f.0))?;
         let powercut = opts.powercut.filter(|_| hv.write_log().is_some());
         let pc_files = pc_files.filter(|_| powercut.is_some());
         let guest_disk = PathBuf::from(crate::guest::kernel::guest_disk(cfg.bus));
@@ -605,13 +594,12 @@ impl TargetRun<'_> {
         };
         let mut boot = None;
         let mut pending = Vec::new();
-        let flush_time = hv.flush_time();
         let mut on_pass = |gp: GuestPass| {
             boot = Some(gp.boot);
             if gp.record.label == "fill" {
                 return Ok(());
             }
-            let row = guest_row(t, opts.accel, &gp, rep, flush_time);
+            let row = guest_row(t, (hv.as_ref(), cfg), &gp, rep);
             if powercut.is_some() {
                 // Checked once QEMU is dead, so the check steals no time from a pass.
                 pending.push((row, gp.record, gp.powercut, gp.boot));
@@ -767,15 +755,20 @@ pub fn guest_image(
     crate::guest::iso::build(&kernel.image, &initramfs, APPEND, out)
 }
 
-/// A guest pass's row: the base row with the layers below the guest and the boot.
+/// A guest pass's row: the base row with the hypervisor's accelerator and cache setting,
+/// the layers below the guest and the boot.
 fn guest_row(
     t: &TargetPlan,
-    accel: Accel,
+    (hv, cfg): (&dyn boot::Hypervisor, &GuestConfig),
     gp: &GuestPass,
     rep: u32,
-    flush_time: bool,
 ) -> ResultRow {
-    let mut row = base_row(t, accel, &gp.record, rep);
+    let mut row = base_row(t, &gp.record, rep);
+    if let Some(accel) = hv.accel() {
+        row.accel = accel.as_str().into();
+    }
+    row.cache = hv.cache(cfg);
+    let flush_time = hv.flush_time();
     row.hv_flushes = gp.lower.hv.map(|h| h.flush_operations);
     row.hv_flush_ms = gp
         .lower

@@ -5,7 +5,7 @@
 use super::{Accel, Disk, QemuGuard, Qmp};
 use crate::guest::{no_bytes_yet, BlockStats, Handshake, APPEND};
 use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
-use crate::scenario::{Boot, GuestConfig};
+use crate::scenario::{key_name, Boot, GuestConfig};
 use anyhow::{anyhow, Context, Result};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -76,6 +76,15 @@ impl Hypervisor for Qemu {
 
     fn write_log(&self) -> Option<&Path> {
         self.powercut_log.as_deref()
+    }
+
+    fn accel(&self) -> Option<Accel> {
+        Some(self.accel)
+    }
+
+    /// `cache=` of the drive.
+    fn cache(&self, cfg: &GuestConfig) -> String {
+        key_name(cfg.cache)
     }
 
     /// `query-blockstats` has `flush_total_time_ns`.

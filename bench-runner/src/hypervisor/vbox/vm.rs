@@ -36,6 +36,11 @@ impl Hypervisor for VirtualBox {
         Boot::Iso
     }
 
+    /// The host I/O cache and whether flushes are ignored.
+    fn cache(&self, cfg: &GuestConfig) -> String {
+        cfg.vbox.describe()
+    }
+
     fn settings(&self, cfg: &GuestConfig) -> Result<Option<serde_json::Value>> {
         super::settings(self.vbox.major(), cfg, &self.disk).map(Some)
     }
