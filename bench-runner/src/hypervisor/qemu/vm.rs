@@ -196,3 +196,99 @@ impl Vm for QemuVm<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::kernel::{DirectBoot, GuestKernel};
+    use crate::hypervisor::boot::Below;
+    use crate::scenario::{Aio, Bus, CacheMode, Hypervisor as Kind, VboxFlush};
+    use zvbench_agent::ByteSize;
+
+    /// QEMU's argv for a one-CPU virtio guest in `work`, as one line.
+    fn argv(qemu: &Qemu, work: &Path, medium: &Medium) -> String {
+        let cfg = GuestConfig {
+            hypervisor: Kind::Qemu,
+            memory: ByteSize(256 << 20),
+            cpus: 1,
+            bus: Bus::Virtio,
+            cache: CacheMode::Writeback,
+            aio: Aio::Threads,
+            boot: Boot::Kernel,
+            throttle_bps: None,
+            vbox: VboxFlush::default(),
+        };
+        let kernel = GuestKernel {
+            image: "/k/bzImage".into(),
+            modules: "/k/modules".into(),
+            source: "given".into(),
+            direct: DirectBoot::Pvh {
+                vmlinux: "/k/vmlinux".into(),
+            },
+        };
+        let guest = Guest {
+            cfg: &cfg,
+            kernel: &kernel,
+            agent: Path::new("/a/agent"),
+            below: Below::default(),
+            work: work.to_owned(),
+            timeout: Duration::from_secs(60),
+            name: "zvbench-20261127T000000-1-t-1".into(),
+        };
+        let args = qemu.args(&guest, medium).unwrap();
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_medium_and_the_power_cut_log_shape_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path();
+        let mut qemu = Qemu {
+            accel: Accel::Tcg,
+            disk: ("/d/disk.vdi".into(), "vdi"),
+            powercut_log: None,
+        };
+        let initrd = w.join("initramfs.cpio.gz");
+        let kernel = argv(
+            &qemu,
+            w,
+            &Medium::Kernel {
+                initrd: initrd.clone(),
+            },
+        );
+        assert!(
+            kernel.contains(&format!(
+                "-kernel /k/vmlinux -initrd {} -append {APPEND}",
+                initrd.display()
+            )),
+            "the PVH image boots directly: {kernel}"
+        );
+        assert!(
+            kernel.contains("-name zvbench-20261127T000000-1-t-1"),
+            "{kernel}"
+        );
+        assert!(
+            kernel.contains("file=/d/disk.vdi,format=vdi,if=none,id=zvbdisk,cache=writeback"),
+            "{kernel}"
+        );
+        let iso = argv(&qemu, w, &Medium::Iso(w.join("g.iso")));
+        assert!(
+            !iso.contains("-kernel") && iso.contains("media=cdrom"),
+            "{iso}"
+        );
+        let log = w.join("powercut.log");
+        qemu.powercut_log = Some(log.clone());
+        let logged = argv(&qemu, w, &Medium::Iso(w.join("g.iso")));
+        assert!(
+            logged.contains(&format!(
+                "driver=vdi,if=none,id=zvbdisk,cache=writeback,aio=threads,file.driver=blklogwrites,file.file.filename=/d/disk.vdi,file.log.filename={}",
+                log.display()
+            )),
+            "{logged}"
+        );
+        assert!(log.exists(), "the log exists before QEMU opens it");
+    }
+}
