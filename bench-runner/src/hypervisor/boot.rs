@@ -163,8 +163,8 @@ pub trait Hypervisor {
         None
     }
 
-    /// Starts the VM from `medium` (created just before the frame session's clock
-    /// starts); it is torn down when the returned [`Vm`] is dropped.
+    /// Starts the VM from `medium` (the frame session's clock, the boot timeline's VM
+    /// start, starts right after); it is torn down when the returned [`Vm`] is dropped.
     fn start<'s>(&'s self, guest: &'s Guest<'s>, medium: &Medium) -> Result<Box<dyn Vm + 's>>;
 }
 
