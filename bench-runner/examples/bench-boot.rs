@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zvbench::guest::kernel::{DirectBoot, GuestKernel};
-use zvbench::guest::{BootTimeline, GuestRun};
-use zvbench::hypervisor::qemu::Accel;
+use zvbench::guest::BootTimeline;
+use zvbench::hypervisor::boot::{self, Below, Guest};
+use zvbench::hypervisor::qemu::{vm::Qemu, Accel};
 use zvbench_reports::stats::Spread;
 
 const SCENARIO: &str = r#"
@@ -60,21 +61,22 @@ fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Re
     let passes = zvbench::run::passes_for(&plan, &guest_disk, 1, true);
     let mut boot = None;
     let cpu_before = children_cpu_s();
-    GuestRun {
-        name: format!("zvbench-bench-boot-{}", std::process::id()),
+    let qemu = Qemu {
+        accel: Accel::Tcg,
+        disk: (disk.to_owned(), "raw"),
         powercut_log: None,
-        vdevs: None,
+    };
+    let guest = Guest {
+        name: format!("zvbench-bench-boot-{}", std::process::id()),
         cfg,
         kernel,
         agent,
-        accel: Accel::Tcg,
-        disk: (disk, "raw"),
-        host_stat: None,
-        zil: None,
+        below: Below::default(),
         work: work.to_owned(),
         timeout: Duration::from_secs(300),
-    }
-    .run(&passes, &zvbench::Interrupt::default(), &mut |gp| {
+    };
+    let stop = zvbench::Interrupt::default();
+    boot::run(&qemu, &guest, &passes, &stop, &mut |gp| {
         boot = Some(gp.boot);
         Ok(())
     })?;

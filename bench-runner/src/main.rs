@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use zvbench::hypervisor::qemu::{choose_accel, Accel};
+use zvbench::hypervisor::vbox::{VBoxManage, VBOXMANAGE_ENV};
 use zvbench::run::RunOptions;
 use zvbench::Interrupt;
 
@@ -473,7 +474,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             allow_destroy,
         } => {
             let plan = zvbench::scenario::load(&scenario)?;
-            zvbench::run::checks(&plan, &allow_destroy)?;
+            zvbench::run::checks(&plan, &allow_destroy, &vboxmanage())?;
             println!(
                 "{}: ok ({} targets, {} workloads, {}{} repetitions)",
                 scenario.display(),
@@ -528,6 +529,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 scenario_text,
                 runtime: zvbench::host::owner::runtime_dir(),
                 powercut: powercut.map(|cuts| zvbench::powercut::Options { cuts, keep }),
+                vboxmanage: vboxmanage(),
             };
             let started = std::time::Instant::now();
             let result = zvbench::run::run(&plan, &opts, stop);
@@ -631,13 +633,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             let plan = zvbench::scenario::load(&scenario)?;
             let kernel =
                 zvbench::guest::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
-            zvbench::guest::iso::for_target(
-                &plan,
-                &target,
-                &kernel,
-                &find_agent(guest.agent)?,
-                &out,
-            )?;
+            zvbench::run::guest_image(&plan, &target, &kernel, &find_agent(guest.agent)?, &out)?;
             println!("{}", out.display());
             Ok(0)
         }
@@ -648,6 +644,11 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             out,
         } => history(&dirs, &metric, workload.as_deref(), out.as_deref()),
         Cmd::Clean { dirs } => {
+            // VirtualBox VMs are looked for only without --dir.
+            let vboxmanage = dirs
+                .is_empty()
+                .then(|| VBoxManage::detect(vboxmanage()).ok())
+                .flatten();
             let scope = zvbench::commands::clean::Scope {
                 only_dirs: !dirs.is_empty(),
                 dirs: if dirs.is_empty() {
@@ -656,6 +657,7 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                     dirs
                 },
                 runtime: zvbench::host::owner::runtime_dir(),
+                vboxmanage,
             };
             let done = zvbench::commands::clean::clean(&scope);
             if done.is_empty() {
@@ -669,7 +671,10 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
                 .any(|d| matches!(d, zvbench::commands::clean::Outcome::Failed(_)));
             Ok(i32::from(failed))
         }
-        Cmd::Doctor => Ok(zvbench::commands::doctor::report(&cache_dir())),
+        Cmd::Doctor => Ok(zvbench::commands::doctor::report(
+            &cache_dir(),
+            &vboxmanage(),
+        )),
         Cmd::Lab {
             openzfs,
             disks,
@@ -750,4 +755,9 @@ fn real_main(cmd: Cmd, stop: &Interrupt) -> Result<i32> {
             CutStep::Verify { plan } => zvbench::lab::cutstep::verify(&plan).map(|_| 0),
         },
     }
+}
+
+/// The VBoxManage program: `ZVBENCH_VBOXMANAGE`, else `VBoxManage` on PATH.
+fn vboxmanage() -> std::ffi::OsString {
+    std::env::var_os(VBOXMANAGE_ENV).unwrap_or_else(|| "VBoxManage".into())
 }

@@ -14,6 +14,8 @@
 //! instants. Stable storage then holds, in the legal worst case, every write logged before
 //! the last flush of the prefix (and FUA writes), none after.
 
+/// An acknowledgement the host received (the frame session notes them).
+pub use crate::guest::Ack;
 use crate::scenario::ImageFormat;
 use anyhow::{Context, Result};
 use std::io;
@@ -249,18 +251,6 @@ impl<'a> Replay<'a> {
         }
         Ok(())
     }
-}
-
-/// An acknowledgement the host received: the first `blocks` blocks were durable by the
-/// guest's account at `ms`, when the log was `log_len` bytes long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Ack {
-    /// Milliseconds since the guest started.
-    pub ms: u64,
-    /// Blocks acknowledged.
-    pub blocks: u64,
-    /// The log's length when the host received it.
-    pub log_len: u64,
 }
 
 /// What one cut did to the acknowledged blocks.

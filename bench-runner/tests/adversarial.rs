@@ -621,6 +621,7 @@ fn a_loop_device_reattached_by_someone_else_is_left_alone() {
         dirs: vec![dir.path().to_owned()],
         only_dirs: true,
         runtime: runtime.clone(),
+        vboxmanage: None,
     });
     assert!(
         !done.iter().any(|d| matches!(d, Outcome::Failed(_))),
@@ -693,6 +694,7 @@ fn clean_stops_an_orphaned_qemu_of_a_dead_run() {
         dirs: vec![dir.path().to_owned()],
         only_dirs: true,
         runtime: runtime.clone(),
+        vboxmanage: None,
     });
     assert!(
         done.contains(&Outcome::Done(format!(

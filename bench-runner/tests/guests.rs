@@ -317,7 +317,7 @@ fn image_build_carries_the_targets_job() {
     let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
     let job_in = |target: &str| -> serde_json::Value {
         let iso = dir.path().join(format!("{target}.iso"));
-        zvbench::guest::iso::for_target(&plan, target, &kernel(), &agent(), &iso).unwrap();
+        zvbench::run::guest_image(&plan, target, &kernel(), &agent(), &iso).unwrap();
         let initrd = dir.path().join(format!("{target}.gz"));
         let out = Command::new("xorriso")
             .args(["-osirrox", "on", "-indev"])
@@ -354,7 +354,7 @@ fn image_build_carries_the_targets_job() {
         (vb["ack_timeout_ms"].as_u64(), vb["mark_pause_ms"].as_u64()),
         (Some(0), Some(1500))
     );
-    let e = zvbench::guest::iso::for_target(
+    let e = zvbench::run::guest_image(
         &plan,
         "nope",
         &kernel(),

@@ -137,6 +137,7 @@ fn clean_removes_what_an_interrupted_run_left() {
         dirs: vec![dir.path().to_owned()],
         only_dirs: true,
         runtime: dir.path().join("run"),
+        vboxmanage: None,
     });
     assert!(
         done.contains(&Outcome::Done(format!("detached {}", left.dev.display()))),

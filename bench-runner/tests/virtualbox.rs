@@ -3,11 +3,16 @@
 //! VMs and media, and boots the guest ISO under QEMU. The agent's frames come back through
 //! the serial log file, the counters through `debugvm statistics`, and the host device's
 //! flush counter is a real loop device's.
+//!
+//! Each test has a fake VBoxManage of its own (a wrapper naming its own state directory,
+//! version and injected failures), passed to zvbench as a value, so the tests run in
+//! parallel.
 
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use zvbench::hypervisor::vbox::VBoxManage;
 
 const HEAD: &str = r#"
 [run]
@@ -105,36 +110,75 @@ fn fake() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/fake-VBoxManage")
 }
 
-fn vbox(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(fake())
-        .env("FAKE_VBOX_HOME", home)
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// One test's fake VBoxManage: `program` runs the fake with its own state in `home`, a
+/// version and the `FAKE_VBOX_*` settings given.
+struct FakeVbox {
+    home: PathBuf,
+    program: PathBuf,
 }
 
-fn run_with(version: &str, dir: &Path, text: &str) -> Vec<zvbench_reports::ResultRow> {
-    let home = dir.join("fake-vbox");
-    std::env::set_var("ZVBENCH_VBOXMANAGE", fake());
-    std::env::set_var("FAKE_VBOX_HOME", &home);
-    std::env::set_var("FAKE_VBOX_VERSION", version);
-    let rows = run_text(dir, &dir.join("out"), text).expect("the run succeeds");
-    // Everything registered was unregistered and deleted.
-    assert_eq!(vbox(&home, &["list", "vms"]), "", "VMs left");
-    assert_eq!(vbox(&home, &["list", "hdds"]), "", "media left");
+impl FakeVbox {
+    fn new(dir: &Path, version: &str, settings: &[(&str, &str)]) -> FakeVbox {
+        let home = dir.join("fake-vbox");
+        std::fs::create_dir_all(&home).unwrap();
+        let program = dir.join("VBoxManage");
+        let mut script = String::from("#!/bin/sh\n");
+        let vars = [
+            ("FAKE_VBOX_HOME", home.to_str().unwrap()),
+            ("FAKE_VBOX_VERSION", version),
+        ];
+        for (k, v) in vars.iter().chain(settings) {
+            assert!(!v.contains('\''), "{v}");
+            script += &format!("export {k}='{v}'\n");
+        }
+        script += &format!("exec '{}' \"$@\"\n", fake().display());
+        std::fs::write(&program, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeVbox { home, program }
+    }
+
+    /// The fake's stdout for `args`.
+    fn call(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.program).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every call zvbench made, one per line.
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.home.join("calls.log")).unwrap()
+    }
+
+    /// Asserts that every VM and medium registered was unregistered and deleted.
+    fn assert_empty(&self, when: &str) {
+        assert_eq!(self.call(&["list", "vms"]), "", "VMs left {when}");
+        assert_eq!(self.call(&["list", "hdds"]), "", "media left {when}");
+    }
+}
+
+/// Runs `text` in `dir` with `vbox`, expecting success and nothing left.
+fn run_with(vbox: &FakeVbox, dir: &Path, text: &str) -> Vec<zvbench_reports::ResultRow> {
+    let program = vbox.program.clone().into_os_string();
+    let rows = run_text_with(dir, &dir.join("out"), text, |o| o.vboxmanage = program)
+        .expect("the run succeeds");
+    vbox.assert_empty("after the run");
     assert_nothing_left(dir);
     rows
 }
 
+/// Whether VirtualBox tests can run here: guests, and the fake's tools.
+fn can_run() -> bool {
+    can_boot_guests() && require(&["xorriso", "python3"])
+}
+
 #[test]
-fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
-    if !can_boot_guests() || !require(&["xorriso", "python3"]) {
+fn the_story_on_7x() {
+    if !can_run() {
         return;
     }
     let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let story = scenario(STORY);
-    let rows = run_with("7.0.20r163906", dir.path(), &story);
+    let vbox = FakeVbox::new(dir.path(), "7.0.20r163906", &[]);
+    let rows = run_with(&vbox, dir.path(), &scenario(STORY));
     for t in ["vdi-nocache", "vdi-hostcache", "vdi-hostcache-flush", "raw"] {
         let r = row(&rows, t, "fsync");
         assert_eq!(r.hypervisor, "virtualbox");
@@ -182,7 +226,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         summary.contains("a raw-disk VMDK: VirtualBox does not flush"),
         "{summary}"
     );
-    let calls = std::fs::read_to_string(dir.path().join("fake-vbox/calls.log")).unwrap();
+    let calls = vbox.calls();
     assert!(calls.contains("\"--uart-mode2\""), "7.x spelling");
     assert!(
         out.join("guests/raw-1/VBox.log").exists(),
@@ -193,18 +237,27 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         calls.contains("\"VBoxInternal/Devices/ahci/0/LUN#1/Config/IgnoreFlush\", \"0\""),
         "IgnoreFlush set through setextradata: {calls}"
     );
+}
 
-    // virtio-scsi: IgnoreFlush under LUN#0/AttachedDriver (the fake, like VirtualBox,
-    // refuses to start a VM with it at LUN#0/Config), counters under VIRTIO-SCSI0; and
-    // async flushes that VirtualBox disabled after a failed host flush.
+/// virtio-scsi: IgnoreFlush under LUN#0/AttachedDriver (the fake, like VirtualBox, refuses
+/// to start a VM with it at LUN#0/Config), counters under VIRTIO-SCSI0; and async flushes
+/// that VirtualBox disabled after a failed host flush.
+#[test]
+fn virtio_scsi_and_disabled_async_flushes_on_7_1() {
+    if !can_run() {
+        return;
+    }
     // The images on a file system of their own: the host device's flush counter is then
     // this VM's alone (the host's shared disk also counts every other program's flushes).
-    let dir_a = tempfile::tempdir_in("/var/tmp").unwrap();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
     let fs = ScratchFs::new(256 << 20);
     let text = scenario(SCSI_AND_ASYNC).replace("@DIR@", fs.mnt.to_str().unwrap());
-    std::env::set_var("FAKE_VBOX_ASYNC_FLUSH", "fail");
-    let rows = run_with("7.1.6r167084", dir_a.path(), &text);
-    std::env::remove_var("FAKE_VBOX_ASYNC_FLUSH");
+    let vbox = FakeVbox::new(
+        dir.path(),
+        "7.1.6r167084",
+        &[("FAKE_VBOX_ASYNC_FLUSH", "fail")],
+    );
+    let rows = run_with(&vbox, dir.path(), &text);
     assert_nothing_left(&fs.mnt);
     let scsi = row(&rows, "scsi-flush", "fsync");
     assert_eq!(scsi.bus, "scsi");
@@ -216,7 +269,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         scsi.host_dev_flushes.is_some_and(|n| n >= 4),
         "the synchronous path is not the one that failed: {scsi:?}"
     );
-    let calls = std::fs::read_to_string(dir_a.path().join("fake-vbox/calls.log")).unwrap();
+    let calls = vbox.calls();
     assert!(
         calls.contains(
             "\"VBoxInternal/Devices/virtio-scsi/0/LUN#0/AttachedDriver/Config/IgnoreFlush\", \"0\""
@@ -225,23 +278,30 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     );
     let failed = row(&rows, "vdi-nocache", "fsync");
     assert_eq!(failed.host_dev_flushes, Some(0), "{failed:?}");
-    let out_a = dir_a.path().join("out");
+    let out = dir.path().join("out");
     assert!(
-        run_json(&out_a)["storage"]["vdi-nocache"]["async_flushes_disabled"]["1"]
+        run_json(&out)["storage"]["vdi-nocache"]["async_flushes_disabled"]["1"]
             .as_str()
             .is_some_and(|l| l.contains("disabling async flushes")),
         "the VBox.log line is in run.json"
     );
-    assert!(run_json(&out_a)["storage"]["scsi-flush"]["async_flushes_disabled"].is_null());
-    let summary = zvbench::commands::report::write(&out_a).unwrap();
+    assert!(run_json(&out)["storage"]["scsi-flush"]["async_flushes_disabled"].is_null());
+    let summary = zvbench::commands::report::write(&out).unwrap();
     assert!(
         summary.contains("VirtualBox disabled asynchronous flushes"),
         "{summary}"
     );
+}
 
-    // 6.1: the other spellings, on a raw disk; NVMe counters under NVME0.
-    let dir6 = tempfile::tempdir_in("/var/tmp").unwrap();
-    let rows = run_with("6.1.50r161033", dir6.path(), &scenario(NVME_AND_RAW));
+/// 6.1: the other spellings, on a raw disk; NVMe counters under NVME0.
+#[test]
+fn nvme_and_a_raw_disk_on_6_1() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let vbox = FakeVbox::new(dir.path(), "6.1.50r161033", &[]);
+    let rows = run_with(&vbox, dir.path(), &scenario(NVME_AND_RAW));
     assert_eq!(row(&rows, "raw", "fsync").guest_dev_flushes, Some(5));
     let nvme = row(&rows, "nvme", "fsync");
     assert_eq!(nvme.bus, "nvme");
@@ -250,13 +310,13 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
         "counters read from NVME0: {nvme:?}"
     );
     assert!(nvme.dev_write_cache.is_some(), "{nvme:?}");
-    let calls = std::fs::read_to_string(dir6.path().join("fake-vbox/calls.log")).unwrap();
+    let calls = vbox.calls();
     assert!(
         calls.contains("\"--uartmode1\"") && calls.contains("\"createrawvmdk\""),
         "{calls}"
     );
-    let out6 = dir6.path().join("out");
-    let flushes = run_json(&out6)["storage"]["nvme"]["virtualbox"]["flushes"].clone();
+    let out = dir.path().join("out");
+    let flushes = run_json(&out)["storage"]["nvme"]["virtualbox"]["flushes"].clone();
     assert!(
         flushes
             .as_str()
@@ -276,7 +336,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     };
     let findings = zvbench_reports::diagnose::diagnose(
         &[real],
-        &zvbench_reports::report::context(&run_json(&out6)),
+        &zvbench_reports::report::context(&run_json(&out)),
     );
     assert!(
         findings.iter().any(|f| f.rule == "flushes-dropped"
@@ -285,47 +345,52 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
                 .contains("NVMe controller reports no volatile write cache")),
         "{findings:?}"
     );
+}
 
-    // The rest runs in this test, not in tests of their own: the fake is chosen by
-    // process-wide environment variables.
-
-    // Teardown on failure: startvm fails after the VM, its media and attachments exist.
-    let dir_f = tempfile::tempdir_in("/var/tmp").unwrap();
-    let home = dir_f.path().join("fake-vbox");
-    std::env::set_var("FAKE_VBOX_HOME", &home);
-    std::env::set_var("FAKE_VBOX_VERSION", "7.0.20r163906");
-    std::env::set_var("FAKE_VBOX_FAIL", "startvm");
-    let e = run_text(dir_f.path(), &dir_f.path().join("out"), &story).unwrap_err();
-    std::env::remove_var("FAKE_VBOX_FAIL");
+/// Teardown on failure: startvm fails after the VM, its media and attachments exist.
+#[test]
+fn a_failed_start_tears_everything_down() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let vbox = FakeVbox::new(
+        dir.path(),
+        "7.0.20r163906",
+        &[("FAKE_VBOX_FAIL", "startvm")],
+    );
+    let program = vbox.program.clone().into_os_string();
+    let e = run_text_with(dir.path(), &dir.path().join("out"), &scenario(STORY), |o| {
+        o.vboxmanage = program
+    })
+    .unwrap_err();
     assert!(zvbench::chain(&e).contains("targets failed"), "{e:#}");
-    assert_eq!(
-        vbox(&home, &["list", "vms"]),
-        "",
-        "VMs left after a failure"
-    );
-    assert_eq!(
-        vbox(&home, &["list", "hdds"]),
-        "",
-        "media left after a failure"
-    );
-    let calls = std::fs::read_to_string(home.join("calls.log")).unwrap();
+    vbox.assert_empty("after a failure");
+    let calls = vbox.calls();
     for step in ["\"startvm\"", "\"closemedium\"", "\"unregistervm\""] {
         assert!(calls.contains(step), "{step} not called: {calls}");
     }
-    assert_nothing_left(dir_f.path());
+    assert_nothing_left(dir.path());
+}
 
-    // Teardown on Ctrl-C while the guest runs.
-    let dir_i = tempfile::tempdir_in("/var/tmp").unwrap();
-    let home = dir_i.path().join("fake-vbox");
-    std::env::set_var("FAKE_VBOX_HOME", &home);
-    let text = story.replace("@DIR@", &dir_i.path().display().to_string());
+/// Teardown on Ctrl-C while the guest runs.
+#[test]
+fn ctrl_c_while_the_guest_runs_tears_everything_down() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let vbox = FakeVbox::new(dir.path(), "7.0.20r163906", &[]);
+    let text = scenario(STORY).replace("@DIR@", &dir.path().display().to_string());
     let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
-    let opts = options(&dir_i.path().join("out"), &text);
+    let mut opts = options(&dir.path().join("out"), &text);
+    opts.vboxmanage = vbox.program.clone().into_os_string();
     let stop = zvbench::Interrupt::default();
-    let (s2, h2) = (stop.clone(), home.clone());
+    let (s2, program) = (stop.clone(), vbox.program.clone());
     let watcher = std::thread::spawn(move || {
         for _ in 0..1200 {
-            if !vbox(&h2, &["list", "runningvms"]).is_empty() {
+            let out = Command::new(&program).args(["list", "runningvms"]).output();
+            if out.is_ok_and(|o| !o.stdout.is_empty()) {
                 std::thread::sleep(std::time::Duration::from_secs(3));
                 s2.set();
                 return true;
@@ -338,71 +403,76 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     assert!(watcher.join().unwrap(), "the VM never ran");
     let e = r.expect_err("an interrupted run fails");
     assert!(zvbench::chain(&e).contains("interrupted"), "{e:#}");
-    assert_eq!(vbox(&home, &["list", "vms"]), "", "VMs left after Ctrl-C");
-    assert_eq!(
-        vbox(&home, &["list", "hdds"]),
-        "",
-        "media left after Ctrl-C"
-    );
-    let calls = std::fs::read_to_string(home.join("calls.log")).unwrap();
+    vbox.assert_empty("after Ctrl-C");
     assert!(
-        calls.contains("[\"controlvm\""),
-        "the running VM was powered off: {calls}"
+        vbox.calls().contains("[\"controlvm\""),
+        "the running VM was powered off: {}",
+        vbox.calls()
     );
-    assert_nothing_left(dir_i.path());
+    assert_nothing_left(dir.path());
+}
 
-    // `zvbench clean` removes a VM a killed run left, with its image, and nothing else.
-    let base = dir_i.path().join("vms");
+/// `zvbench clean` removes a VM a killed run left, with its image, and nothing else.
+#[test]
+fn clean_removes_a_dead_runs_vm_and_nothing_else() {
+    if !require(&["python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vbox = FakeVbox::new(dir.path(), "7.0.20r163906", &[]);
+    let base = dir.path().join("vms");
     let base = base.to_str().unwrap();
-    let img = dir_i.path().join("left.vdi");
+    let img = dir.path().join("left.vdi");
     let img_s = img.to_str().unwrap();
     for (name, disk) in [("zvbench-20260101T000000-42-vdi-1", true), ("my-vm", false)] {
-        vbox(
-            &home,
-            &[
-                "createvm",
-                "--name",
-                name,
-                "--basefolder",
-                base,
-                "--register",
-            ],
-        );
-        vbox(
-            &home,
-            &["storagectl", name, "--name", "SATA", "--add", "sata"],
-        );
+        vbox.call(&[
+            "createvm",
+            "--name",
+            name,
+            "--basefolder",
+            base,
+            "--register",
+        ]);
+        vbox.call(&["storagectl", name, "--name", "SATA", "--add", "sata"]);
         if disk {
-            vbox(
-                &home,
-                &["createmedium", "disk", "--filename", img_s, "--size", "4"],
-            );
-            vbox(
-                &home,
-                &[
-                    "storageattach",
-                    name,
-                    "--storagectl",
-                    "SATA",
-                    "--port",
-                    "0",
-                    "--type",
-                    "hdd",
-                    "--medium",
-                    img_s,
-                ],
-            );
+            vbox.call(&["createmedium", "disk", "--filename", img_s, "--size", "4"]);
+            vbox.call(&[
+                "storageattach",
+                name,
+                "--storagectl",
+                "SATA",
+                "--port",
+                "0",
+                "--type",
+                "hdd",
+                "--medium",
+                img_s,
+            ]);
         }
     }
     assert!(img.exists());
-    let done = zvbench::hypervisor::vbox::clean(&|_| false);
+    let program = VBoxManage::detect(&vbox.program).unwrap();
+    let done = zvbench::commands::clean::vbox_vms(&program, &|_| false);
     assert_eq!(done.len(), 1, "{done:?}");
     assert!(
-        vbox(&home, &["list", "vms"]).starts_with("\"my-vm\""),
+        vbox.call(&["list", "vms"]).starts_with("\"my-vm\""),
         "a user's VM stays"
     );
     assert!(!img.exists(), "the leftover VM's image is deleted with it");
-    vbox(&home, &["unregistervm", "my-vm", "--delete"]);
+    // A VM whose run is alive is left alone.
+    vbox.call(&[
+        "createvm",
+        "--name",
+        "zvbench-20260101T000000-43-vdi-1",
+        "--basefolder",
+        base,
+        "--register",
+    ]);
+    let done = zvbench::commands::clean::vbox_vms(&program, &|_| true);
+    assert!(
+        matches!(&done[..], [zvbench::commands::clean::Outcome::InUse(_)]),
+        "{done:?}"
+    );
 }
 
 /// The fake refuses what the real VBoxManage refuses: each version's other spelling,

@@ -183,6 +183,7 @@ sync_every = 4
         dirs: Vec::new(),
         only_dirs: false,
         runtime: zvbench::host::owner::runtime_dir(),
+        vboxmanage: None,
     });
     assert!(
         done.iter()

@@ -9,6 +9,8 @@ use crate::host::loopdev;
 use crate::host::owner::{self, generated_file, FoundRun, Owned};
 use crate::host::storage::Teardown;
 use crate::host::zfs;
+use crate::hypervisor::vbox::{self, VBoxManage};
+use crate::hypervisor::{is_ours, run_of};
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -23,6 +25,9 @@ pub struct Scope {
     pub only_dirs: bool,
     /// The runtime directory of run locks.
     pub runtime: PathBuf,
+    /// The VBoxManage whose leftover VMs go too (not with `only_dirs`); `None`: no
+    /// VirtualBox here.
+    pub vboxmanage: Option<VBoxManage>,
 }
 
 /// One thing `clean` did or did not do.
@@ -104,10 +109,37 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
             }
         }
     }
-    out.extend(crate::hypervisor::vbox::clean(&|vm| {
-        crate::hypervisor::vbox::run_of(vm).is_some_and(is_live)
-    }));
+    if let Some(vbox) = &scope.vboxmanage {
+        out.extend(vbox_vms(vbox, &|vm| run_of(vm).is_some_and(is_live)));
+    }
     out
+}
+
+/// VirtualBox: powers off and unregisters (deleting their files and the media attached,
+/// which zvbench created) the VMs an interrupted run left, except those whose run `live`
+/// says is running.
+pub fn vbox_vms(vbox: &VBoxManage, live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
+    let Ok(list) = vbox.list_vms().stdout() else {
+        return Vec::new();
+    };
+    let mut done = Vec::new();
+    for vm in vbox::parse_vm_list(&list)
+        .into_iter()
+        .filter(|v| is_ours(v))
+    {
+        if live(vm) {
+            done.push(Outcome::InUse(format!(
+                "VirtualBox VM {vm}: its run is running"
+            )));
+            continue;
+        }
+        let _ = vbox.poweroff(vm).run();
+        done.push(match vbox.unregistervm(vm).run() {
+            Ok(_) => Outcome::Done(format!("unregistered and deleted VirtualBox VM {vm}")),
+            Err(e) => Outcome::Failed(format!("could not remove VirtualBox VM {vm}: {e}")),
+        });
+    }
+    done
 }
 
 /// Undoes a dead run's recorded objects in reverse, then forgets the run if all went.
@@ -201,7 +233,7 @@ fn qemu_of_run(pid: i32) -> Option<(String, i32)> {
         return None;
     }
     let i = args.iter().position(|a| *a == b"-name")?;
-    let id = crate::hypervisor::vbox::run_of(std::str::from_utf8(args.get(i + 1)?).ok()?)?;
+    let id = run_of(std::str::from_utf8(args.get(i + 1)?).ok()?)?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let ppid = stat
         .rsplit_once(')')?

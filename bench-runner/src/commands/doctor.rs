@@ -2,6 +2,7 @@
 //! installs it.
 
 use crate::cmd::Argv;
+use std::ffi::OsStr;
 use std::path::Path;
 
 fn line(ok: bool, what: &str, detail: &str) {
@@ -15,8 +16,9 @@ fn first_line(argv: &[&str]) -> Option<String> {
         .and_then(|s| s.lines().next().map(str::to_string))
 }
 
-/// Prints the checks; returns 0 when QEMU guests can run, 1 otherwise.
-pub fn report(cache: &Path) -> i32 {
+/// Prints the checks (VirtualBox's with the program `vboxmanage`); returns 0 when QEMU
+/// guests can run, 1 otherwise.
+pub fn report(cache: &Path, vboxmanage: &OsStr) -> i32 {
     let root = nix::unistd::Uid::effective().is_root();
     line(
         root,
@@ -86,12 +88,15 @@ pub fn report(cache: &Path) -> i32 {
         _ => "none: zvol targets need OpenZFS (apt-get install zfsutils-linux)".into(),
     };
     line(zfs_kernel && zfs.is_some(), "ZFS", &zfs_detail);
-    let vbox = crate::hypervisor::vbox::detect();
+    let vbox = crate::hypervisor::vbox::VBoxManage::detect(vboxmanage);
     line(
         vbox.is_ok(),
         "VirtualBox",
         &match &vbox {
-            Ok(m) => format!("VBoxManage with {m:?} syntax: hypervisor = \"virtualbox\" works"),
+            Ok(v) => format!(
+                "VBoxManage with {:?} syntax: hypervisor = \"virtualbox\" works",
+                v.major()
+            ),
             Err(e) => format!(
                 "{}: hypervisor = \"virtualbox\" targets cannot run",
                 crate::chain(e)

@@ -105,45 +105,6 @@ pub fn build(kernel: &Path, initramfs: &[u8], append: &str, out: &Path) -> Resul
     Ok(())
 }
 
-/// The guest ISO of one target of a plan (repetition 1), as `zvbench run` builds it:
-/// `zvbench image build`. The handshake follows the target's hypervisor.
-pub fn for_target(
-    plan: &crate::scenario::Plan,
-    target: &str,
-    kernel: &crate::guest::kernel::GuestKernel,
-    agent: &Path,
-    out: &Path,
-) -> Result<()> {
-    use crate::guest::{build_initramfs, Handshake};
-    use crate::scenario::Hypervisor;
-    let Some(t) = plan.targets.iter().find(|t| t.name == target) else {
-        bail!(
-            "no target {target:?} in the scenario; its targets: {}",
-            plan.targets
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
-    let Some(g) = &t.guest else {
-        bail!("target {target:?} is the host baseline: it has no guest to boot");
-    };
-    let disk = PathBuf::from(crate::guest::kernel::guest_disk(g.bus));
-    let passes = crate::run::passes_for(plan, &disk, 1, true);
-    let handshake = match g.hypervisor {
-        Hypervisor::Qemu => Handshake::Ack,
-        Hypervisor::Virtualbox => Handshake::Pause(crate::hypervisor::vbox::MARK_PAUSE),
-    };
-    let initramfs = build_initramfs(kernel, g.bus, agent, &passes, handshake, false)?;
-    build(
-        &kernel.image,
-        &initramfs,
-        crate::hypervisor::qemu::APPEND,
-        out,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,7 @@ fi
 exec $B switch_root $R "$($B cat /lab/exe)" lab-guest /run/zvbench-lab/job.json
 "#;
 
-/// Kernel command line of the lab VM (`no_timer_check`: as for guests, `qemu::APPEND`).
+/// Kernel command line of the lab VM (`no_timer_check`: as for guests, `guest::APPEND`).
 pub const APPEND: &str = "console=ttyS0 loglevel=4 panic=-1 rdinit=/init no_timer_check";
 
 /// The lab's initramfs: static busybox, the init script, `modules` in load order (each

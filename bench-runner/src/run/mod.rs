@@ -4,18 +4,25 @@
 pub mod provenance;
 
 use crate::guest::kernel::GuestKernel;
-use crate::guest::{delta, snapshot, BootTimeline, GuestPass, GuestRun, LowerLayers};
+use crate::guest::{
+    build_initramfs, delta, BootTimeline, GuestPass, Handshake, LowerLayers, PassTrace, APPEND,
+};
 use crate::host::owner::RunLock;
 use crate::host::storage::{check_blockdev, provision, Provisioned};
 use crate::host::zfs;
+use crate::hypervisor::boot::{self, Below, Guest};
+use crate::hypervisor::qemu::vm::Qemu;
 use crate::hypervisor::qemu::Accel;
-use crate::hypervisor::vbox::{VboxDisk, VboxRun};
+use crate::hypervisor::vbox::vm::VirtualBox;
+use crate::hypervisor::vbox::{self, VBoxManage, VboxDisk};
+use crate::hypervisor::vm_name;
 use crate::scenario::{
-    key_name, Hypervisor, Plan, StorageKind, StorageSpec, TargetPlan, AUTO_HALF_WIDTH_PCT,
-    AUTO_MIN_REPS,
+    key_name, GuestConfig, Hypervisor, ImageFormat, Plan, StorageKind, StorageSpec, TargetPlan,
+    AUTO_HALF_WIDTH_PCT, AUTO_MIN_REPS,
 };
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +49,8 @@ pub struct RunOptions {
     pub runtime: PathBuf,
     /// A simulated power cut per QEMU guest boot (`--powercut N`).
     pub powercut: Option<crate::powercut::Options>,
+    /// The `VBoxManage` program for VirtualBox targets (a path, or a name on PATH).
+    pub vboxmanage: OsString,
 }
 
 /// The host pass's observer: stops the pass when the run is interrupted.
@@ -181,7 +190,9 @@ fn zfs_layers(row: &mut ResultRow, lower: &LowerLayers) {
     row.vdev_write_bytes = lower.vdev_write_bytes;
 }
 
-fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultRow {
+/// A pass's row with what the target and the record say (a guest's hypervisor layer is
+/// [`guest_row`]'s).
+fn base_row(t: &TargetPlan, rec: &PassRecord, rep: u32) -> ResultRow {
     let mut row = ResultRow::from_record(rec);
     row.target = t.name.clone();
     row.storage = key_name(t.storage_kind);
@@ -198,13 +209,6 @@ fn base_row(t: &TargetPlan, accel: Accel, rec: &PassRecord, rep: u32) -> ResultR
         Some(g) => {
             row.hypervisor = key_name(g.hypervisor);
             row.bus = key_name(g.bus);
-            match g.hypervisor {
-                Hypervisor::Qemu => {
-                    row.accel = accel.as_str().into();
-                    row.cache = key_name(g.cache);
-                }
-                Hypervisor::Virtualbox => row.cache = g.vbox.describe(),
-            }
         }
     }
     row
@@ -260,8 +264,8 @@ fn can_hold(dir: &Path, size: u64) -> Result<()> {
 /// Every check that needs nothing created: what `zvbench check` runs, and the first half
 /// of [`preflight`]. Root for loop devices, zvols and raw devices; a blockdev's contents
 /// and users; O_DIRECT block sizes against the device under each host target; the space a
-/// preallocated image needs; zvol parents; ISO tools and VirtualBox.
-pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
+/// preallocated image needs; zvol parents; ISO tools and VirtualBox (`vboxmanage`).
+pub fn checks(plan: &Plan, allow_destroy: &[PathBuf], vboxmanage: &OsStr) -> Result<()> {
     let root = nix::unistd::Uid::effective().is_root();
     for t in &plan.targets {
         let needs_root = matches!(
@@ -356,8 +360,7 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
                 crate::guest::iso::check_tools().with_context(|| format!("target {:?}", t.name))?;
             }
             if g.hypervisor == Hypervisor::Virtualbox {
-                crate::hypervisor::vbox::detect()
-                    .with_context(|| format!("target {:?}", t.name))?;
+                VBoxManage::detect(vboxmanage).with_context(|| format!("target {:?}", t.name))?;
             }
         }
     }
@@ -367,7 +370,7 @@ pub fn checks(plan: &Plan, allow_destroy: &[PathBuf]) -> Result<()> {
 /// Checks everything about the host that can fail before anything is provisioned:
 /// [`checks`], then the guest kernel and agent.
 pub fn preflight(plan: &Plan, opts: &RunOptions) -> Result<()> {
-    checks(plan, &opts.allow_destroy)?;
+    checks(plan, &opts.allow_destroy, &opts.vboxmanage)?;
     for t in &plan.targets {
         if t.guest.is_some() {
             if opts.kernel.is_none() {
@@ -410,7 +413,12 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
     let run_id = provenance::run_id();
     // Held until every target is torn down: `zvbench clean` leaves a live run alone.
     let lock = RunLock::acquire(&opts.runtime, &run_id)?;
-    let mut prov = provenance::collect(&run_id, opts, plan);
+    let given = provenance::Given {
+        accel: opts.accel,
+        kernel: opts.kernel.as_ref(),
+        scenario_text: &opts.scenario_text,
+    };
+    let mut prov = provenance::collect(&run_id, &given, plan);
     provenance::write(&opts.out, &prov)?;
     let mut progress = Progress {
         start: Instant::now(),
@@ -422,16 +430,14 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
         if stop.is_set() {
             bail!("interrupted");
         }
-        let r = run_target(
+        let tr = TargetRun {
             plan,
             opts,
             t,
-            &lock,
+            lock: &lock,
             stop,
-            &mut sink,
-            &mut progress,
-            &mut prov,
-        );
+        };
+        let r = run_target(&tr, &mut sink, &mut progress, &mut prov);
         provenance::write(&opts.out, &prov)?;
         if let Err(e) = r {
             if stop.is_set() {
@@ -453,19 +459,23 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
     Ok(sink.rows)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One target of a run: what its repetitions share.
+struct TargetRun<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    t: &'a TargetPlan,
+    lock: &'a RunLock,
+    stop: &'a Interrupt,
+}
+
 fn run_target(
-    plan: &Plan,
-    opts: &RunOptions,
-    t: &TargetPlan,
-    lock: &RunLock,
-    stop: &Interrupt,
+    tr: &TargetRun,
     sink: &mut ResultsSink,
     progress: &mut Progress,
     prov: &mut serde_json::Value,
 ) -> Result<()> {
-    let run_id = lock.run_id.as_str();
-    let mut p: Provisioned = provision(t, lock, &opts.allow_destroy)
+    let (plan, t) = (tr.plan, tr.t);
+    let mut p: Provisioned = provision(t, tr.lock, &tr.opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
     prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
     if let Some(z) = &p.zvol {
@@ -475,7 +485,7 @@ fn run_target(
     }
     let started = Instant::now();
     for rep in 1..=plan.repetitions {
-        if stop.is_set() {
+        if tr.stop.is_set() {
             bail!("interrupted");
         }
         if let (Some(z), true) = (&p.zvol, rep > 1) {
@@ -483,143 +493,9 @@ fn run_target(
         }
         progress.step(&format!("{} repetition {rep}/{}", t.name, plan.repetitions));
         match (&t.guest, &p.host_file, &p.disk) {
-            (None, Some(file), _) => {
-                // A zvol on the host is zvbench's own, created for this run.
-                let own_device = p.zvol.is_some();
-                for spec in passes_for(plan, file, rep, own_device) {
-                    eprintln!("      {} on the host", spec.label);
-                    // A fill pass makes no row: no counters (and no `zpool sync`) around it.
-                    let measured = spec.label != "fill";
-                    let counters =
-                        || measured.then(|| snapshot(None, None, p.zil.as_ref(), p.vdevs.as_ref()));
-                    let before = counters();
-                    let rec = run_pass(&spec, &mut StopOnSignal(stop))
-                        .with_context(|| format!("{} on the host", spec.label))?;
-                    if let (Some(before), Some(after)) = (before, counters()) {
-                        let mut row = base_row(t, opts.accel, &rec, rep);
-                        zfs_layers(&mut row, &delta(before, after));
-                        sink.add(row, &rec, None)?;
-                    }
-                }
-            }
+            (None, Some(file), _) => tr.host_rep(&p, file, rep, sink)?,
             (Some(cfg), _, Some((disk, format))) => {
-                p.check()?;
-                let kernel = opts.kernel.as_ref().context("no guest kernel")?;
-                let guest_disk = PathBuf::from(crate::guest::kernel::guest_disk(cfg.bus));
-                let powercut = opts.powercut.filter(|_| cfg.hypervisor == Hypervisor::Qemu);
-                let mut passes = passes_for(plan, &guest_disk, rep, true);
-                if powercut.is_some() {
-                    powercut_passes(&mut passes, rep);
-                } else if opts.powercut.is_some() {
-                    eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
-                }
-                let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
-                let timeout = Duration::from_secs(plan.guest_timeout_s);
-                let mut boot = None;
-                let pc_files =
-                    powercut.map(|_| (work.join("powercut.log"), work.join("powercut.img")));
-                if let Some((_, img)) = &pc_files {
-                    std::fs::create_dir_all(&work)?;
-                    crate::powercut::copy_disk(disk, img)?;
-                }
-                let mut pending = Vec::new();
-                let mut on_pass = |gp: GuestPass| {
-                    boot = Some(gp.boot);
-                    if gp.record.label == "fill" {
-                        return Ok(());
-                    }
-                    let mut row = base_row(t, opts.accel, &gp.record, rep);
-                    row.hv_flushes = gp.lower.hv.map(|h| h.flush_operations);
-                    row.hv_flush_ms = gp
-                        .lower
-                        .hv
-                        .filter(|_| cfg.hypervisor == Hypervisor::Qemu)
-                        .map(|h| h.flush_total_time_ns as f64 / 1e6);
-                    row.host_dev_flushes = gp.lower.host_flushes;
-                    row.host_dev_flush_ms = gp.lower.host_flush_ms;
-                    row.host_dev_write_bytes = gp.lower.host_write_bytes;
-                    zfs_layers(&mut row, &gp.lower);
-                    row.guest_boot_ms = gp.boot.guest_uptime_ms;
-                    row.boot_hello_ms = gp.boot.hello_ms;
-                    row.boot_first_pass_ms = gp.boot.first_pass_ms;
-                    if powercut.is_some() {
-                        // Checked once QEMU is dead, so the check steals no time from a pass.
-                        pending.push((row, gp.record, gp.powercut, gp.boot));
-                        return Ok(());
-                    }
-                    sink.add(row, &gp.record, Some(&gp.boot))
-                };
-                match cfg.hypervisor {
-                    Hypervisor::Qemu => GuestRun {
-                        cfg,
-                        kernel,
-                        agent: &opts.agent,
-                        accel: opts.accel,
-                        disk: (disk, format.qemu_driver()),
-                        host_stat: p.host_stat.as_ref(),
-                        zil: p.zil.as_ref(),
-                        vdevs: p.vdevs.as_ref(),
-                        work,
-                        timeout,
-                        name: crate::hypervisor::vbox::vm_name(run_id, &t.name, rep),
-                        powercut_log: pc_files.as_ref().map(|(log, _)| log.clone()),
-                    }
-                    .run(&passes, stop, &mut on_pass)
-                    .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?,
-                    Hypervisor::Virtualbox => {
-                        let major = crate::hypervisor::vbox::detect()?;
-                        let vdisk = match &t.storage {
-                            StorageSpec::Image { variant, .. } => VboxDisk::Image {
-                                path: disk.clone(),
-                                format: if *format == crate::scenario::ImageFormat::Vmdk {
-                                    "VMDK"
-                                } else {
-                                    "VDI"
-                                },
-                                variant: *variant,
-                                size: t.disk_size.bytes(),
-                            },
-                            _ => VboxDisk::Raw {
-                                device: disk.clone(),
-                            },
-                        };
-                        prov["storage"][&t.name]["virtualbox"] =
-                            crate::hypervisor::vbox::settings(major, cfg, &vdisk)?;
-                        let log = work.join("VBox.log");
-                        VboxRun {
-                            cfg,
-                            major,
-                            kernel,
-                            agent: &opts.agent,
-                            vm: crate::hypervisor::vbox::vm_name(run_id, &t.name, rep),
-                            disk: vdisk,
-                            host_stat: p.host_stat.as_ref(),
-                            zil: p.zil.as_ref(),
-                            vdevs: p.vdevs.as_ref(),
-                            work,
-                            timeout,
-                        }
-                        .run(&passes, stop, &mut on_pass)?;
-                        // Flushes VirtualBox stopped passing while the VM ran.
-                        if let Some(line) = crate::hypervisor::vbox::async_flushes_disabled_in(&log)
-                        {
-                            prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] =
-                                line.into();
-                        }
-                    }
-                }
-                if let Some(b) = boot {
-                    prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
-                }
-                if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
-                    eprintln!(
-                        "      power cuts: checking the log of {} repetition {rep}",
-                        t.name
-                    );
-                    let r = finish_powercut(pc, log, img, *format, pending, sink);
-                    remove_powercut_files(pc_files.as_ref(), powercut);
-                    r?;
-                }
+                tr.guest_rep(&p, cfg, (disk, *format), rep, sink, prov)?
             }
             _ => bail!(
                 "target {:?} has neither a host file nor a guest disk",
@@ -627,45 +503,290 @@ fn run_target(
             ),
         }
         progress.done += 1;
-        if let Some(auto) = plan.auto {
-            let widths = auto_widths(&sink.rows, &t.name);
-            let stopped =
-                if rep >= AUTO_MIN_REPS && widths.values().all(|w| *w <= AUTO_HALF_WIDTH_PCT) {
-                    Some("converged")
-                } else if started.elapsed().as_secs() >= auto.max_s {
-                    Some("max_auto_s")
-                } else if rep == plan.repetitions {
-                    Some("max_repetitions")
-                } else {
-                    None
-                };
-            if let Some(why) = stopped {
-                prov["repetitions"][&t.name] = serde_json::json!({
-                    "mode": "auto",
-                    "count": rep,
-                    "stopped": why,
-                    "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
-                    "half_width_pct": widths,
-                });
-                progress.done += (plan.repetitions - rep) as usize;
-                break;
+        if tr.auto_stop(rep, started, sink, prov).is_some() {
+            progress.done += (plan.repetitions - rep) as usize;
+            break;
+        }
+    }
+    tr.send_step(&mut p, prov)
+}
+
+impl TargetRun<'_> {
+    /// One repetition on the host: each pass run here, between counter reads.
+    fn host_rep(
+        &self,
+        p: &Provisioned,
+        file: &Path,
+        rep: u32,
+        sink: &mut ResultsSink,
+    ) -> Result<()> {
+        // A zvol on the host is zvbench's own, created for this run.
+        let own_device = p.zvol.is_some();
+        let below = Below {
+            host_stat: None,
+            zil: p.zil.as_ref(),
+            vdevs: p.vdevs.as_ref(),
+        };
+        for spec in passes_for(self.plan, file, rep, own_device) {
+            eprintln!("      {} on the host", spec.label);
+            // A fill pass makes no row: no counters (and no `zpool sync`) around it.
+            let measured = spec.label != "fill";
+            let counters = || measured.then(|| below.read(None));
+            let before = counters();
+            let rec = run_pass(&spec, &mut StopOnSignal(self.stop))
+                .with_context(|| format!("{} on the host", spec.label))?;
+            if let (Some(before), Some(after)) = (before, counters()) {
+                let mut row = base_row(self.t, &rec, rep);
+                zfs_layers(&mut row, &delta(before, after));
+                sink.add(row, &rec, None)?;
             }
         }
+        Ok(())
     }
-    if let (Some(z), StorageSpec::Zvol(cfg)) = (p.zvol.clone(), &t.storage) {
-        if let Some(to) = &cfg.send_to {
-            eprintln!("      zfs send {z} | zfs receive under {to}");
-            let limit = Duration::from_secs(plan.guest_timeout_s);
-            let sent = crate::host::send::send_step(&mut p, lock, &z, to, limit, stop)
-                .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
-            eprintln!(
-                "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
-                sent.bytes, sent.seconds, sent.mib_per_s
-            );
-            prov["storage"][&t.name]["send"] = serde_json::to_value(&sent)?;
+
+    /// One repetition in a guest: the hypervisor chosen, the VM booted through it, each
+    /// record written as it arrives (or, under a power-cut check, once the log is read).
+    fn guest_rep(
+        &self,
+        p: &Provisioned,
+        cfg: &GuestConfig,
+        (disk, format): (&Path, ImageFormat),
+        rep: u32,
+        sink: &mut ResultsSink,
+        prov: &mut serde_json::Value,
+    ) -> Result<()> {
+        let (t, opts) = (self.t, self.opts);
+        p.check()?;
+        let kernel = opts.kernel.as_ref().context("no guest kernel")?;
+        let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
+        let pc_files = opts
+            .powercut
+            .map(|_| (work.join("powercut.log"), work.join("powercut.img")));
+        let hv = hypervisor(t, cfg, (disk, format), opts, pc_files.clone().map(|f| f.0))?;
+        let powercut = opts.powercut.filter(|_| hv.write_log().is_some());
+        let pc_files = pc_files.filter(|_| powercut.is_some());
+        let guest_disk = PathBuf::from(crate::guest::kernel::guest_disk(cfg.bus));
+        let mut passes = passes_for(self.plan, &guest_disk, rep, true);
+        if powercut.is_some() {
+            powercut_passes(&mut passes, rep);
+        } else if opts.powercut.is_some() {
+            eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
         }
+        if let Some(settings) = hv.settings(cfg)? {
+            prov["storage"][&t.name][key_name(cfg.hypervisor)] = settings;
+        }
+        if let Some((_, img)) = &pc_files {
+            std::fs::create_dir_all(&work)?;
+            crate::powercut::copy_disk(disk, img)?;
+        }
+        let guest = Guest {
+            cfg,
+            kernel,
+            agent: &opts.agent,
+            below: Below {
+                host_stat: p.host_stat.as_ref(),
+                zil: p.zil.as_ref(),
+                vdevs: p.vdevs.as_ref(),
+            },
+            work,
+            timeout: Duration::from_secs(self.plan.guest_timeout_s),
+            name: vm_name(&self.lock.run_id, &t.name, rep),
+        };
+        let mut boot = None;
+        let mut pending = Vec::new();
+        let mut on_pass = |gp: GuestPass| {
+            boot = Some(gp.boot);
+            if gp.record.label == "fill" {
+                return Ok(());
+            }
+            let row = guest_row(t, (hv.as_ref(), cfg), &gp, rep);
+            if powercut.is_some() {
+                // Checked once QEMU is dead, so the check steals no time from a pass.
+                pending.push((row, gp.record, gp.powercut, gp.boot));
+                return Ok(());
+            }
+            sink.add(row, &gp.record, Some(&gp.boot))
+        };
+        boot::run(hv.as_ref(), &guest, &passes, self.stop, &mut on_pass)
+            .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?;
+        // Flushes the hypervisor stopped passing while the VM ran.
+        if let Some(line) = hv.flushes_disabled(&guest.work) {
+            prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] = line.into();
+        }
+        if let Some(b) = boot {
+            prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
+        }
+        if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
+            eprintln!(
+                "      power cuts: checking the log of {} repetition {rep}",
+                t.name
+            );
+            let r = finish_powercut(pc, log, img, format, pending, sink);
+            remove_powercut_files(pc_files.as_ref(), powercut);
+            r?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// With `repetitions = "auto"`: whether the target stops after `rep` (converged, out
+    /// of time or of repetitions), noted in `prov`.
+    fn auto_stop(
+        &self,
+        rep: u32,
+        started: Instant,
+        sink: &ResultsSink,
+        prov: &mut serde_json::Value,
+    ) -> Option<&'static str> {
+        let auto = self.plan.auto?;
+        let widths = auto_widths(&sink.rows, &self.t.name);
+        let why = if rep >= AUTO_MIN_REPS && widths.values().all(|w| *w <= AUTO_HALF_WIDTH_PCT) {
+            "converged"
+        } else if started.elapsed().as_secs() >= auto.max_s {
+            "max_auto_s"
+        } else if rep == self.plan.repetitions {
+            "max_repetitions"
+        } else {
+            return None;
+        };
+        prov["repetitions"][&self.t.name] = serde_json::json!({
+            "mode": "auto",
+            "count": rep,
+            "stopped": why,
+            "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
+            "half_width_pct": widths,
+        });
+        Some(why)
+    }
+
+    /// A zvol target's `send_to` step, after its repetitions.
+    fn send_step(&self, p: &mut Provisioned, prov: &mut serde_json::Value) -> Result<()> {
+        let t = self.t;
+        if let (Some(z), StorageSpec::Zvol(cfg)) = (p.zvol.clone(), &t.storage) {
+            if let Some(to) = &cfg.send_to {
+                eprintln!("      zfs send {z} | zfs receive under {to}");
+                let limit = Duration::from_secs(self.plan.guest_timeout_s);
+                let sent = crate::host::send::send_step(p, self.lock, &z, to, limit, self.stop)
+                    .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
+                eprintln!(
+                    "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
+                    sent.bytes, sent.seconds, sent.mib_per_s
+                );
+                prov["storage"][&t.name]["send"] = serde_json::to_value(&sent)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The one place a target's hypervisor is chosen: QEMU or VirtualBox, given its disk.
+fn hypervisor(
+    t: &TargetPlan,
+    cfg: &GuestConfig,
+    (disk, format): (&Path, ImageFormat),
+    opts: &RunOptions,
+    powercut_log: Option<PathBuf>,
+) -> Result<Box<dyn boot::Hypervisor>> {
+    Ok(match cfg.hypervisor {
+        Hypervisor::Qemu => Box::new(Qemu {
+            accel: opts.accel,
+            disk: (disk.to_owned(), format.qemu_driver()),
+            powercut_log,
+        }),
+        Hypervisor::Virtualbox => {
+            let disk = match &t.storage {
+                StorageSpec::Image { variant, .. } => VboxDisk::Image {
+                    path: disk.to_owned(),
+                    format: if format == ImageFormat::Vmdk {
+                        "VMDK"
+                    } else {
+                        "VDI"
+                    },
+                    variant: *variant,
+                    size: t.disk_size.bytes(),
+                },
+                _ => VboxDisk::Raw {
+                    device: disk.to_owned(),
+                },
+            };
+            Box::new(VirtualBox {
+                vbox: VBoxManage::detect(&opts.vboxmanage)?,
+                disk,
+            })
+        }
+    })
+}
+
+/// How a guest of hypervisor `h` waits at each phase mark.
+fn handshake(h: Hypervisor) -> Handshake {
+    match h {
+        Hypervisor::Qemu => Handshake::Ack,
+        Hypervisor::Virtualbox => Handshake::Pause(vbox::MARK_PAUSE),
+    }
+}
+
+/// The guest ISO of one target of a plan (repetition 1), as `zvbench run` builds it:
+/// `zvbench image build`. The handshake follows the target's hypervisor.
+pub fn guest_image(
+    plan: &Plan,
+    target: &str,
+    kernel: &GuestKernel,
+    agent: &Path,
+    out: &Path,
+) -> Result<()> {
+    let Some(t) = plan.targets.iter().find(|t| t.name == target) else {
+        bail!(
+            "no target {target:?} in the scenario; its targets: {}",
+            plan.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let Some(g) = &t.guest else {
+        bail!("target {target:?} is the host baseline: it has no guest to boot");
+    };
+    let disk = PathBuf::from(crate::guest::kernel::guest_disk(g.bus));
+    let passes = passes_for(plan, &disk, 1, true);
+    let initramfs = build_initramfs(
+        kernel,
+        g.bus,
+        agent,
+        &passes,
+        handshake(g.hypervisor),
+        false,
+    )?;
+    crate::guest::iso::build(&kernel.image, &initramfs, APPEND, out)
+}
+
+/// A guest pass's row: the base row with the hypervisor's accelerator and cache setting,
+/// the layers below the guest and the boot.
+fn guest_row(
+    t: &TargetPlan,
+    (hv, cfg): (&dyn boot::Hypervisor, &GuestConfig),
+    gp: &GuestPass,
+    rep: u32,
+) -> ResultRow {
+    let mut row = base_row(t, &gp.record, rep);
+    if let Some(accel) = hv.accel() {
+        row.accel = accel.as_str().into();
+    }
+    row.cache = hv.cache(cfg);
+    let flush_time = hv.flush_time();
+    row.hv_flushes = gp.lower.hv.map(|h| h.flush_operations);
+    row.hv_flush_ms = gp
+        .lower
+        .hv
+        .filter(|_| flush_time)
+        .map(|h| h.flush_total_time_ns as f64 / 1e6);
+    row.host_dev_flushes = gp.lower.host_flushes;
+    row.host_dev_flush_ms = gp.lower.host_flush_ms;
+    row.host_dev_write_bytes = gp.lower.host_write_bytes;
+    zfs_layers(&mut row, &gp.lower);
+    row.guest_boot_ms = gp.boot.guest_uptime_ms;
+    row.boot_hello_ms = gp.boot.hello_ms;
+    row.boot_first_pass_ms = gp.boot.first_pass_ms;
+    row
 }
 
 /// Makes passes checkable by a power cut: every written block carries its header, and each
@@ -689,13 +810,8 @@ fn finish_powercut(
     pc: crate::powercut::Options,
     log: &Path,
     img: &Path,
-    format: crate::scenario::ImageFormat,
-    pending: Vec<(
-        ResultRow,
-        PassRecord,
-        Option<crate::guest::PassTrace>,
-        crate::guest::BootTimeline,
-    )>,
+    format: ImageFormat,
+    pending: Vec<(ResultRow, PassRecord, Option<PassTrace>, BootTimeline)>,
     sink: &mut ResultsSink,
 ) -> Result<()> {
     let checked: Vec<_> = pending

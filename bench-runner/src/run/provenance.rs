@@ -2,7 +2,8 @@
 //! kernel and CPU, QEMU version, accelerator, guest kernel, storage properties and the
 //! scenario itself.
 
-use crate::run::RunOptions;
+use crate::guest::kernel::GuestKernel;
+use crate::hypervisor::qemu::Accel;
 use crate::scenario::Plan;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -65,8 +66,18 @@ fn cpu_model() -> String {
         .unwrap_or_default()
 }
 
+/// What a run was given beyond its plan, as `run.json` records it.
+pub struct Given<'a> {
+    /// Accelerator for guests.
+    pub accel: Accel,
+    /// The guest kernel, if a guest target needs one.
+    pub kernel: Option<&'a GuestKernel>,
+    /// The scenario's text.
+    pub scenario_text: &'a str,
+}
+
 /// The provenance record, before storage properties are added per target.
-pub fn collect(run_id: &str, opts: &RunOptions, plan: &Plan) -> Value {
+pub fn collect(run_id: &str, given: &Given, plan: &Plan) -> Value {
     let uts = nix::sys::utsname::uname().ok();
     let s = |o: Option<&std::ffi::OsStr>| {
         o.map(|x| x.to_string_lossy().into_owned())
@@ -85,11 +96,11 @@ pub fn collect(run_id: &str, opts: &RunOptions, plan: &Plan) -> Value {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         },
         "qemu_version": crate::hypervisor::qemu::version(),
-        "accel": opts.accel.as_str(),
-        "guest_kernel": opts.kernel,
+        "accel": given.accel.as_str(),
+        "guest_kernel": given.kernel,
         "targets": plan.targets,
         "storage": {},
-        "scenario": opts.scenario_text,
+        "scenario": given.scenario_text,
     })
 }
 

@@ -68,6 +68,7 @@ pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
         scenario_text: scenario_text.to_string(),
         runtime: zvbench::host::owner::runtime_dir(),
         powercut: None,
+        vboxmanage: "VBoxManage".into(),
     }
 }
 

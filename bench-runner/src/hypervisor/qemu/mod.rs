@@ -1,7 +1,11 @@
 //! The QEMU backend: the command line from small pure functions (one per concern, tested
 //! with case tables), a guard that kills and reaps QEMU on every exit path, a QMP client,
-//! and the KVM probe (a real boot, since `/dev/kvm` existing proves nothing).
+//! and the KVM probe (a real boot, since `/dev/kvm` existing proves nothing). One guest
+//! boot behind the hypervisor interface is [`vm`]'s.
 
+pub mod vm;
+
+use crate::guest::BlockStats;
 use crate::scenario::{key_name, Aio, Bus, CacheMode};
 use serde_json::Value;
 use std::ffi::OsString;
@@ -213,18 +217,6 @@ pub fn base_args() -> Vec<OsString> {
     ])
 }
 
-/// The guest kernel command line: console on ttyS0, quiet, power off on panic.
-/// `nvme_core.multipath=N` makes `/dev/nvme0n1` the blk-mq namespace itself rather than a
-/// bio-based multipath head, whose `/sys/block` stat never counts flushes.
-/// `rodata=off cryptomgr.notests` skip two boot-only steps (write-protecting the kernel's
-/// read-only data with its W+X check, and the crypto self-tests) that together cost about
-/// 0.45 s of QEMU's CPU per TCG boot (2.42 → 2.00 s measured here). `mitigations=off`
-/// would change the guest's syscall path, and so what is measured: not used.
-/// `no_timer_check` skips the boot-time check that the IO-APIC timer ticks within a
-/// window: under TCG on a loaded host the ticks come late and the kernel panicked with
-/// "IO-APIC + timer doesn't work!" (seen in a test run beside other guests).
-pub const APPEND: &str = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init nvme_core.multipath=N rodata=off cryptomgr.notests no_timer_check";
-
 /// A running QEMU, killed and reaped when dropped.
 pub struct QemuGuard {
     child: Option<Child>,
@@ -350,23 +342,6 @@ pub fn describe_io_error(event: &Value, disk: &Path) -> String {
     }
 }
 
-/// Counters of the benchmark drive from `query-blockstats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BlockStats {
-    /// Bytes the guest read.
-    pub rd_bytes: u64,
-    /// Bytes the guest wrote.
-    pub wr_bytes: u64,
-    /// Read requests.
-    pub rd_operations: u64,
-    /// Write requests.
-    pub wr_operations: u64,
-    /// Flushes QEMU performed for the guest.
-    pub flush_operations: u64,
-    /// Total time spent in those flushes.
-    pub flush_total_time_ns: u64,
-}
-
 impl BlockStats {
     /// Finds the drive `id` in a `query-blockstats` reply.
     pub fn from_reply(reply: &Value, id: &str) -> Option<BlockStats> {
@@ -384,22 +359,6 @@ impl BlockStats {
             flush_operations: n("flush_operations"),
             flush_total_time_ns: n("flush_total_time_ns"),
         })
-    }
-
-    /// `self - before`, saturating.
-    pub fn delta(&self, before: &BlockStats) -> BlockStats {
-        BlockStats {
-            rd_bytes: self.rd_bytes.saturating_sub(before.rd_bytes),
-            wr_bytes: self.wr_bytes.saturating_sub(before.wr_bytes),
-            rd_operations: self.rd_operations.saturating_sub(before.rd_operations),
-            wr_operations: self.wr_operations.saturating_sub(before.wr_operations),
-            flush_operations: self
-                .flush_operations
-                .saturating_sub(before.flush_operations),
-            flush_total_time_ns: self
-                .flush_total_time_ns
-                .saturating_sub(before.flush_total_time_ns),
-        }
     }
 }
 

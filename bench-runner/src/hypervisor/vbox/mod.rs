@@ -1,45 +1,249 @@
 //! The VirtualBox backend: `VBoxManage` argv vectors made by small pure functions, the
-//! per-port storage counters of `debugvm statistics`, and one guest boot from the guest ISO
-//! with its teardown on every exit path.
-//!
-//! Frames come from a serial port written to a file (`--uart-mode1 file`), which has no
-//! way back into the guest: the agent pauses at each phase mark while zvbench, polling the
-//! file, reads the counters (see [`crate::guest::Handshake::Pause`]).
+//! per-port storage counters of `debugvm statistics`, the effective flush settings, and
+//! (in [`vm`]) one guest boot from the guest ISO behind the hypervisor interface.
+
+pub mod vm;
 
 use crate::cmd::Argv;
-use crate::commands::clean::Outcome;
-use crate::guest::kernel::GuestKernel;
-use crate::guest::{build_initramfs, console_tail, snapshot, GuestPass, Handshake, Session, Step};
-use crate::host::storage::{Teardown, Undo};
-use crate::host::zfs::ZilSource;
-use crate::hypervisor::qemu::{BlockStats, APPEND};
+use crate::guest::BlockStats;
 use crate::scenario::{Bus, GuestConfig, Variant, VboxFlush};
-use crate::Interrupt;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use zvbench_agent::devstat::StatSource;
-use zvbench_agent::pass::PassSpec;
+use std::time::Duration;
 
-/// Environment variable naming the `VBoxManage` to run (default: `VBoxManage` on PATH).
+/// The environment variable naming the `VBoxManage` to run, read by the `zvbench` binary
+/// only (the library is given a [`VBoxManage`] value).
 pub const VBOXMANAGE_ENV: &str = "ZVBENCH_VBOXMANAGE";
 
 /// How long the guest pauses at each mark for zvbench to read the counters.
 pub const MARK_PAUSE: Duration = Duration::from_millis(1500);
 
-/// The `VBoxManage` program.
-pub fn program() -> OsString {
-    std::env::var_os(VBOXMANAGE_ENV).unwrap_or_else(|| "VBoxManage".into())
+/// The `VBoxManage` zvbench runs: its program and the syntax of its version. Every
+/// VBoxManage command is an [`Argv`] made by one of its methods, so two values (two fake
+/// VBoxManage programs in parallel tests) never share anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VBoxManage {
+    program: OsString,
+    major: Major,
 }
 
-/// The installed VBoxManage's syntax, from `VBoxManage --version`.
-pub fn detect() -> Result<Major> {
-    let out = cmd(argv(&["--version"]))
-        .stdout()
-        .context("VirtualBox's VBoxManage is needed for hypervisor = \"virtualbox\" (or set ZVBENCH_VBOXMANAGE)")?;
-    parse_version(&out)
+impl VBoxManage {
+    /// `program` with a known syntax.
+    pub fn new(program: impl Into<OsString>, major: Major) -> VBoxManage {
+        VBoxManage {
+            program: program.into(),
+            major,
+        }
+    }
+
+    /// `program` (a path, or a name looked up on PATH), its syntax from `--version`.
+    pub fn detect(program: impl Into<OsString>) -> Result<VBoxManage> {
+        let program = program.into();
+        let out = Argv(vec![program.clone(), "--version".into()])
+            .stdout()
+            .with_context(|| format!("VirtualBox's VBoxManage is needed for hypervisor = \"virtualbox\" (tried {}; set {VBOXMANAGE_ENV} to another)", program.to_string_lossy()))?;
+        Ok(VBoxManage::new(program, parse_version(&out)?))
+    }
+
+    /// The syntax of its version.
+    pub fn major(&self) -> Major {
+        self.major
+    }
+
+    fn cmd(&self, mut parts: Vec<OsString>) -> Argv {
+        parts.insert(0, self.program.clone());
+        Argv(parts)
+    }
+
+    /// `createvm --register`.
+    pub fn createvm(&self, vm: &str, basefolder: &Path) -> Argv {
+        let mut v = argv(&[
+            "createvm",
+            "--name",
+            vm,
+            "--ostype",
+            "Linux_64",
+            "--basefolder",
+        ]);
+        v.push(basefolder.into());
+        v.push("--register".into());
+        self.cmd(v)
+    }
+
+    /// `modifyvm`: memory, CPUs, boot from DVD only, COM1 (console) and COM2 (frames) to files.
+    pub fn modifyvm(
+        &self,
+        vm: &str,
+        memory_mb: u64,
+        cpus: u32,
+        console: &Path,
+        frames: &Path,
+    ) -> Argv {
+        let mode = |n: u32| match self.major {
+            Major::V6 => format!("--uartmode{n}"),
+            Major::V7 => format!("--uart-mode{n}"),
+        };
+        let mut v = argv(&["modifyvm", vm, "--memory"]);
+        v.push(memory_mb.to_string().into());
+        v.push("--cpus".into());
+        v.push(cpus.to_string().into());
+        v.extend(argv(&[
+            "--ioapic", "on", "--boot1", "dvd", "--boot2", "none", "--boot3", "none", "--boot4",
+            "none", "--uart1", "0x3F8", "4",
+        ]));
+        v.push(mode(1).into());
+        v.push("file".into());
+        v.push(console.into());
+        v.extend(argv(&["--uart2", "0x2F8", "3"]));
+        v.push(mode(2).into());
+        v.push("file".into());
+        v.push(frames.into());
+        self.cmd(v)
+    }
+
+    /// `storagectl --add`: a controller with the host I/O cache on or off.
+    pub fn storagectl(&self, vm: &str, c: &Controller, host_io_cache: bool) -> Argv {
+        let mut v = argv(&[
+            "storagectl",
+            vm,
+            "--name",
+            c.name,
+            "--add",
+            c.add,
+            "--controller",
+            c.chipset,
+        ]);
+        if c.add == "sata" {
+            v.extend(argv(&["--portcount", "2"]));
+        }
+        v.extend(argv(&[
+            "--hostiocache",
+            if host_io_cache { "on" } else { "off" },
+            "--bootable",
+            "on",
+        ]));
+        self.cmd(v)
+    }
+
+    /// `storageattach` of `medium` (a DVD image, or a disk with `--mtype writethrough` as in
+    /// the story); `None` detaches.
+    pub fn storageattach(&self, vm: &str, c: &Controller, medium: Option<(&Path, bool)>) -> Argv {
+        let mut v = argv(&["storageattach", vm, "--storagectl", c.name, "--port"]);
+        v.push(c.port.to_string().into());
+        v.extend(argv(&["--device", "0"]));
+        match medium {
+            None => v.extend(argv(&["--medium", "none"])),
+            Some((path, dvd)) => {
+                v.extend(argv(&[
+                    "--type",
+                    if dvd { "dvddrive" } else { "hdd" },
+                    "--medium",
+                ]));
+                v.push(path.into());
+                if !dvd {
+                    v.extend(argv(&["--mtype", "writethrough"]));
+                }
+            }
+        }
+        self.cmd(v)
+    }
+
+    /// `createmedium disk --format VDI|VMDK`, size in MiB.
+    pub fn createmedium(&self, file: &Path, size_mb: u64, format: &str, variant: Variant) -> Argv {
+        let mut v = argv(&["createmedium", "disk", "--filename"]);
+        v.push(file.into());
+        v.push("--size".into());
+        v.push(size_mb.to_string().into());
+        v.extend(argv(&[
+            "--format",
+            format,
+            "--variant",
+            match variant {
+                Variant::Dynamic => "Standard",
+                Variant::Fixed => "Fixed",
+            },
+        ]));
+        self.cmd(v)
+    }
+
+    /// A raw-disk VMDK that passes the guest's disk through to `device`.
+    pub fn raw_vmdk(&self, file: &Path, device: &Path) -> Argv {
+        match self.major {
+            Major::V7 => {
+                let mut v = argv(&["createmedium", "disk", "--filename"]);
+                v.push(file.into());
+                v.extend(argv(&[
+                    "--format",
+                    "VMDK",
+                    "--variant",
+                    "RawDisk",
+                    "--property",
+                ]));
+                let mut p = OsString::from("RawDrive=");
+                p.push(device);
+                v.push(p);
+                self.cmd(v)
+            }
+            Major::V6 => {
+                let mut v = argv(&["internalcommands", "createrawvmdk", "-filename"]);
+                v.push(file.into());
+                v.push("-rawdisk".into());
+                v.push(device.into());
+                self.cmd(v)
+            }
+        }
+    }
+
+    /// `setextradata VM KEY VALUE`.
+    pub fn setextradata(&self, vm: &str, key: &str, value: &str) -> Argv {
+        self.cmd(argv(&["setextradata", vm, key, value]))
+    }
+
+    /// `startvm --type headless`.
+    pub fn startvm(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["startvm", vm, "--type", "headless"]))
+    }
+
+    /// `showvminfo --machinereadable`.
+    pub fn showvminfo(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["showvminfo", vm, "--machinereadable"]))
+    }
+
+    /// `debugvm statistics` of the storage devices.
+    pub fn statistics(&self, vm: &str) -> Argv {
+        self.cmd(argv(&[
+            "debugvm",
+            vm,
+            "statistics",
+            "--pattern",
+            "/Public/Storage/*",
+        ]))
+    }
+
+    /// `controlvm poweroff`.
+    pub fn poweroff(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["controlvm", vm, "poweroff"]))
+    }
+
+    /// `closemedium disk F --delete`: only for media zvbench created.
+    pub fn closemedium_delete(&self, file: &Path) -> Argv {
+        let mut v = argv(&["closemedium", "disk"]);
+        v.push(file.into());
+        v.push("--delete".into());
+        self.cmd(v)
+    }
+
+    /// `unregistervm --delete`.
+    pub fn unregistervm(&self, vm: &str) -> Argv {
+        self.cmd(argv(&["unregistervm", vm, "--delete"]))
+    }
+
+    /// `list vms`.
+    pub fn list_vms(&self) -> Argv {
+        self.cmd(argv(&["list", "vms"]))
+    }
 }
 
 /// VirtualBox major versions whose `VBoxManage` syntax differs.
@@ -66,11 +270,6 @@ pub fn parse_version(out: &str) -> Result<Major> {
 
 fn argv(parts: &[&str]) -> Vec<OsString> {
     parts.iter().map(OsString::from).collect()
-}
-
-fn cmd(mut parts: Vec<OsString>) -> Argv {
-    parts.insert(0, program());
-    Argv(parts)
 }
 
 /// The storage controller the benchmark disk sits on.
@@ -161,211 +360,9 @@ pub fn controller(bus: Bus) -> Result<Controller> {
     })
 }
 
-/// `createvm --register`.
-pub fn createvm(vm: &str, basefolder: &Path) -> Argv {
-    let mut v = argv(&[
-        "createvm",
-        "--name",
-        vm,
-        "--ostype",
-        "Linux_64",
-        "--basefolder",
-    ]);
-    v.push(basefolder.into());
-    v.push("--register".into());
-    cmd(v)
-}
-
-/// `modifyvm`: memory, CPUs, boot from DVD only, COM1 (console) and COM2 (frames) to files.
-pub fn modifyvm(
-    major: Major,
-    vm: &str,
-    memory_mb: u64,
-    cpus: u32,
-    console: &Path,
-    frames: &Path,
-) -> Argv {
-    let mode = |n: u32| match major {
-        Major::V6 => format!("--uartmode{n}"),
-        Major::V7 => format!("--uart-mode{n}"),
-    };
-    let mut v = argv(&["modifyvm", vm, "--memory"]);
-    v.push(memory_mb.to_string().into());
-    v.push("--cpus".into());
-    v.push(cpus.to_string().into());
-    v.extend(argv(&[
-        "--ioapic", "on", "--boot1", "dvd", "--boot2", "none", "--boot3", "none", "--boot4",
-        "none", "--uart1", "0x3F8", "4",
-    ]));
-    v.push(mode(1).into());
-    v.push("file".into());
-    v.push(console.into());
-    v.extend(argv(&["--uart2", "0x2F8", "3"]));
-    v.push(mode(2).into());
-    v.push("file".into());
-    v.push(frames.into());
-    cmd(v)
-}
-
-/// `storagectl --add`: a controller with the host I/O cache on or off.
-pub fn storagectl(vm: &str, c: &Controller, host_io_cache: bool) -> Argv {
-    let mut v = argv(&[
-        "storagectl",
-        vm,
-        "--name",
-        c.name,
-        "--add",
-        c.add,
-        "--controller",
-        c.chipset,
-    ]);
-    if c.add == "sata" {
-        v.extend(argv(&["--portcount", "2"]));
-    }
-    v.extend(argv(&[
-        "--hostiocache",
-        if host_io_cache { "on" } else { "off" },
-        "--bootable",
-        "on",
-    ]));
-    cmd(v)
-}
-
-/// `storageattach` of `medium` (a DVD image, or a disk with `--mtype writethrough` as in
-/// the story); `None` detaches.
-pub fn storageattach(vm: &str, c: &Controller, medium: Option<(&Path, bool)>) -> Argv {
-    let mut v = argv(&["storageattach", vm, "--storagectl", c.name, "--port"]);
-    v.push(c.port.to_string().into());
-    v.extend(argv(&["--device", "0"]));
-    match medium {
-        None => v.extend(argv(&["--medium", "none"])),
-        Some((path, dvd)) => {
-            v.extend(argv(&[
-                "--type",
-                if dvd { "dvddrive" } else { "hdd" },
-                "--medium",
-            ]));
-            v.push(path.into());
-            if !dvd {
-                v.extend(argv(&["--mtype", "writethrough"]));
-            }
-        }
-    }
-    cmd(v)
-}
-
-/// `createmedium disk --format VDI|VMDK`, size in MiB.
-pub fn createmedium(file: &Path, size_mb: u64, format: &str, variant: Variant) -> Argv {
-    let mut v = argv(&["createmedium", "disk", "--filename"]);
-    v.push(file.into());
-    v.push("--size".into());
-    v.push(size_mb.to_string().into());
-    v.extend(argv(&[
-        "--format",
-        format,
-        "--variant",
-        match variant {
-            Variant::Dynamic => "Standard",
-            Variant::Fixed => "Fixed",
-        },
-    ]));
-    cmd(v)
-}
-
-/// A raw-disk VMDK that passes the guest's disk through to `device`.
-pub fn raw_vmdk(major: Major, file: &Path, device: &Path) -> Argv {
-    match major {
-        Major::V7 => {
-            let mut v = argv(&["createmedium", "disk", "--filename"]);
-            v.push(file.into());
-            v.extend(argv(&[
-                "--format",
-                "VMDK",
-                "--variant",
-                "RawDisk",
-                "--property",
-            ]));
-            let mut p = OsString::from("RawDrive=");
-            p.push(device);
-            v.push(p);
-            cmd(v)
-        }
-        Major::V6 => {
-            let mut v = argv(&["internalcommands", "createrawvmdk", "-filename"]);
-            v.push(file.into());
-            v.push("-rawdisk".into());
-            v.push(device.into());
-            cmd(v)
-        }
-    }
-}
-
 /// The extradata key of a flush setting of the disk's driver (DrvVD).
 pub fn flush_key(c: &Controller, setting: &str) -> String {
     format!("VBoxInternal/Devices/{}/{setting}", c.disk_config())
-}
-
-/// `setextradata VM KEY VALUE`.
-pub fn setextradata(vm: &str, key: &str, value: &str) -> Argv {
-    cmd(argv(&["setextradata", vm, key, value]))
-}
-
-/// `startvm --type headless`.
-pub fn startvm(vm: &str) -> Argv {
-    cmd(argv(&["startvm", vm, "--type", "headless"]))
-}
-
-/// `showvminfo --machinereadable`.
-pub fn showvminfo(vm: &str) -> Argv {
-    cmd(argv(&["showvminfo", vm, "--machinereadable"]))
-}
-
-/// `debugvm statistics` of the storage devices.
-pub fn statistics(vm: &str) -> Argv {
-    cmd(argv(&[
-        "debugvm",
-        vm,
-        "statistics",
-        "--pattern",
-        "/Public/Storage/*",
-    ]))
-}
-
-/// `controlvm poweroff`.
-pub fn poweroff(vm: &str) -> Argv {
-    cmd(argv(&["controlvm", vm, "poweroff"]))
-}
-
-/// `closemedium disk F --delete`: only for media zvbench created.
-pub fn closemedium_delete(file: &Path) -> Argv {
-    let mut v = argv(&["closemedium", "disk"]);
-    v.push(file.into());
-    v.push("--delete".into());
-    cmd(v)
-}
-
-/// `unregistervm --delete`.
-pub fn unregistervm(vm: &str) -> Argv {
-    cmd(argv(&["unregistervm", vm, "--delete"]))
-}
-
-/// The name of the VM of one repetition of a target. Run ids and target names are
-/// validated, so the name is safe in VBoxManage argv and file names.
-pub fn vm_name(run_id: &str, target: &str, rep: u32) -> String {
-    format!("zvbench-{run_id}-{target}-{rep}")
-}
-
-/// The run id of a VM name [`vm_name`] gives (`zvbench-<run id>-<target>-<rep>`), which
-/// QEMU guests carry as their `-name` too.
-pub fn run_of(vm: &str) -> Option<&str> {
-    let (id, rest) = crate::host::owner::split_run_id(vm.strip_prefix("zvbench-")?)?;
-    let (target, rep) = rest.rsplit_once('-')?;
-    (crate::names::check_name(target).is_ok() && rep.parse::<u32>().is_ok()).then_some(id)
-}
-
-/// Whether a VM name is one [`vm_name`] gives.
-pub fn is_ours(vm: &str) -> bool {
-    run_of(vm).is_some()
 }
 
 /// VM names from `list vms` output (`"name" {uuid}` per line).
@@ -373,33 +370,6 @@ pub fn parse_vm_list(out: &str) -> Vec<&str> {
     out.lines()
         .filter_map(|l| l.strip_prefix('"')?.split_once("\" {").map(|(n, _)| n))
         .collect()
-}
-
-/// `zvbench clean` for VirtualBox: powers off and unregisters (deleting their files and
-/// the media attached, which zvbench created) the VMs an interrupted run left, except
-/// those whose run `live` says is running. Nothing when VBoxManage is absent.
-pub fn clean(live: &dyn Fn(&str) -> bool) -> Vec<Outcome> {
-    if detect().is_err() {
-        return Vec::new();
-    }
-    let Ok(list) = cmd(argv(&["list", "vms"])).stdout() else {
-        return Vec::new();
-    };
-    let mut done = Vec::new();
-    for vm in parse_vm_list(&list).into_iter().filter(|v| is_ours(v)) {
-        if live(vm) {
-            done.push(Outcome::InUse(format!(
-                "VirtualBox VM {vm}: its run is running"
-            )));
-            continue;
-        }
-        let _ = poweroff(vm).run();
-        done.push(match unregistervm(vm).run() {
-            Ok(_) => Outcome::Done(format!("unregistered and deleted VirtualBox VM {vm}")),
-            Err(e) => Outcome::Failed(format!("could not remove VirtualBox VM {vm}: {e}")),
-        });
-    }
-    done
 }
 
 /// `VMState` from `showvminfo --machinereadable`.
@@ -546,202 +516,29 @@ fn effective_flushes(c: &Controller, f: &VboxFlush, raw: bool) -> &'static str {
     }
 }
 
-/// Everything a VirtualBox guest boot needs.
-pub struct VboxRun<'a> {
-    /// Settings.
-    pub cfg: &'a GuestConfig,
-    /// Syntax of the installed VBoxManage.
-    pub major: Major,
-    /// Kernel and modules for the ISO.
-    pub kernel: &'a GuestKernel,
-    /// The static agent.
-    pub agent: &'a Path,
-    /// VM name (validated characters only).
-    pub vm: String,
-    /// The disk.
-    pub disk: VboxDisk,
-    /// Host device counters.
-    pub host_stat: Option<&'a StatSource>,
-    /// ZIL counter.
-    pub zil: Option<&'a ZilSource>,
-    /// The pool's leaf vdevs under a zvol.
-    pub vdevs: Option<&'a crate::host::zfs::PoolVdevs>,
-    /// Directory for the ISO, logs and the VM's folder.
-    pub work: PathBuf,
-    /// Longest the guest may run.
-    pub timeout: Duration,
-}
-
-impl VboxRun<'_> {
-    /// Creates the VM, boots it, runs `passes`, and tears everything down.
-    pub fn run(
-        &self,
-        passes: &[PassSpec],
-        stop: &Interrupt,
-        on_pass: &mut dyn FnMut(GuestPass) -> Result<()>,
-    ) -> Result<()> {
-        let work = std::fs::canonicalize({
-            std::fs::create_dir_all(&self.work)?;
-            &self.work
-        })?;
-        let initramfs = build_initramfs(
-            self.kernel,
-            self.cfg.bus,
-            self.agent,
-            passes,
-            Handshake::Pause(MARK_PAUSE),
-            false,
-        )?;
-        let iso = work.join("zvbench-guest.iso");
-        crate::guest::iso::build(&self.kernel.image, &initramfs, APPEND, &iso)?;
-        let console = work.join("console.log");
-        let frames_path = work.join("serial-frames.log");
-        let ctl = controller(self.cfg.bus)?;
-        let vm = self.vm.as_str();
-        let mut down = Undo::default();
-        let undo = |argv| Teardown::Command { argv, quiet: false };
-        let log = std::fs::File::create(work.join("vboxmanage.log"))?;
-        let run = |a: Argv| -> Result<String> {
-            use std::io::Write;
-            writeln!(&log, "{}", a.display())?;
-            Ok(a.stdout()?)
-        };
-        run(createvm(vm, &work.join("vm")))?;
-        down.push(undo(unregistervm(vm)));
-        down.push(Teardown::Keep {
-            from: work.join("vm").join(vm).join("Logs/VBox.log"),
-            to: work.join("VBox.log"),
-        });
-        run(modifyvm(
-            self.major,
-            vm,
-            self.cfg.memory.bytes() >> 20,
-            self.cfg.cpus,
-            &console,
-            &frames_path,
-        ))?;
-        // A SATA disk shares the DVD's controller, and so its host I/O cache setting.
-        let cache = self.cfg.vbox.host_io_cache;
-        run(storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
-        if ctl.name != DVD.name {
-            run(storagectl(vm, &ctl, cache))?;
-        }
-        run(storageattach(vm, &DVD, Some((&iso, true))))?;
-        down.push(undo(storageattach(vm, &DVD, None)));
-        let medium = match &self.disk {
-            VboxDisk::Image {
-                path,
-                format,
-                variant,
-                size,
-            } => {
-                run(createmedium(path, size >> 20, format, *variant))?;
-                path.clone()
-            }
-            VboxDisk::Raw { device } => {
-                let f = work.join("raw.vmdk");
-                run(raw_vmdk(self.major, &f, device))?;
-                f
-            }
-        };
-        // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
-        // device behind it).
-        down.push(undo(closemedium_delete(&medium)));
-        run(storageattach(vm, &ctl, Some((&medium, false))))?;
-        down.push(undo(storageattach(vm, &ctl, None)));
-        let f = &self.cfg.vbox;
-        for (setting, v) in [
-            ("IgnoreFlush", f.ignore_flush),
-            ("IgnoreFlushAsync", f.ignore_flush_async),
-        ] {
-            if let Some(v) = v {
-                run(setextradata(
-                    vm,
-                    &flush_key(&ctl, setting),
-                    if v { "1" } else { "0" },
-                ))?;
-            }
-        }
-        run(startvm(vm))?;
-        down.push(Teardown::Command {
-            argv: poweroff(vm),
-            quiet: true,
-        });
-        let fail = |what: String| {
-            anyhow!(
-                "{what}; guest console (last lines):{}",
-                console_tail(&console)
-            )
-        };
-        let prefix = ctl.stats();
-        let stats = || {
-            statistics(vm)
-                .stdout()
-                .ok()
-                .and_then(|o| parse_statistics(&o, &prefix))
-        };
-        let mut session =
-            Session::new(&work, passes, self.agent, self.timeout)?.with_pause(MARK_PAUSE);
-        let mut file: Option<std::fs::File> = None;
-        let mut buf = vec![0u8; 64 << 10];
-        let mut last_state_check = Instant::now();
-        let mut vm_off = false;
-        loop {
-            session.check(stop, &fail)?;
-            if file.is_none() {
-                file = std::fs::File::open(&frames_path).ok();
-            }
-            let n = match file.as_mut() {
-                Some(f) => f.read(&mut buf).context("reading the serial log")?,
-                None => 0,
-            };
-            if n == 0 {
-                if vm_off {
-                    bail!(fail(
-                        "the guest powered off before it sent all results".into()
-                    ));
-                }
-                if last_state_check.elapsed() > Duration::from_secs(2) {
-                    last_state_check = Instant::now();
-                    // Once the VM is off, one more read drains what it wrote last.
-                    vm_off = matches!(
-                        vm_state(&run(showvminfo(vm))?),
-                        Some("poweroff" | "aborted")
-                    );
-                }
-                if !vm_off {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                continue;
-            }
-            let step = session
-                .feed(
-                    &buf[..n],
-                    &mut || snapshot(stats(), self.host_stat, self.zil, self.vdevs),
-                    &mut || Ok(()),
-                    on_pass,
-                )
-                .map_err(|e| fail(crate::chain(&e)))?;
-            if step == Step::Done {
-                let until = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < until {
-                    if vm_state(&run(showvminfo(vm))?) == Some("poweroff") {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                return Ok(());
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn s(a: &Argv) -> String {
         a.display()
+    }
+
+    /// A VBoxManage value of syntax `m`, never run.
+    fn vbm(m: Major) -> VBoxManage {
+        VBoxManage::new("VBoxManage", m)
+    }
+
+    #[test]
+    fn every_command_runs_the_program_given() {
+        let v = VBoxManage::new("/opt/vb/VBoxManage", Major::V6);
+        assert_eq!(v.startvm("vm").0[0], "/opt/vb/VBoxManage");
+        assert_eq!(v.list_vms().0[0], "/opt/vb/VBoxManage");
+        let e = crate::chain(&VBoxManage::detect("/nonexistent/VBoxManage").unwrap_err());
+        assert!(
+            e.contains("/nonexistent/VBoxManage") && e.contains(VBOXMANAGE_ENV),
+            "{e}"
+        );
     }
 
     #[test]
@@ -758,7 +555,7 @@ mod tests {
     fn uart_syntax_follows_the_version() {
         let c = Path::new("/w/console.log");
         let f = Path::new("/w/frames.log");
-        let v7 = s(&modifyvm(Major::V7, "vm", 256, 1, c, f));
+        let v7 = s(&vbm(Major::V7).modifyvm("vm", 256, 1, c, f));
         assert!(
             v7.contains("--uart1 0x3F8 4 --uart-mode1 file /w/console.log"),
             "{v7}"
@@ -767,7 +564,7 @@ mod tests {
             v7.contains("--uart2 0x2F8 3 --uart-mode2 file /w/frames.log"),
             "{v7}"
         );
-        let v6 = s(&modifyvm(Major::V6, "vm", 256, 1, c, f));
+        let v6 = s(&vbm(Major::V6).modifyvm("vm", 256, 1, c, f));
         assert!(v6.contains("--uartmode1 file /w/console.log"), "{v6}");
         assert!(!v6.contains("--uart-mode"), "{v6}");
     }
@@ -776,10 +573,10 @@ mod tests {
     fn raw_disk_syntax_follows_the_version() {
         let f = Path::new("/w/raw.vmdk");
         let d = Path::new("/dev/zvol/tank/vm");
-        assert!(s(&raw_vmdk(Major::V7, f, d)).ends_with(
+        assert!(s(&vbm(Major::V7).raw_vmdk(f, d)).ends_with(
             "createmedium disk --filename /w/raw.vmdk --format VMDK --variant RawDisk --property RawDrive=/dev/zvol/tank/vm"
         ));
-        assert!(s(&raw_vmdk(Major::V6, f, d)).ends_with(
+        assert!(s(&vbm(Major::V6).raw_vmdk(f, d)).ends_with(
             "internalcommands createrawvmdk -filename /w/raw.vmdk -rawdisk /dev/zvol/tank/vm"
         ));
     }
@@ -787,21 +584,20 @@ mod tests {
     #[test]
     fn the_story_setup() {
         let c = controller(Bus::Sata).unwrap();
-        assert!(s(&storagectl("vm", &c, false))
+        assert!(s(&vbm(Major::V7).storagectl("vm", &c, false))
             .ends_with("storagectl vm --name SATA --add sata --controller IntelAhci --portcount 2 --hostiocache off --bootable on"));
-        assert!(s(&storageattach("vm", &c, Some((Path::new("/d.vdi"), false))))
+        assert!(s(&vbm(Major::V7).storageattach("vm", &c, Some((Path::new("/d.vdi"), false))))
             .ends_with("storageattach vm --storagectl SATA --port 1 --device 0 --type hdd --medium /d.vdi --mtype writethrough"));
         assert_eq!(
             flush_key(&c, "IgnoreFlush"),
             "VBoxInternal/Devices/ahci/0/LUN#1/Config/IgnoreFlush"
         );
-        assert!(s(&createmedium(
-            Path::new("/d.vdi"),
-            96,
-            "VDI",
-            Variant::Fixed
-        ))
-        .ends_with("createmedium disk --filename /d.vdi --size 96 --format VDI --variant Fixed"));
+        assert!(
+            s(&vbm(Major::V7).createmedium(Path::new("/d.vdi"), 96, "VDI", Variant::Fixed))
+                .ends_with(
+                    "createmedium disk --filename /d.vdi --size 96 --format VDI --variant Fixed"
+                )
+        );
         assert!(controller(Bus::Virtio).is_err());
     }
 
@@ -932,6 +728,7 @@ mod tests {
 
     #[test]
     fn leftover_vms_are_recognised_by_name() {
+        use crate::hypervisor::{is_ours, vm_name};
         let list = "\"zvbench-20261127T031539-8201-vdi-1\" {0b6e...}\n\"my-desktop\" {1c2d...}\n\"zvbench-notes\" {9}\n";
         assert!(is_ours(&vm_name("20261127T031539-8201", "vdi", 1)));
         let names = parse_vm_list(list);
