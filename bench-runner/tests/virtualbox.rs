@@ -475,40 +475,59 @@ fn clean_removes_a_dead_runs_vm_and_nothing_else() {
     );
 }
 
-/// The fake refuses what the real VBoxManage refuses: each version's other spelling,
-/// unknown options, media still attached.
-#[test]
-fn fake_vboxmanage_rejects_bad_syntax() {
-    if !require(&["python3"]) {
-        return;
+/// The fake VBoxManage run directly, with its own state directory, and VM "a" registered.
+struct FakeCli {
+    home: tempfile::TempDir,
+}
+
+impl FakeCli {
+    fn new() -> Option<Self> {
+        if !require(&["python3"]) {
+            return None;
+        }
+        let cli = FakeCli {
+            home: tempfile::tempdir().unwrap(),
+        };
+        let base = cli.home.path().join("vms");
+        let createvm = [
+            "createvm",
+            "--name",
+            "a",
+            "--basefolder",
+            base.to_str().unwrap(),
+        ];
+        let register = |extra: &[&str]| cli.run("7.0.20", &[&createvm[..], extra].concat());
+        assert!(register(&["--register"]).status.success());
+        assert!(!register(&["--register"]).status.success(), "a name twice");
+        Some(cli)
     }
-    let home = tempfile::tempdir().unwrap();
-    let run = |version: &str, args: &[&str]| {
+
+    fn run(&self, version: &str, args: &[&str]) -> std::process::Output {
         Command::new(fake())
-            .env("FAKE_VBOX_HOME", home.path())
+            .env("FAKE_VBOX_HOME", self.home.path())
             .env("FAKE_VBOX_VERSION", version)
             .env_remove("FAKE_VBOX_FAIL")
             .args(args)
             .output()
             .unwrap()
-    };
-    let base = home.path().join("vms");
-    let base = base.to_str().unwrap();
-    let createvm = || {
-        run(
-            "7.0.20",
-            &[
-                "createvm",
-                "--name",
-                "a",
-                "--basefolder",
-                base,
-                "--register",
-            ],
-        )
-    };
-    assert!(createvm().status.success());
-    assert!(!createvm().status.success(), "a name twice");
+    }
+}
+
+impl Drop for FakeCli {
+    fn drop(&mut self) {
+        // VM "a" never started; unregistering it deletes its files with the state.
+        let out = self.run("7.0.20", &["unregistervm", "a", "--delete"]);
+        if !std::thread::panicking() {
+            assert!(out.status.success(), "{out:?}");
+        }
+    }
+}
+
+/// The fake refuses what the real VBoxManage refuses: each version's other spelling,
+/// unknown options, media still attached.
+#[test]
+fn fake_vboxmanage_rejects_bad_syntax() {
+    let Some(cli) = FakeCli::new() else { return };
     for (version, line) in [
         ("6.1.50", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file /tmp/x"),
         ("7.0.20", "modifyvm a --uart1 0x3F8 4 --uart-mode1 file rel/x"),
@@ -519,25 +538,30 @@ fn fake_vboxmanage_rejects_bad_syntax() {
         ("7.0.20", "controlvm a poweroff"),
     ] {
         let args: Vec<&str> = line.split(' ').collect();
-        let out = run(version, &args);
+        let out = cli.run(version, &args);
         assert!(!out.status.success(), "{version} accepted {args:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).starts_with("VBoxManage: error:"),
             "{out:?}"
         );
     }
-    // 7.x takes both spellings of the uart mode (the old one as an alias), and still
-    // `internalcommands createrawvmdk`.
+}
+
+/// 7.x takes both spellings of the uart mode (the old one as an alias), and still
+/// `internalcommands createrawvmdk`.
+#[test]
+fn fake_vboxmanage_takes_both_uart_spellings_and_createrawvmdk() {
+    let Some(cli) = FakeCli::new() else { return };
     for version in ["7.0.20", "7.1.6"] {
         for mode in ["--uart-mode1", "--uartmode1"] {
             let line = format!("modifyvm a --uart1 0x3F8 4 {mode} file /tmp/x");
-            let out = run(version, &line.split(' ').collect::<Vec<_>>());
+            let out = cli.run(version, &line.split(' ').collect::<Vec<_>>());
             assert!(out.status.success(), "{version} {mode}: {out:?}");
         }
-        let device = home.path().join(format!("device-{version}"));
+        let device = cli.home.path().join(format!("device-{version}"));
         std::fs::write(&device, vec![0u8; 1 << 20]).unwrap();
-        let vmdk = home.path().join(format!("raw-{version}.vmdk"));
-        let out = run(
+        let vmdk = cli.home.path().join(format!("raw-{version}.vmdk"));
+        let out = cli.run(
             version,
             &[
                 "internalcommands",
@@ -553,9 +577,14 @@ fn fake_vboxmanage_rejects_bad_syntax() {
             .unwrap()
             .contains(device.to_str().unwrap()));
     }
-    // virtio-scsi: DrvSCSI at LUN#0 takes no config values, so a disk setting there stops
-    // the VM from starting; under LUN#0/AttachedDriver it reaches DrvVD.
-    let ok = |args: &[&str]| assert!(run("7.0.20", args).status.success(), "{args:?}");
+}
+
+/// virtio-scsi: DrvSCSI at LUN#0 takes no config values, so a disk setting there stops the
+/// VM from starting; under LUN#0/AttachedDriver it reaches DrvVD.
+#[test]
+fn fake_vboxmanage_reads_virtio_scsi_settings_where_drvvd_does() {
+    let Some(cli) = FakeCli::new() else { return };
+    let ok = |args: &[&str]| assert!(cli.run("7.0.20", args).status.success(), "{args:?}");
     ok(&[
         "storagectl",
         "a",
@@ -568,7 +597,7 @@ fn fake_vboxmanage_rejects_bad_syntax() {
     ]);
     let wrong = "VBoxInternal/Devices/virtio-scsi/0/LUN#0/Config/IgnoreFlush";
     ok(&["setextradata", "a", wrong, "0"]);
-    let out = run("7.0.20", &["startvm", "a", "--type", "headless"]);
+    let out = cli.run("7.0.20", &["startvm", "a", "--type", "headless"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("SCSI") && err.contains("IgnoreFlush"),
@@ -581,13 +610,10 @@ fn fake_vboxmanage_rejects_bad_syntax() {
         "VBoxInternal/Devices/virtio-scsi/0/LUN#0/AttachedDriver/Config/IgnoreFlush",
         "0",
     ]);
-    let out = run("7.0.20", &["startvm", "a", "--type", "headless"]);
+    let out = cli.run("7.0.20", &["startvm", "a", "--type", "headless"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !err.contains("IgnoreFlush") && err.contains("DVD"),
         "only the missing DVD stops this one: {out:?}"
     );
-    assert!(run("7.0.20", &["unregistervm", "a", "--delete"])
-        .status
-        .success());
 }

@@ -448,7 +448,7 @@ impl<'a> Session<'a> {
                 };
             }
             Phase::End => {
-                self.lower = delta(self.start_snap.take().unwrap_or_default(), snap);
+                self.lower = delta(&self.start_snap.take().unwrap_or_default(), &snap);
                 if std::mem::take(&mut self.late) {
                     eprintln!(
                         "zvbench: the layers below the guest are unknown for pass {}: its counters were read after the guest's {:.1} s pause at a mark (a slow host or hypervisor)",
@@ -499,14 +499,18 @@ fn describe(item: &Scanned) -> String {
 }
 
 /// What the layers did between two snapshots.
-pub fn delta(a: Snapshot, b: Snapshot) -> LowerLayers {
-    let host = match (a.host, b.host) {
-        (Some(x), Some(y)) => Some(y.delta(&x, "")),
+pub fn delta(a: &Snapshot, b: &Snapshot) -> LowerLayers {
+    let host = match (&a.host, &b.host) {
+        (Some(x), Some(y)) => Some(y.delta(x, "")),
         _ => None,
     };
-    let vdev = a.vdev.zip(b.vdev).map(|(x, y)| y.delta(&x, ""));
+    let vdev = a
+        .vdev
+        .as_ref()
+        .zip(b.vdev.as_ref())
+        .map(|(x, y)| y.delta(x, ""));
     LowerLayers {
-        hv: a.hv.zip(b.hv).map(|(x, y)| y.delta(&x)),
+        hv: a.hv.as_ref().zip(b.hv.as_ref()).map(|(x, y)| y.delta(x)),
         host_flushes: host.as_ref().and_then(|d| d.flush_ios),
         host_flush_ms: host.as_ref().and_then(|d| d.flush_ms),
         host_write_bytes: host.as_ref().map(|d| d.write_bytes),

@@ -537,7 +537,7 @@ impl TargetRun<'_> {
                 .with_context(|| format!("{} on the host", spec.label))?;
             if let (Some(before), Some(after)) = (before, counters()) {
                 let mut row = base_row(self.t, &rec, rep);
-                zfs_layers(&mut row, &delta(before, after));
+                zfs_layers(&mut row, &delta(&before, &after));
                 sink.add(row, &rec, None)?;
             }
         }

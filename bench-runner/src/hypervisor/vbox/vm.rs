@@ -68,7 +68,7 @@ impl Hypervisor for VirtualBox {
             down: Undo::default(),
         };
         vm.create(&self.disk, guest.cfg, &work, &std::fs::canonicalize(iso)?)?;
-        vm.run(self.vbox.startvm(&vm.name))?;
+        vm.run(&self.vbox.startvm(&vm.name))?;
         vm.down.push(Teardown::Command {
             argv: self.vbox.poweroff(&vm.name),
             quiet: true,
@@ -101,7 +101,7 @@ fn undo(argv: Argv) -> Teardown {
 
 impl VboxVm<'_> {
     /// Runs a VBoxManage command, logged first; its stdout.
-    fn run(&self, a: Argv) -> Result<String> {
+    fn run(&self, a: &Argv) -> Result<String> {
         use std::io::Write;
         writeln!(&self.log, "{}", a.display())?;
         Ok(a.stdout()?)
@@ -118,13 +118,13 @@ impl VboxVm<'_> {
     ) -> Result<()> {
         let (vm, ctl, vbox) = (self.name.clone(), self.ctl, self.vbox);
         let vm = vm.as_str();
-        self.run(vbox.createvm(vm, &work.join("vm")))?;
+        self.run(&vbox.createvm(vm, &work.join("vm")))?;
         self.down.push(undo(vbox.unregistervm(vm)));
         self.down.push(Teardown::Keep {
             from: work.join("vm").join(vm).join("Logs/VBox.log"),
             to: work.join("VBox.log"),
         });
-        self.run(vbox.modifyvm(
+        self.run(&vbox.modifyvm(
             vm,
             cfg.memory.bytes() >> 20,
             cfg.cpus,
@@ -133,11 +133,11 @@ impl VboxVm<'_> {
         ))?;
         // A SATA disk shares the DVD's controller, and so its host I/O cache setting.
         let cache = cfg.vbox.host_io_cache;
-        self.run(vbox.storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
+        self.run(&vbox.storagectl(vm, &DVD, ctl.name == DVD.name && cache))?;
         if ctl.name != DVD.name {
-            self.run(vbox.storagectl(vm, &ctl, cache))?;
+            self.run(&vbox.storagectl(vm, &ctl, cache))?;
         }
-        self.run(vbox.storageattach(vm, &DVD, Some((iso, true))))?;
+        self.run(&vbox.storageattach(vm, &DVD, Some((iso, true))))?;
         self.down.push(undo(vbox.storageattach(vm, &DVD, None)));
         let medium = match disk {
             VboxDisk::Image {
@@ -146,19 +146,19 @@ impl VboxVm<'_> {
                 variant,
                 size,
             } => {
-                self.run(vbox.createmedium(path, size >> 20, format, *variant))?;
+                self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
                 path.clone()
             }
             VboxDisk::Raw { device } => {
                 let f = work.join("raw.vmdk");
-                self.run(vbox.raw_vmdk(&f, device))?;
+                self.run(&vbox.raw_vmdk(&f, device))?;
                 f
             }
         };
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
         self.down.push(undo(vbox.closemedium_delete(&medium)));
-        self.run(vbox.storageattach(vm, &ctl, Some((&medium, false))))?;
+        self.run(&vbox.storageattach(vm, &ctl, Some((&medium, false))))?;
         self.down.push(undo(vbox.storageattach(vm, &ctl, None)));
         let f = &cfg.vbox;
         for (setting, v) in [
@@ -167,7 +167,7 @@ impl VboxVm<'_> {
         ] {
             if let Some(v) = v {
                 let key = flush_key(&ctl, setting);
-                self.run(vbox.setextradata(vm, &key, if v { "1" } else { "0" }))?;
+                self.run(&vbox.setextradata(vm, &key, if v { "1" } else { "0" }))?;
             }
         }
         Ok(())
@@ -175,7 +175,7 @@ impl VboxVm<'_> {
 
     /// The VM's state from `showvminfo`.
     fn state_is(&self, states: &[&str]) -> Result<bool> {
-        let info = self.run(self.vbox.showvminfo(&self.name))?;
+        let info = self.run(&self.vbox.showvminfo(&self.name))?;
         Ok(vm_state(&info).is_some_and(|s| states.contains(&s)))
     }
 }
