@@ -522,17 +522,128 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         None
     };
     let t = Target::open(&spec.path, spec.mode())?;
-    let bs = spec.bs.bytes();
-    let size = spec.size.bytes();
+    check_fits(spec, &t, &path_s)?;
+    let shape = Shape::of(spec);
+    let stop = AtomicBool::new(false);
+    // The acknowledged prefix, when the observer wants it and what is durable is a prefix.
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
+    let acks = (obs.wants_synced() && spec.workload == Workload::Seqwr && shape.jobs == 1)
+        .then_some(Acks {
+            tx: ack_tx,
+            // With more than one write in flight, completions are not in block order: a
+            // completed write proves no prefix, so only the drained flushes count there.
+            each_write: matches!(spec.sync, SyncMode::Osync | SyncMode::Odsync) && shape.qd == 1,
+        });
+    let plan = Plan {
+        file: &t.file,
+        path: &path_s,
+        bs: shape.bs,
+        qd: shape.qd,
+        sync_every: spec.effective_sync_every(),
+        datasync: spec.sync == SyncMode::Fdatasync,
+        verify: spec.verify,
+        seed: spec.seed,
+        compress: spec.buffer_compress_percentage,
+        stop: &stop,
+        acks,
+    };
+    let done: Vec<AtomicU64> = (0..shape.jobs).map(|_| AtomicU64::new(0)).collect();
+    let jobs = open_jobs(spec, &t, &plan, &shape, &done)?;
+    let engine_name = jobs[0].engine_name();
+    if let Some(c) = created {
+        c.keep();
+    }
+    let cache_drop = if writing {
+        Vec::new()
+    } else {
+        drop_caches(&t, !spec.direct)
+    };
+    let shared = Shared {
+        gate: Gate {
+            start: Mutex::new(None),
+            cv: Condvar::new(),
+        },
+        ramped: AtomicUsize::new(0),
+        stop: &stop,
+        done: &done,
+    };
+    let driven = drive(spec, &t, &shape, jobs, &shared, &ack_rx, obs)?;
+    let mut m = Merged::of(driven.outs)?;
+    if writing && spec.end_fsync {
+        end_fsync(&t, &plan, &mut m, driven.start, &path_s, shape.size)?;
+        if plan.acks.is_some() {
+            obs.synced(m.writes);
+        }
+    }
+    let seconds = driven.start.elapsed().as_secs_f64();
+    let (cpu_u1, cpu_s1) = cpu_times();
+    let device = match (&t.stat_source, driven.stat_before) {
+        (Some(src), Some(before)) => src.read().ok().map(|after| after.delta(&before, &src.name)),
+        _ => None,
+    };
+    obs.phase(Phase::End);
+    let run = Ran {
+        seconds,
+        cpu: (cpu_u1 - driven.cpu0.0, cpu_s1 - driven.cpu0.1),
+        device,
+        cache_drop,
+        engine: engine_name,
+        sync_every: plan.sync_every,
+    };
+    Ok(record(spec, &t, &shape, m, run))
+}
+
+/// The request size, the pass's size and how it is split over jobs and queue slots.
+struct Shape {
+    bs: u64,
+    size: u64,
+    qd: usize,
+    jobs: u64,
+    blocks: u64,
+    per_job: u64,
+}
+
+impl Shape {
+    fn of(spec: &PassSpec) -> Shape {
+        let (bs, size) = (spec.bs.bytes(), spec.size.bytes());
+        let jobs = u64::from(spec.numjobs);
+        Shape {
+            bs,
+            size,
+            qd: spec.iodepth as usize,
+            jobs,
+            blocks: size / bs,
+            per_job: size / bs / jobs,
+        }
+    }
+
+    /// Blocks of job `j`: an equal share, the last job taking the remainder.
+    fn region(&self, j: u64) -> u64 {
+        if j == self.jobs - 1 {
+            self.blocks - self.per_job * (self.jobs - 1)
+        } else {
+            self.per_job
+        }
+    }
+}
+
+/// Refuses a pass the target cannot take: requests not aligned for O_DIRECT, or a device
+/// or file smaller than the pass.
+fn check_fits(spec: &PassSpec, t: &Target, path_s: &str) -> Result<(), PassError> {
+    let (bs, size) = (spec.bs.bytes(), spec.size.bytes());
     if spec.direct && !bs.is_multiple_of(u64::from(t.dio_offset_align)) {
         return Err(PassError::Misaligned {
             bs: spec.bs,
             align: t.dio_offset_align,
-            path: path_s,
+            path: path_s.to_string(),
         });
     }
     if (t.kind == PathKind::Blockdev || spec.workload.reads()) && t.size_bytes < size {
-        let what = if writing { "device" } else { "file or device" };
+        let what = if spec.workload.writes() {
+            "device"
+        } else {
+            "file or device"
+        };
         return Err(PassError::Invalid(format!(
             "{path_s}: the {what} has {} bytes but the pass needs {size}; lower --size{}",
             t.size_bytes,
@@ -543,39 +654,23 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
             }
         )));
     }
-    let qd = spec.iodepth as usize;
-    let jobs_n = spec.numjobs as u64;
-    let blocks = size / bs;
-    let per_job = blocks / jobs_n;
-    let stop = AtomicBool::new(false);
-    // The acknowledged prefix, when the observer wants it and what is durable is a prefix.
-    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<u64>();
-    let acks =
-        (obs.wants_synced() && spec.workload == Workload::Seqwr && jobs_n == 1).then_some(Acks {
-            tx: ack_tx,
-            // With more than one write in flight, completions are not in block order: a
-            // completed write proves no prefix, so only the drained flushes count there.
-            each_write: matches!(spec.sync, SyncMode::Osync | SyncMode::Odsync) && qd == 1,
-        });
-    let plan = Plan {
-        file: &t.file,
-        path: &path_s,
-        bs,
-        qd,
-        sync_every: spec.effective_sync_every(),
-        datasync: spec.sync == SyncMode::Fdatasync,
-        verify: spec.verify,
-        seed: spec.seed,
-        compress: spec.buffer_compress_percentage,
-        stop: &stop,
-        acks,
-    };
-    let done: Vec<AtomicU64> = (0..jobs_n).map(|_| AtomicU64::new(0)).collect();
-    let mut jobs = Vec::with_capacity(jobs_n as usize);
-    for j in 0..jobs_n {
-        let len = bs as usize * (qd + 1);
+    Ok(())
+}
+
+/// One job per `numjobs`, each with its buffers (random data, `qd + 1` requests' worth)
+/// and its engine, on its own region of the target.
+fn open_jobs<'a>(
+    spec: &PassSpec,
+    t: &Target,
+    plan: &'a Plan<'a>,
+    shape: &Shape,
+    done: &'a [AtomicU64],
+) -> Result<Vec<Job<'a>>, PassError> {
+    let mut jobs = Vec::with_capacity(done.len());
+    for (j, done) in (0..shape.jobs).zip(done) {
+        let len = shape.bs as usize * (shape.qd + 1);
         let mut buf = AlignedBuf::new(len, (t.dio_mem_align as usize).max(4096))?;
-        for b in buf.as_mut_slice().chunks_mut(bs as usize) {
+        for b in buf.as_mut_slice().chunks_mut(shape.bs as usize) {
             fill_random(b, spec.seed);
         }
         let engine =
@@ -584,104 +679,85 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
                     engine: match spec.ioengine {
                         IoEngine::Libaio => "libaio",
                         IoEngine::Psync => "psync",
-                        _ => "io_uring",
+                        IoEngine::IoUring => "io_uring",
+                        IoEngine::Auto => "auto (io_uring, else libaio)",
                     },
                     iodepth: spec.iodepth,
-                    path: path_s.clone(),
+                    path: plan.path.to_string(),
                     source,
                 }
             })?;
-        jobs.push(Job::new(&plan, engine, buf, j * per_job, &done[j as usize]));
+        jobs.push(Job::new(plan, engine, buf, j * shape.per_job, done));
     }
-    let engine_name = jobs[0].engine_name();
-    if let Some(c) = created {
-        c.keep();
-    }
-    let cache_drop = if writing {
-        Vec::new()
-    } else {
-        drop_caches(&t, !spec.direct)
-    };
+    Ok(jobs)
+}
+
+/// What the pass's thread and its jobs share while they run.
+struct Shared<'a> {
+    gate: Gate,
+    /// Jobs done with their ramp.
+    ramped: AtomicUsize,
+    stop: &'a AtomicBool,
+    /// Requests completed, per job.
+    done: &'a [AtomicU64],
+}
+
+/// The jobs' results and what was read when the measured part began.
+struct Driven {
+    outs: Vec<Result<JobOut, PassError>>,
+    start: Instant,
+    stat_before: Option<crate::devstat::DevStat>,
+    cpu0: (f64, f64),
+}
+
+/// Runs the jobs on threads of their own: each ramps (if asked), waits at the gate, then
+/// runs its region or its time; meanwhile this thread answers a stop, reports progress
+/// once a second and passes acknowledgements on.
+fn drive(
+    spec: &PassSpec,
+    t: &Target,
+    shape: &Shape,
+    jobs: Vec<Job<'_>>,
+    sh: &Shared<'_>,
+    ack_rx: &std::sync::mpsc::Receiver<u64>,
+    obs: &mut dyn Observer,
+) -> Result<Driven, PassError> {
     let interval = Duration::from_millis(spec.log_avg_msec);
     let runtime = secs(spec.runtime);
-    let ramp = secs(spec.ramp_time);
     let expected = runtime.map_or(64, |r| (r.as_nanos() / interval.as_nanos()) as usize + 2);
-    let gate = Gate {
-        start: Mutex::new(None),
-        cv: Condvar::new(),
-    };
-    let ramped = AtomicUsize::new(0);
-    let random = spec.workload.random();
-    let read_pct = spec.workload.read_pct(spec.rwmixread);
-
-    let mut stat_before = None;
-    let mut cpu0 = (0.0, 0.0);
-    let mut start = Instant::now();
     let mut stopped = false;
-    let results: Vec<Result<JobOut, PassError>> = std::thread::scope(|sc| {
+    let mut before = (None, (0.0, 0.0), Instant::now());
+    let outs = std::thread::scope(|sc| {
         let handles: Vec<_> = jobs
             .into_iter()
             .enumerate()
-            .map(|(j, mut job)| {
-                let (gate, ramped, stop) = (&gate, &ramped, &stop);
-                let region = if j as u64 == jobs_n - 1 {
-                    blocks - per_job * (jobs_n - 1)
-                } else {
-                    per_job
-                };
-                let job_seed = spec.randseed.wrapping_add(j as u64);
-                sc.spawn(move || {
-                    let gen =
-                        || OffsetGen::new(region, random, spec.norandommap, job_seed, read_pct);
-                    let ramp_result = match ramp {
-                        Some(r) => {
-                            let t0 = Instant::now();
-                            let mut scratch = JobOut::new(interval, 1);
-                            job.run(&mut gen(), End::At(t0 + r), t0, &mut scratch)
-                        }
-                        None => Ok(()),
-                    };
-                    if ramp_result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    ramped.fetch_add(1, Ordering::Release);
-                    let start = gate.wait();
-                    ramp_result?;
-                    let mut out = JobOut::new(interval, expected);
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(out);
-                    }
-                    let end = match runtime {
-                        Some(r) => End::At(start + r),
-                        None => End::Requests(region),
-                    };
-                    let r = job.run(&mut gen(), end, start, &mut out);
-                    if r.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    r.map(|()| out)
-                })
+            .map(|(j, job)| {
+                let j = j as u64;
+                sc.spawn(move || job_thread(spec, job, shape.region(j), j, sh, expected))
             })
             .collect();
         let poll = Duration::from_millis(20);
         // The ramp: wait for every job, still answering a stop.
         let ramp_from = Instant::now();
         let mut next = Duration::from_secs(1);
-        while ramped.load(Ordering::Acquire) < jobs_n as usize {
+        while sh.ramped.load(Ordering::Acquire) < sh.done.len() {
             std::thread::sleep(poll);
             if ramp_from.elapsed() >= next {
                 next += Duration::from_secs(1);
                 if obs.stop_requested() {
-                    stop.store(true, Ordering::Relaxed);
+                    sh.stop.store(true, Ordering::Relaxed);
                     stopped = true;
                 }
             }
         }
         obs.phase(Phase::Start);
-        stat_before = t.stat_source.as_ref().and_then(|s| s.read().ok());
-        cpu0 = cpu_times();
-        start = Instant::now();
-        gate.open(start);
+        before = (
+            t.stat_source.as_ref().and_then(|s| s.read().ok()),
+            cpu_times(),
+            Instant::now(),
+        );
+        let start = before.2;
+        sh.gate.open(start);
         let mut next = Duration::from_secs(1);
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(poll);
@@ -689,14 +765,14 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
             let el = start.elapsed();
             if el >= next {
                 next = el + Duration::from_secs(1);
-                let d: u64 = done.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+                let d: u64 = sh.done.iter().map(|a| a.load(Ordering::Relaxed)).sum();
                 let total = match runtime {
                     Some(r) => (d as f64 * r.as_secs_f64() / el.as_secs_f64().max(1e-9)) as u64,
-                    None => size,
+                    None => shape.size,
                 };
                 obs.progress(d, total.max(d), el);
                 if obs.stop_requested() {
-                    stop.store(true, Ordering::Relaxed);
+                    sh.stop.store(true, Ordering::Relaxed);
                     stopped = true;
                 }
             }
@@ -711,80 +787,170 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
     if stopped {
         return Err(PassError::Stopped);
     }
-    let mut outs = Vec::with_capacity(results.len());
-    for r in results {
-        outs.push(r?);
-    }
-    let mut hist_io = LatencyHist::new();
-    let mut hist_flush = LatencyHist::new();
-    let mut verify = VerifyResult::default();
-    let (mut read_bytes, mut write_bytes, mut reads, mut writes, mut flushes) = (0, 0, 0, 0, 0);
-    let mut recorders = Vec::with_capacity(outs.len());
-    for o in outs {
-        hist_io.add(&o.hist_io);
-        hist_flush.add(&o.hist_flush);
-        verify.merge(&o.verify);
-        read_bytes += o.read_bytes;
-        write_bytes += o.write_bytes;
-        reads += o.reads;
-        writes += o.writes;
-        flushes += o.flushes;
-        recorders.push(o.series);
-    }
-    if writing && spec.end_fsync {
-        let t0 = Instant::now();
-        let r = if plan.datasync {
-            t.file.sync_data()
-        } else {
-            t.file.sync_all()
-        };
-        r.map_err(|source| PassError::Io {
-            op: "flush",
-            offset: size,
-            path: path_s.clone(),
-            source,
-        })?;
-        let t1 = Instant::now();
-        hist_flush.record_ns(nanos(t1 - t0));
-        if let Some(r0) = recorders.first_mut() {
-            r0.flush(t1 - start);
+    let (stat_before, cpu0, start) = before;
+    Ok(Driven {
+        outs,
+        start,
+        stat_before,
+        cpu0,
+    })
+}
+
+/// One job's thread: the ramp (results discarded), the gate, then the measured run.
+fn job_thread(
+    spec: &PassSpec,
+    mut job: Job<'_>,
+    region: u64,
+    j: u64,
+    sh: &Shared<'_>,
+    expected: usize,
+) -> Result<JobOut, PassError> {
+    let interval = Duration::from_millis(spec.log_avg_msec);
+    let random = spec.workload.random();
+    let read_pct = spec.workload.read_pct(spec.rwmixread);
+    let job_seed = spec.randseed.wrapping_add(j);
+    let gen = || OffsetGen::new(region, random, spec.norandommap, job_seed, read_pct);
+    let ramp_result = match secs(spec.ramp_time) {
+        Some(r) => {
+            let t0 = Instant::now();
+            let mut scratch = JobOut::new(interval, 1);
+            job.run(&mut gen(), End::At(t0 + r), t0, &mut scratch)
         }
-        flushes += 1;
-        if plan.acks.is_some() {
-            obs.synced(writes);
-        }
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let (cpu_u1, cpu_s1) = cpu_times();
-    let (cpu_u0, cpu_s0) = cpu0;
-    let device = match (&t.stat_source, stat_before) {
-        (Some(src), Some(before)) => src.read().ok().map(|after| after.delta(&before, &src.name)),
-        _ => None,
+        None => Ok(()),
     };
-    obs.phase(Phase::End);
-    let lat = hist_io.percentiles().unwrap_or_default();
-    let flush_p = hist_flush.percentiles();
-    let secs = seconds.max(1e-9);
-    let bytes = read_bytes + write_bytes;
-    let ops = reads + writes;
-    Ok(PassRecord {
+    if ramp_result.is_err() {
+        sh.stop.store(true, Ordering::Relaxed);
+    }
+    sh.ramped.fetch_add(1, Ordering::Release);
+    let start = sh.gate.wait();
+    ramp_result?;
+    let mut out = JobOut::new(interval, expected);
+    if sh.stop.load(Ordering::Relaxed) {
+        return Ok(out);
+    }
+    let end = match secs(spec.runtime) {
+        Some(r) => End::At(start + r),
+        None => End::Requests(region),
+    };
+    let r = job.run(&mut gen(), end, start, &mut out);
+    if r.is_err() {
+        sh.stop.store(true, Ordering::Relaxed);
+    }
+    r.map(|()| out)
+}
+
+/// Every job's results added up; the series kept per job until merged.
+struct Merged {
+    hist_io: LatencyHist,
+    hist_flush: LatencyHist,
+    verify: VerifyResult,
+    read_bytes: u64,
+    write_bytes: u64,
+    reads: u64,
+    writes: u64,
+    flushes: u64,
+    recorders: Vec<series::SeriesRecorder>,
+}
+
+impl Merged {
+    /// The jobs' results, or the first job's error.
+    fn of(outs: Vec<Result<JobOut, PassError>>) -> Result<Merged, PassError> {
+        let mut m = Merged {
+            hist_io: LatencyHist::new(),
+            hist_flush: LatencyHist::new(),
+            verify: VerifyResult::default(),
+            read_bytes: 0,
+            write_bytes: 0,
+            reads: 0,
+            writes: 0,
+            flushes: 0,
+            recorders: Vec::with_capacity(outs.len()),
+        };
+        let outs: Vec<JobOut> = outs.into_iter().collect::<Result<_, _>>()?;
+        for o in outs {
+            m.hist_io.add(&o.hist_io);
+            m.hist_flush.add(&o.hist_flush);
+            m.verify.merge(&o.verify);
+            m.read_bytes += o.read_bytes;
+            m.write_bytes += o.write_bytes;
+            m.reads += o.reads;
+            m.writes += o.writes;
+            m.flushes += o.flushes;
+            m.recorders.push(o.series);
+        }
+        Ok(m)
+    }
+}
+
+/// The flush at the end of a writing pass (`--end-fsync`), timed and counted like the
+/// others and marked in the first job's series.
+fn end_fsync(
+    t: &Target,
+    plan: &Plan<'_>,
+    m: &mut Merged,
+    start: Instant,
+    path_s: &str,
+    size: u64,
+) -> Result<(), PassError> {
+    let t0 = Instant::now();
+    let r = if plan.datasync {
+        t.file.sync_data()
+    } else {
+        t.file.sync_all()
+    };
+    r.map_err(|source| PassError::Io {
+        op: "flush",
+        offset: size,
+        path: path_s.to_string(),
+        source,
+    })?;
+    let t1 = Instant::now();
+    m.hist_flush.record_ns(nanos(t1 - t0));
+    if let Some(r0) = m.recorders.first_mut() {
+        r0.flush(t1 - start);
+    }
+    m.flushes += 1;
+    Ok(())
+}
+
+/// What the pass's run gave besides the jobs' own numbers.
+struct Ran {
+    seconds: f64,
+    /// User and system CPU seconds of the measured part.
+    cpu: (f64, f64),
+    device: Option<crate::devstat::DevDelta>,
+    cache_drop: Vec<crate::record::CacheDrop>,
+    engine: &'static str,
+    sync_every: u64,
+}
+
+/// The pass's record.
+fn record(spec: &PassSpec, t: &Target, shape: &Shape, m: Merged, run: Ran) -> PassRecord {
+    let writing = spec.workload.writes();
+    let lat = m.hist_io.percentiles().unwrap_or_default();
+    let flush_p = m.hist_flush.percentiles();
+    let secs = run.seconds.max(1e-9);
+    let bytes = m.read_bytes + m.write_bytes;
+    let ops = m.reads + m.writes;
+    let queue_attr = |name| t.stat_source.as_ref().and_then(|s| s.queue_attr(name));
+    PassRecord {
         schema_version: SCHEMA_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         label: spec.label.clone(),
         kind: spec.workload,
         path: spec.path.display().to_string(),
         path_kind: t.kind,
-        bs_bytes: bs,
-        size_bytes: size,
+        bs_bytes: shape.bs,
+        size_bytes: shape.size,
         direct: spec.direct,
         sync: spec.sync,
-        sync_every: plan.sync_every,
+        sync_every: run.sync_every,
         end_fsync: writing && spec.end_fsync,
         verify: spec.verify,
         seed: spec.seed,
         dio_offset_align: t.dio_offset_align,
         dio_mem_align: t.dio_mem_align,
-        seconds,
+        seconds: run.seconds,
         bytes,
         ops,
         mib_per_s: bytes as f64 / (1u64 << 20) as f64 / secs,
@@ -796,37 +962,30 @@ pub fn run_pass(spec: &PassSpec, obs: &mut dyn Observer) -> Result<PassRecord, P
         flush_p50_us: flush_p.map(|p| p.p50_us),
         flush_p99_us: flush_p.map(|p| p.p99_us),
         flush: flush_p,
-        agent_flushes: flushes,
-        guest_dev_flushes: device.as_ref().and_then(|d| d.flush_ios),
-        device_write_cache: t
-            .stat_source
-            .as_ref()
-            .and_then(|s| s.queue_attr("write_cache")),
-        device_fua: t
-            .stat_source
-            .as_ref()
-            .and_then(|s| s.queue_attr("fua"))
-            .map(|v| v == "1"),
-        device,
-        cpu_user_s: cpu_u1 - cpu_u0,
-        cpu_sys_s: cpu_s1 - cpu_s0,
-        cache_drop,
-        verify_result: (spec.workload.reads() && spec.verify).then_some(verify),
-        hist_io: hist_io.to_base64(),
-        hist_flush: hist_flush.to_base64(),
-        rw_mix_read: read_pct,
+        agent_flushes: m.flushes,
+        guest_dev_flushes: run.device.as_ref().and_then(|d| d.flush_ios),
+        device_write_cache: queue_attr("write_cache"),
+        device_fua: queue_attr("fua").map(|v| v == "1"),
+        device: run.device,
+        cpu_user_s: run.cpu.0,
+        cpu_sys_s: run.cpu.1,
+        cache_drop: run.cache_drop,
+        verify_result: (spec.workload.reads() && spec.verify).then_some(m.verify),
+        hist_io: m.hist_io.to_base64(),
+        hist_flush: m.hist_flush.to_base64(),
+        rw_mix_read: spec.workload.read_pct(spec.rwmixread),
         iodepth: spec.iodepth,
         numjobs: spec.numjobs,
-        engine: engine_name.to_string(),
+        engine: run.engine.to_string(),
         runtime_s: spec.runtime,
         ramp_time_s: spec.ramp_time,
         randseed: spec.workload.random().then_some(spec.randseed),
         norandommap: spec.norandommap,
         buffer_compress_percentage: spec.buffer_compress_percentage,
-        read_bytes,
-        write_bytes,
-        series: Some(series::merge(recorders, seconds)),
-    })
+        read_bytes: m.read_bytes,
+        write_bytes: m.write_bytes,
+        series: Some(series::merge(m.recorders, run.seconds)),
+    }
 }
 
 /// Whether a verify outcome should fail the run (any block not OK).
