@@ -14,6 +14,86 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use zvbench_reports::{atomic, row, run_json, ResultRow};
 
+/// Where imported rows go and whose they are.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Files to import; each becomes a repetition.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The run directory to add the rows to (created if absent).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Target name for the rows (default: the tool's name).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The results are the host baseline (other targets are compared with it).
+    #[arg(long)]
+    pub baseline: bool,
+}
+
+/// The tool whose output is imported.
+#[derive(clap::Subcommand)]
+pub enum ImportTool {
+    /// fio output written with --output-format=json: a row per job and direction.
+    Fio {
+        /// The files and where their rows go.
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+    /// The text of `sysbench fileio ... run` (sysbench 1.0.20): a row per file.
+    Sysbench {
+        /// The files and where their rows go.
+        #[command(flatten)]
+        args: ImportArgs,
+        /// Workload name (default: mode and block size, e.g. seqwr-16K).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+}
+
+/// `zvbench import fio|sysbench`: every file parsed and checked before anything is
+/// written, then the rows added to `--out`; prints a line per file; exit status 0.
+pub fn import(tool: &ImportTool) -> Result<i32> {
+    let (name, args) = match tool {
+        ImportTool::Fio { args } => ("fio", args),
+        ImportTool::Sysbench { args, .. } => ("sysbench", args),
+    };
+    let origin = zvbench_reports::import::Origin {
+        target: args.target.clone().unwrap_or_else(|| name.to_string()),
+        baseline: args.baseline,
+    };
+    names::check_name(&origin.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let mut imports = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = String::from_utf8_lossy(&text);
+        let rows = match tool {
+            ImportTool::Fio { .. } => zvbench_reports::import::fio(&text, &origin),
+            ImportTool::Sysbench { workload, .. } => {
+                zvbench_reports::import::sysbench(&text, &origin, workload.as_deref())
+                    .map(|r| vec![r])
+            }
+        }
+        .with_context(|| format!("cannot import {}", file.display()))?;
+        imports.push(Imported {
+            tool: name,
+            file: file.clone(),
+            rows,
+        });
+    }
+    append(&args.out, &mut imports)?;
+    for i in &imports {
+        println!(
+            "{}: {} rows into {}",
+            i.file.display(),
+            i.rows.len(),
+            args.out.join("results.csv").display()
+        );
+    }
+    Ok(0)
+}
+
 /// One input file's rows, as parsed by `zvbench_reports::import`.
 pub struct Imported {
     /// fio or sysbench.
