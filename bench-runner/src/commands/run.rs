@@ -80,7 +80,9 @@ pub fn run(a: RunArgs, stop: &Interrupt) -> Result<i32> {
         allow_destroy: a.allow_destroy,
         scenario_text,
         runtime: crate::host::owner::runtime_dir(),
-        powercut: a.powercut.map(|cuts| crate::powercut::Options { cuts, keep: a.keep }),
+        powercut: a
+            .powercut
+            .map(|cuts| crate::powercut::Options { cuts, keep: a.keep }),
     };
     let out = &a.out;
     let started = std::time::Instant::now();
