@@ -276,7 +276,7 @@ fn virtualbox_scenario_end_to_end_on_7x_and_6_1() {
     };
     let findings = zvbench_reports::diagnose::diagnose(
         &[real],
-        &zvbench_reports::report::context(&run_json(&out6)),
+        &zvbench_reports::report::context(&serde_json::from_value(run_json(&out6)).unwrap()),
     );
     assert!(
         findings.iter().any(|f| f.rule == "flushes-dropped"

@@ -12,7 +12,8 @@ use crate::run::provenance;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use zvbench_reports::{atomic, row, run_json, ResultRow};
+use zvbench_reports::run_json::{self, RunInfo};
+use zvbench_reports::{atomic, row, ResultRow};
 
 /// Where imported rows go and whose they are.
 #[derive(clap::Args)]
@@ -143,20 +144,12 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
         bail!("{csv_name} has other columns than this zvbench writes; import into a new --out directory");
     }
     let existing = row::parse(old_bytes, &csv_name)?;
-    let mut run = match run_json::read(dir)? {
-        Some(v) => v,
-        None => serde_json::json!({
-            "run_id": format!("import-{}", provenance::run_id()),
-            "date": provenance::rfc3339(provenance::now()),
-            "zvbench_version": env!("CARGO_PKG_VERSION"),
-        }),
-    };
-    if !(run["imported"].is_null() || run["imported"].is_array()) {
-        bail!(
-            "{}: \"imported\" is not a list as zvbench writes it; fix or move the file",
-            dir.join("run.json").display()
-        );
-    }
+    let mut run = run_json::read(dir)?.unwrap_or_else(|| RunInfo {
+        run_id: Some(format!("import-{}", provenance::run_id())),
+        date: Some(provenance::rfc3339(provenance::now())),
+        zvbench_version: Some(env!("CARGO_PKG_VERSION").into()),
+        ..RunInfo::default()
+    });
 
     let key = |r: &ResultRow| (r.target.clone(), r.workload.clone());
     let mut reps: HashMap<(String, String), u32> = HashMap::new();
@@ -170,7 +163,6 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
         w.write_record(None::<&[u8]>)?;
     }
     let now = provenance::rfc3339(provenance::now());
-    let mut entries = Vec::new();
     for i in imports.iter_mut() {
         for r in &mut i.rows {
             let n = reps.entry(key(r)).or_default();
@@ -178,19 +170,15 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
             r.repetition = *n;
             w.serialize(&*r)?;
         }
-        entries.push(serde_json::json!({
-            "tool": i.tool,
-            "file": i.file.display().to_string(),
-            "target": i.rows.first().map(|r| r.target.clone()),
-            "rows": i.rows.len(),
-            "date": now,
-        }));
+        run.imported.push(run_json::Imported {
+            tool: i.tool.into(),
+            file: i.file.display().to_string(),
+            target: i.rows.first().map(|r| r.target.clone()),
+            rows: i.rows.len(),
+            date: now.clone(),
+        });
     }
     let new_csv = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    match run["imported"].as_array_mut() {
-        Some(a) => a.extend(entries),
-        None => run["imported"] = entries.into(),
-    }
 
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     atomic::write(&csv_path, &new_csv).with_context(|| format!("write {csv_name}"))?;
@@ -290,7 +278,10 @@ mod tests {
         for (bad, says) in [
             ("{broken", "not valid JSON"),
             ("[1, 2]", "not an object"),
-            ("{\"imported\": 5}", "\"imported\" is not a list"),
+            (
+                "{\"imported\": 5}",
+                "\"imported\" is not as zvbench writes it",
+            ),
         ] {
             let dir = tempfile::tempdir().unwrap();
             append(dir.path(), &mut import(vec![row("a")])).unwrap();

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zvbench_agent::devstat::StatSource;
 use zvbench_agent::target::check_writable;
+use zvbench_reports::run_json::TargetStorage;
 
 /// Prefix of every file zvbench creates (`owner::generated_file` matches the whole name).
 pub const FILE_PREFIX: &str = "zvbench-";
@@ -114,8 +115,9 @@ pub struct Provisioned {
     /// a kernel ZFS file system): the trace's bottom layer. `None` off ZFS, or when the
     /// pool's vdevs are files.
     pub vdevs: Option<PoolVdevs>,
-    /// Provenance: what was created and with which properties.
-    pub props: serde_json::Map<String, serde_json::Value>,
+    /// Provenance: what was created and with which properties (run.json's
+    /// `storage.<target>`).
+    pub props: TargetStorage,
     /// A blockdev target held with `O_EXCL` until teardown: `mkfs`, a mount or another
     /// zvbench run cannot take the device while this run writes it (QEMU opens it without
     /// `O_EXCL`, so the guest still can).
@@ -341,7 +343,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
 impl Provisioned {
     /// Records a provenance property.
     fn put(&mut self, k: &str, v: serde_json::Value) {
-        self.props.insert(k.to_string(), v);
+        self.props.set(k, v);
     }
 
     /// A loop target: the backing file `f` in `dir`, `disk_size` long, on a loop device.

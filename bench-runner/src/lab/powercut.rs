@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zvbench_agent::pass::{PassSpec, SyncMode, Workload};
 use zvbench_agent::ByteSize;
+use zvbench_reports::run_json::{LabPowercut, RunInfo};
 use zvbench_reports::ResultRow;
 
 /// The pool's name inside the lab.
@@ -551,28 +552,25 @@ fn record(
     }
     // What the reports read beside the rows: each zvol's sync property (the
     // `zfs-sync-disabled` rule) and how the check went.
-    let mut storage = serde_json::Map::new();
-    for s in SYNCS {
-        storage.insert(
-            format!("zvol-{s}"),
-            serde_json::json!({ "kind": "zvol", "pool": POOL, "sync": s }),
-        );
-    }
-    crate::run::provenance::write(
-        &o.out,
-        &serde_json::json!({
-            "storage": storage,
-            "lab_powercut": {
-                "cuts_per_zvol": o.cuts + 1,
-                "blocks": o.blocks,
-                "block_bytes": BS,
-                "zfs_txg_timeout_s": "default (5)",
-                "write_vm_s": timing.write_s,
-                "rebuild_s": timing.rebuild_s,
-                "verify_vm_s": timing.verify_s,
-            },
+    let mut run = RunInfo {
+        lab_powercut: Some(LabPowercut {
+            cuts_per_zvol: o.cuts + 1,
+            blocks: o.blocks,
+            block_bytes: BS,
+            zfs_txg_timeout_s: "default (5)".into(),
+            write_vm_s: timing.write_s,
+            rebuild_s: timing.rebuild_s,
+            verify_vm_s: timing.verify_s,
         }),
-    )?;
+        ..RunInfo::default()
+    };
+    for s in SYNCS {
+        let st = run.storage_mut(&format!("zvol-{s}"));
+        st.set("kind", "zvol");
+        st.set("pool", POOL);
+        st.set("sync", s);
+    }
+    crate::run::provenance::write(&o.out, &run)?;
     Ok(rows)
 }
 

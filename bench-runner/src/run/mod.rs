@@ -410,7 +410,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
     let run_id = provenance::run_id();
     // Held until every target is torn down: `zvbench clean` leaves a live run alone.
     let lock = RunLock::acquire(&opts.runtime, &run_id)?;
-    let mut prov = provenance::collect(&run_id, opts, plan);
+    let mut prov = provenance::collect(&run_id, opts, plan)?;
     provenance::write(&opts.out, &prov)?;
     let mut progress = Progress {
         start: Instant::now(),
@@ -462,16 +462,16 @@ fn run_target(
     stop: &Interrupt,
     sink: &mut ResultsSink,
     progress: &mut Progress,
-    prov: &mut serde_json::Value,
+    prov: &mut zvbench_reports::run_json::RunInfo,
 ) -> Result<()> {
     let run_id = lock.run_id.as_str();
     let mut p: Provisioned = provision(t, lock, &opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
-    prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
+    prov.storage.insert(t.name.clone(), p.props.clone());
     if let Some(z) = &p.zvol {
         zfs::snapshot_clean_argv(z).run()?;
-        prov["storage"][&t.name]["repetitions_start"] =
-            format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT).into();
+        prov.storage_mut(&t.name).repetitions_start =
+            Some(format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT));
     }
     let started = Instant::now();
     for rep in 1..=plan.repetitions {
@@ -579,8 +579,8 @@ fn run_target(
                                 device: disk.clone(),
                             },
                         };
-                        prov["storage"][&t.name]["virtualbox"] =
-                            crate::hypervisor::vbox::settings(major, cfg, &vdisk)?;
+                        prov.storage_mut(&t.name).virtualbox =
+                            Some(crate::hypervisor::vbox::settings(major, cfg, &vdisk)?);
                         let log = work.join("VBox.log");
                         VboxRun {
                             cfg,
@@ -599,13 +599,15 @@ fn run_target(
                         // Flushes VirtualBox stopped passing while the VM ran.
                         if let Some(line) = crate::hypervisor::vbox::async_flushes_disabled_in(&log)
                         {
-                            prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] =
-                                line.into();
+                            prov.storage_mut(&t.name)
+                                .async_flushes_disabled
+                                .insert(rep.to_string(), line);
                         }
                     }
                 }
                 if let Some(b) = boot {
-                    prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
+                    prov.boots
+                        .insert(format!("{}-{rep}", t.name), serde_json::to_value(b)?);
                 }
                 if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
                     eprintln!(
@@ -636,13 +638,16 @@ fn run_target(
                     None
                 };
             if let Some(why) = stopped {
-                prov["repetitions"][&t.name] = serde_json::json!({
-                    "mode": "auto",
-                    "count": rep,
-                    "stopped": why,
-                    "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
-                    "half_width_pct": widths,
-                });
+                prov.repetitions.insert(
+                    t.name.clone(),
+                    serde_json::json!({
+                        "mode": "auto",
+                        "count": rep,
+                        "stopped": why,
+                        "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
+                        "half_width_pct": widths,
+                    }),
+                );
                 progress.done += (plan.repetitions - rep) as usize;
                 break;
             }
@@ -658,7 +663,7 @@ fn run_target(
                 "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
                 sent.bytes, sent.seconds, sent.mib_per_s
             );
-            prov["storage"][&t.name]["send"] = serde_json::to_value(&sent)?;
+            prov.storage_mut(&t.name).send = Some(zvbench_reports::run_json::Checked::Valid(sent));
         }
     }
     Ok(())
