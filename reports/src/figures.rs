@@ -3,7 +3,8 @@
 //! from the agent down to the pool's vdevs, and, after `--powercut`, the share of
 //! acknowledged blocks lost at the worst cut.
 
-use crate::diagnose::{trace, LAYERS};
+use crate::diagnose::trace;
+use crate::layer::Layer;
 use crate::plot::{stem, Bar, Chart, Figure, Series};
 use crate::stats::Spread;
 use crate::summary::order;
@@ -102,13 +103,12 @@ pub fn figures(rows: &[ResultRow]) -> Vec<Figure> {
             });
         }
         if wrows.iter().any(|r| r.agent_flushes > 0) {
-            let traces: Vec<(&str, Vec<(&str, f64)>)> = per_target
+            let traces: Vec<(&str, Vec<(Layer, f64)>)> = per_target
                 .iter()
                 .map(|(t, rows)| (*t, trace(rows)))
                 .collect();
-            let layers: Vec<&str> = LAYERS
-                .iter()
-                .copied()
+            let layers: Vec<Layer> = Layer::ALL
+                .into_iter()
                 .filter(|l| traces.iter().any(|(_, tr)| tr.iter().any(|(n, _)| n == l)))
                 .collect();
             out.push(Figure {
