@@ -83,6 +83,8 @@ impl Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The library's progress, notes and warnings: printed as lines, as they always were.
+    zvbench::observe::install(&zvbench::observe::Console);
     let stop = Interrupt::default();
     if cli.cmd.output_only() {
         // SAFETY: setting a signal's disposition before any thread is started.

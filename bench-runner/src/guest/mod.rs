@@ -328,7 +328,9 @@ impl<'a> Session<'a> {
             )?;
             match item {
                 Scanned::Damaged(why) => {
-                    eprintln!("zvbench: a damaged frame from the guest was skipped: {why}")
+                    crate::observe::warning!(
+                        "zvbench: a damaged frame from the guest was skipped: {why}"
+                    )
                 }
                 Scanned::Frame(Frame::Hello {
                     uptime_ms,
@@ -368,7 +370,7 @@ impl<'a> Session<'a> {
                         self.boot.first_pass_ms = Some(self.elapsed_ms());
                     }
                     if let (Phase::Start, Some(p)) = (phase, self.passes.get(pass as usize)) {
-                        eprintln!(
+                        crate::observe::progress!(
                             "      {} in the guest, {} s after the VM started",
                             p.label,
                             self.started.elapsed().as_secs()
@@ -385,7 +387,7 @@ impl<'a> Session<'a> {
                         Phase::End => {
                             self.lower = delta(self.start_snap.take().unwrap_or_default(), snap);
                             if std::mem::take(&mut self.late) {
-                                eprintln!(
+                                crate::observe::warning!(
                                     "zvbench: the layers below the guest are unknown for pass {}: its counters were read after the guest's {:.1} s pause at a mark (a slow host or hypervisor)",
                                     pass + 1,
                                     self.pause.unwrap_or_default().as_secs_f64()

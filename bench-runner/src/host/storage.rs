@@ -76,7 +76,9 @@ impl Teardown {
 
     fn run(&self) {
         if let Err(e) = self.try_run() {
-            eprintln!("zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers");
+            crate::observe::warning!(
+                "zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers"
+            );
         }
     }
 }

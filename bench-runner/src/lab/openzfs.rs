@@ -185,7 +185,7 @@ pub fn ensure(cache: &Path, release: &str, branch: Branch, stop: &Interrupt) -> 
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     let start = Instant::now();
-    eprintln!(
+    crate::observe::note!(
         "zvbench: building OpenZFS {version} for kernel {release} into {} (once; about 10 min on 2 cores)",
         dir.display()
     );
@@ -207,7 +207,7 @@ pub fn ensure(cache: &Path, release: &str, branch: Branch, stop: &Interrupt) -> 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir)
         .with_context(|| format!("rename {} to {}", staging.display(), dir.display()))?;
-    eprintln!("zvbench: OpenZFS {version} built in {secs:.0} s");
+    crate::observe::note!("zvbench: OpenZFS {version} built in {secs:.0} s");
     Build::at(&dir, &version).context("the finished build has no spl.ko and zfs.ko")
 }
 

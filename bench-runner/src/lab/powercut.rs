@@ -340,7 +340,7 @@ pub fn run(
     // Kept whatever happens with --keep (a failed check is what one wants to look at).
     let dir = if o.keep {
         let d = tmp.keep();
-        eprintln!("zvbench lab --powercut: keeping {}", d.display());
+        crate::observe::note!("zvbench lab --powercut: keeping {}", d.display());
         Kept::Path(d)
     } else {
         Kept::Temp(tmp)
@@ -457,7 +457,9 @@ fn write_step(
         sock: PathBuf::new(),
         got: Vec::new(),
     };
-    eprintln!("zvbench lab --powercut: write VM (pool disk logged by blklogwrites)");
+    crate::observe::progress!(
+        "zvbench lab --powercut: write VM (pool disk logged by blklogwrites)"
+    );
     let w = machine::run_attached(&write_vm, cache, stop, Some(&mut frames))?;
     if !w.cut {
         bail!(
@@ -483,7 +485,7 @@ fn verify_step(
     };
     let plan_path = shared.join("verify-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
-    eprintln!(
+    crate::observe::progress!(
         "zvbench lab --powercut: verification VM ({} reconstructions to import)",
         plan.checks.len()
     );

@@ -136,7 +136,7 @@ impl Progress {
         } else {
             "estimating".into()
         };
-        eprintln!(
+        crate::observe::progress!(
             "[{}/{}] {what} · {el} s elapsed, {left}",
             self.done + 1,
             self.total
@@ -438,7 +438,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
                 return Err(e);
             }
             let why = crate::chain(&e);
-            eprintln!("zvbench: target {:?} failed: {why}", t.name);
+            crate::observe::warning!("zvbench: target {:?} failed: {why}", t.name);
             failures.push(format!("{} ({why})", t.name));
             progress.done += plan.repetitions as usize;
         }
@@ -487,7 +487,7 @@ fn run_target(
                 // A zvol on the host is zvbench's own, created for this run.
                 let own_device = p.zvol.is_some();
                 for spec in passes_for(plan, file, rep, own_device) {
-                    eprintln!("      {} on the host", spec.label);
+                    crate::observe::progress!("      {} on the host", spec.label);
                     // A fill pass makes no row: no counters (and no `zpool sync`) around it.
                     let measured = spec.label != "fill";
                     let counters =
@@ -511,7 +511,7 @@ fn run_target(
                 if powercut.is_some() {
                     powercut_passes(&mut passes, rep);
                 } else if opts.powercut.is_some() {
-                    eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
+                    crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
                 }
                 let work = opts.out.join("guests").join(format!("{}-{rep}", t.name));
                 let timeout = Duration::from_secs(plan.guest_timeout_s);
@@ -610,7 +610,7 @@ fn run_target(
                         .insert(format!("{}-{rep}", t.name), serde_json::to_value(b)?);
                 }
                 if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
-                    eprintln!(
+                    crate::observe::progress!(
                         "      power cuts: checking the log of {} repetition {rep}",
                         t.name
                     );
@@ -655,13 +655,15 @@ fn run_target(
     }
     if let (Some(z), StorageSpec::Zvol(cfg)) = (p.zvol.clone(), &t.storage) {
         if let Some(to) = &cfg.send_to {
-            eprintln!("      zfs send {z} | zfs receive under {to}");
+            crate::observe::progress!("      zfs send {z} | zfs receive under {to}");
             let limit = Duration::from_secs(plan.guest_timeout_s);
             let sent = crate::host::send::send_step(&mut p, lock, &z, to, limit, stop)
                 .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
-            eprintln!(
+            crate::observe::progress!(
                 "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
-                sent.bytes, sent.seconds, sent.mib_per_s
+                sent.bytes,
+                sent.seconds,
+                sent.mib_per_s
             );
             prov.storage_mut(&t.name).send = Some(zvbench_reports::run_json::Checked::Valid(sent));
         }
