@@ -21,14 +21,25 @@ pub enum Level {
     Output,
 }
 
+/// One of a command's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
 /// Receives the library's messages.
 pub trait Observer: Sync {
     /// One message: a whole line as zvbench prints it, with its `zvbench:` prefix.
     fn message(&self, level: Level, text: fmt::Arguments<'_>);
+    /// Bytes the command in the lab VM wrote to `stream`, as they come (not lines).
+    fn command_output(&self, stream: Stream, bytes: &[u8]);
 }
 
 /// The CLI's observer: [`Level::Output`] on standard output, the rest on standard error,
-/// one line each.
+/// one line each; a lab command's output on zvbench's stream of the same name.
 pub struct Console;
 
 impl Observer for Console {
@@ -37,6 +48,17 @@ impl Observer for Console {
             Level::Output => println!("{text}"),
             Level::Progress | Level::Note | Level::Warning => eprintln!("{text}"),
         }
+    }
+
+    fn command_output(&self, stream: Stream, bytes: &[u8]) {
+        use std::io::Write;
+        let mut to: Box<dyn Write> = match stream {
+            Stream::Stdout => Box::new(std::io::stdout().lock()),
+            Stream::Stderr => Box::new(std::io::stderr().lock()),
+        };
+        // A reader that went away loses the copy, not the command.
+        let _ = to.write_all(bytes);
+        let _ = to.flush();
     }
 }
 
@@ -48,13 +70,18 @@ pub fn install(o: &'static dyn Observer) -> bool {
     OBSERVER.set(o).is_ok()
 }
 
+fn observer() -> &'static dyn Observer {
+    OBSERVER.get().copied().unwrap_or(&Console)
+}
+
 /// Sends one message to the observer.
 pub fn emit(level: Level, text: fmt::Arguments<'_>) {
-    OBSERVER
-        .get()
-        .copied()
-        .unwrap_or(&Console)
-        .message(level, text);
+    observer().message(level, text);
+}
+
+/// Sends a lab command's output to the observer.
+pub fn command_output(stream: Stream, bytes: &[u8]) {
+    observer().command_output(stream, bytes);
 }
 
 /// A progress line ([`Level::Progress`]), `format!` syntax.
@@ -101,6 +128,12 @@ mod tests {
             Console.message(level, text);
             self.0.lock().unwrap().push((level, text.to_string()));
         }
+
+        fn command_output(&self, stream: Stream, bytes: &[u8]) {
+            Console.command_output(stream, bytes);
+            let text = format!("{stream:?}: {}", String::from_utf8_lossy(bytes));
+            self.0.lock().unwrap().push((Level::Output, text));
+        }
     }
 
     #[test]
@@ -110,8 +143,10 @@ mod tests {
         assert!(!install(&Console), "the first observer stays");
         warning!("zvbench: warning: test {}", 1);
         progress!("      pass {}", "a");
+        command_output(Stream::Stderr, b"partial");
         let got = CAPTURE.0.lock().unwrap().clone();
         assert!(got.contains(&(Level::Warning, "zvbench: warning: test 1".into())));
         assert!(got.contains(&(Level::Progress, "      pass a".into())));
+        assert!(got.contains(&(Level::Output, "Stderr: partial".into())));
     }
 }

@@ -5,9 +5,10 @@
 use super::{guest, openzfs, vm};
 use crate::cmd::Argv;
 use crate::hypervisor::qemu::{base_args, boot_args, machine_args, size_args, Accel, QemuGuard};
+use crate::observe::{self, Stream};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -296,8 +297,8 @@ fn follow(
     let mut out = Follow::new(ctl.join(guest::STDOUT));
     let mut err = Follow::new(ctl.join(guest::STDERR));
     let mut copy = || {
-        out.copy_to(&mut std::io::stdout());
-        err.copy_to(&mut std::io::stderr());
+        out.pass_on(Stream::Stdout);
+        err.pass_on(Stream::Stderr);
     };
     // An attachment waits in its own poll; without one, the lab waits on QEMU.
     let wait = Duration::from_millis(if attach.is_some() { 0 } else { 200 });
@@ -412,7 +413,7 @@ fn tail(p: &Path) -> String {
     )
 }
 
-/// Copies what was appended to a file since the last call.
+/// What was appended to a file since the last call.
 struct Follow {
     path: PathBuf,
     pos: u64,
@@ -423,18 +424,30 @@ impl Follow {
         Follow { path, pos: 0 }
     }
 
-    fn copy_to(&mut self, to: &mut dyn Write) {
+    /// The bytes appended since the last call (at most 16 MiB; none while the file is
+    /// missing or unreadable).
+    fn new_bytes(&mut self) -> Vec<u8> {
         let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return;
+            return Vec::new();
         };
         if f.seek(SeekFrom::Start(self.pos)).is_err() {
-            return;
+            return Vec::new();
         }
         let mut buf = Vec::new();
-        if let Ok(n) = f.take(16 << 20).read_to_end(&mut buf) {
-            self.pos += n as u64;
-            let _ = to.write_all(&buf);
-            let _ = to.flush();
+        match f.take(16 << 20).read_to_end(&mut buf) {
+            Ok(n) => {
+                self.pos += n as u64;
+                buf
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Passes the new bytes on to the observer as the command's `stream`.
+    fn pass_on(&mut self, stream: Stream) {
+        let bytes = self.new_bytes();
+        if !bytes.is_empty() {
+            observe::command_output(stream, &bytes);
         }
     }
 }
@@ -591,20 +604,20 @@ mod tests {
 
     #[test]
     fn follow_copies_only_what_is_new() {
+        use std::io::Write;
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out");
         let mut f = Follow::new(p.clone());
-        let mut got = Vec::new();
-        f.copy_to(&mut got);
+        let mut got = f.new_bytes();
         std::fs::write(&p, "ab").unwrap();
-        f.copy_to(&mut got);
+        got.extend(f.new_bytes());
         std::fs::OpenOptions::new()
             .append(true)
             .open(&p)
             .unwrap()
             .write_all(b"c")
             .unwrap();
-        f.copy_to(&mut got);
+        got.extend(f.new_bytes());
         assert_eq!(got, b"abc");
     }
 }
