@@ -8,6 +8,7 @@ pub mod host;
 pub mod hypervisor;
 pub mod lab;
 pub mod names;
+pub mod observe;
 pub mod powercut;
 pub mod run;
 pub mod scenario;
@@ -75,7 +76,7 @@ impl Interrupt {
                 if !unwind {
                     std::process::exit(128 + sig as i32);
                 }
-                eprintln!("\nzvbench: {sig}: stopping and tearing down");
+                observe::warning!("\nzvbench: {sig}: stopping and tearing down");
                 me.set_signal(sig as i32);
             })?;
         Ok(())

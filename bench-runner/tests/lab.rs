@@ -463,7 +463,7 @@ fn zvol_properties_run_on_the_host_and_the_zfs_rules_fire_on_their_targets_only(
     assert!(std16.zil_commits.is_some_and(|z| z >= 64), "{std16:?}");
     assert!(std16.vdev_flushes.is_some_and(|v| v >= 64), "{std16:?}");
 
-    let ctx = zvbench_reports::report::context(&run);
+    let ctx = zvbench_reports::report::context(&serde_json::from_value(run.clone()).unwrap());
     let findings = zvbench_reports::diagnose::diagnose(&rows, &ctx);
     let fired = |rule: &str, t: &str, w: &str| {
         findings

@@ -336,7 +336,7 @@ fn nvme_and_a_raw_disk_on_6_1() {
     };
     let findings = zvbench_reports::diagnose::diagnose(
         &[real],
-        &zvbench_reports::report::context(&run_json(&out)),
+        &zvbench_reports::report::context(&serde_json::from_value(run_json(&out)).unwrap()),
     );
     assert!(
         findings.iter().any(|f| f.rule == "flushes-dropped"

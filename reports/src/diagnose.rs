@@ -1,6 +1,8 @@
 //! Diagnosis: findings with their evidence, each from one small rule over the results.
 //! A rule returns nothing when its case is absent; the tests check both sides of each.
 
+use crate::cache::{Cache, QemuCache};
+use crate::layer::Layer;
 use crate::stats::Spread;
 use crate::ResultRow;
 use std::collections::BTreeMap;
@@ -60,66 +62,56 @@ fn med(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<f64>) -> Option<f64
     Spread::of(rows.iter().filter_map(|r| f(r))).map(|s| s.median)
 }
 
-/// Reads one layer's flush count from a row.
+/// Reads one counter from a row.
 type Counter = fn(&ResultRow) -> Option<u64>;
 
 /// The median of a counter over `rows`, `None` when no row has it.
-fn med_count(rows: &[&ResultRow], f: Counter) -> Option<f64> {
+fn med_count(rows: &[&ResultRow], f: impl Fn(&ResultRow) -> Option<u64>) -> Option<f64> {
     med(rows, |r| f(r).map(|v| v as f64))
 }
 
-/// The layers of the flush trace, top to bottom.
-pub const LAYERS: [&str; 6] = [
-    "agent",
-    "guest device",
-    "hypervisor",
-    "host device",
-    "ZIL",
-    "pool vdevs",
-];
-
 /// The flush trace of a group as (layer, median count), top to bottom, present layers only.
-pub fn trace(rows: &[&ResultRow]) -> Vec<(&'static str, f64)> {
-    let counters: [Counter; 6] = [
-        |r| Some(r.agent_flushes),
-        |r| r.guest_dev_flushes,
-        |r| r.hv_flushes,
-        |r| r.host_dev_flushes,
-        |r| r.zil_commits,
-        |r| r.vdev_flushes,
-    ];
-    LAYERS
-        .iter()
-        .zip(counters)
-        .filter_map(|(name, f)| med_count(rows, f).map(|m| (*name, m)))
+pub fn trace(rows: &[&ResultRow]) -> Vec<(Layer, f64)> {
+    Layer::ALL
+        .into_iter()
+        .filter_map(|l| med_count(rows, |r| l.flushes(r)).map(|m| (l, m)))
         .collect()
 }
 
-fn cause_of_drop(r: &ResultRow, lower: &str) -> &'static str {
+fn cause_of_drop(r: &ResultRow, lower: Layer) -> &'static str {
+    use Layer::{GuestDevice, HostDevice, Hypervisor, PoolVdevs, Zil};
     let no_write_cache = r.dev_write_cache.as_deref() == Some("write through");
-    match (r.hypervisor.as_str(), r.cache.as_str(), lower) {
-        ("virtualbox", _, "guest device") if r.bus == "nvme" => {
+    let cache = Cache::parse(&r.cache);
+    let ignored = matches!(
+        cache,
+        Cache::Virtualbox {
+            flushes_ignored: true,
+            ..
+        }
+    );
+    match (r.hypervisor.as_str(), cache, lower) {
+        ("virtualbox", _, GuestDevice) if r.bus == "nvme" => {
             "the NVMe controller reports no volatile write cache, so the guest issues no flushes; with the host cache off writes go O_DIRECT to the image and are never fsynced: the results are not durable"
         }
-        (_, _, "guest device") if no_write_cache => {
+        (_, _, GuestDevice) if no_write_cache => {
             "the guest's disk reports no write cache (\"write through\"), so the guest kernel issues no flushes: writes are durable only if every layer below writes through"
         }
         // Below QEMU: the image's host device, or a ZFS dataset's ZIL and pool disks.
-        ("qemu", "unsafe", "hypervisor" | "host device" | "ZIL" | "pool vdevs") => {
+        ("qemu", Cache::Qemu(QemuCache::Unsafe), Hypervisor | HostDevice | Zil | PoolVdevs) => {
             "QEMU cache=unsafe ignores guest flushes: the results are not durable"
         }
-        ("virtualbox", cache, "host device" | "ZIL") if cache.contains("flushes=ignored") => {
+        ("virtualbox", _, HostDevice | Zil) if ignored => {
             "VirtualBox ignores the guest's flushes: the host I/O cache is on and IgnoreFlush is 1 (its default there), or IgnoreFlushAsync is 1: the results are not durable"
         }
-        ("virtualbox", _, "host device" | "ZIL")
+        ("virtualbox", _, HostDevice | Zil)
             if matches!(r.storage.as_str(), "loop" | "zvol" | "blockdev") =>
         {
             "a raw-disk VMDK: VirtualBox does not flush the device behind it (its vmdkFlushImage skips extents named by a device path): the results are not durable"
         }
-        ("virtualbox", _, "host device" | "ZIL") => {
+        ("virtualbox", _, HostDevice | Zil) => {
             "VirtualBox's settings pass the flushes, yet none reached the host: look in the target's VBox.log for \"disabling async flushes\": the results are not durable"
         }
-        (_, _, "host device") if r.storage == "zvol" => {
+        (_, _, HostDevice) if r.storage == "zvol" => {
             "the zvol acknowledged them without a ZIL commit or a flush of the pool's disks (what sync=disabled does): writes acknowledged as durable are not"
         }
         _ => "flushes stop here: writes acknowledged as durable are not",
@@ -159,7 +151,7 @@ pub fn flushes_dropped(g: &Groups<'_>) -> Vec<Finding> {
     out
 }
 
-fn fmt_trace(tr: &[(&str, f64)]) -> String {
+fn fmt_trace(tr: &[(Layer, f64)]) -> String {
     tr.iter()
         .map(|(n, v)| format!("{n} {v:.0}"))
         .collect::<Vec<_>>()
@@ -480,7 +472,7 @@ pub fn shared_host_counter(g: &Groups<'_>) -> Vec<Finding> {
         }
         if let Some(&(layer, n)) = tr
             .iter()
-            .find(|&&(l, v)| v > 0.0 && matches!(l, "host device" | "ZIL"))
+            .find(|&&(l, v)| v > 0.0 && matches!(l, Layer::HostDevice | Layer::Zil))
         {
             out.push(Finding {
                 rule: "shared-host-counter",

@@ -3,7 +3,8 @@
 //! from the agent down to the pool's vdevs, and, after `--powercut`, the share of
 //! acknowledged blocks lost at the worst cut.
 
-use crate::diagnose::{trace, LAYERS};
+use crate::diagnose::trace;
+use crate::layer::Layer;
 use crate::plot::{stem, Bar, Chart, Figure, Series};
 use crate::stats::Spread;
 use crate::summary::order;
@@ -118,13 +119,12 @@ fn throughput_figure(w: &str, per_target: &[(&str, Vec<&ResultRow>)]) -> Figure 
 
 /// Flushes counted at each layer, the median per target.
 fn flush_trace_figure(w: &str, per_target: &[(&str, Vec<&ResultRow>)]) -> Figure {
-    let traces: Vec<(&str, Vec<(&str, f64)>)> = per_target
+    let traces: Vec<(&str, Vec<(Layer, f64)>)> = per_target
         .iter()
         .map(|(t, rows)| (*t, trace(rows)))
         .collect();
-    let layers: Vec<&str> = LAYERS
-        .iter()
-        .copied()
+    let layers: Vec<Layer> = Layer::ALL
+        .into_iter()
         .filter(|l| traces.iter().any(|(_, tr)| tr.iter().any(|(n, _)| n == l)))
         .collect();
     Figure {

@@ -1,5 +1,5 @@
 //! The flush-count gate of `compare`: per (target, workload) and per layer of the flush
-//! trace ([`crate::diagnose::trace`], so a layer added there is gated here too), whether as
+//! trace ([`Layer::ALL`], so a layer added there is gated here too), whether as
 //! many flushes arrived as in the baseline. Counts are exact, so there is no noise band:
 //! fewer is a loss whatever the throughput did. Two known effects are handled by rule:
 //!
@@ -20,7 +20,8 @@
 //!   flushes: nothing to gate. Measured: a VDI with cache=unsafe went from 5 host flushes
 //!   to 0 between two same-commit runs, while its read passes saw up to 118.
 
-use crate::diagnose::{self, LAYERS};
+use crate::diagnose;
+use crate::layer::Layer;
 use crate::stats::Spread;
 use crate::ResultRow;
 use std::collections::BTreeSet;
@@ -49,8 +50,8 @@ pub struct FlushChange {
     pub target: String,
     /// Workload.
     pub workload: String,
-    /// Layer name, from [`LAYERS`].
-    pub layer: &'static str,
+    /// The layer (its name in JSON and Markdown).
+    pub layer: Layer,
     /// Baseline count per pass (median; the minimum on a shared counter).
     pub base: f64,
     /// Current count per pass, the same statistic.
@@ -64,22 +65,10 @@ pub struct FlushChange {
     pub verdict: FlushVerdict,
 }
 
-/// Whether `layer` is on the host side of the hypervisor (where QEMU's skip and other
-/// programs' flushes show).
-fn host_side(layer: &str) -> bool {
-    let at = |name| LAYERS.iter().position(|l| *l == name);
-    matches!((at(layer), at("hypervisor")), (Some(i), Some(h)) if i > h)
-}
-
 /// The count of `layer` in each pass that has it.
-fn counts(rows: &[&ResultRow], layer: &str) -> Vec<f64> {
+fn counts(rows: &[&ResultRow], layer: Layer) -> Vec<f64> {
     rows.iter()
-        .filter_map(|r| {
-            diagnose::trace(&[r])
-                .into_iter()
-                .find(|(l, _)| *l == layer)
-                .map(|(_, n)| n)
-        })
+        .filter_map(|r| layer.flushes(r).map(|n| n as f64))
         .collect()
 }
 
@@ -106,7 +95,7 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
         };
         let qemu = crows[0].hypervisor == "qemu";
         // On a shared counter, passes that issued no flush count only other programs'.
-        let issued = stat(&counts(brows, LAYERS[0]), false).unwrap_or(0.0) > 0.0;
+        let issued = stat(&counts(brows, Layer::Agent), false).unwrap_or(0.0) > 0.0;
         let cur_trace = diagnose::trace(crows);
         let on_host_fs = matches!(crows[0].storage.as_str(), "host" | "image");
         // The target's passes that issued no flush, in either run (for the shared layers).
@@ -118,8 +107,8 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
         } else {
             Vec::new()
         };
-        for (i, &layer) in LAYERS.iter().enumerate() {
-            let is_shared = (on_host_fs || shared.contains(t)) && host_side(layer);
+        for layer in Layer::ALL {
+            let is_shared = (on_host_fs || shared.contains(t)) && layer.on_host();
             let (Some(b), Some(c)) = (
                 stat(&counts(brows, layer), is_shared),
                 stat(&counts(crows, layer), is_shared),
@@ -128,7 +117,7 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
             };
             let below_counts = cur_trace
                 .iter()
-                .filter(|(l, _)| LAYERS.iter().position(|x| x == l) > Some(i))
+                .filter(|&&(l, _)| l > layer)
                 .any(|&(_, n)| n > 0.0);
             // Other programs' flushes seen on this counter in passes that issued none (the
             // target's, in either run): a difference within them proves nothing.
@@ -141,7 +130,7 @@ pub fn gate(base: &[ResultRow], cur: &[ResultRow]) -> Vec<FlushChange> {
                 FlushVerdict::Same
             } else if c == 0.0 && below_counts {
                 FlushVerdict::Blind
-            } else if qemu && host_side(layer) && (b - c).abs() <= 1.0 && c > 0.0 {
+            } else if qemu && layer.on_host() && (b - c).abs() <= 1.0 && c > 0.0 {
                 if c < b {
                     FlushVerdict::QemuSkip
                 } else {
@@ -189,7 +178,7 @@ mod tests {
         gate(base, cur)
             .into_iter()
             .filter(|c| c.verdict != FlushVerdict::Same)
-            .map(|c| (c.layer, c.verdict))
+            .map(|c| (c.layer.name(), c.verdict))
             .collect()
     }
 
@@ -272,7 +261,7 @@ mod tests {
         let cur = vec![host(129), host(129), host(129), quiet(0)];
         assert!(verdicts(&base, &cur).is_empty());
         let g = gate(&base, &cur);
-        assert!(g.iter().any(|c| c.layer == "host device" && c.shared));
+        assert!(g.iter().any(|c| c.layer == Layer::HostDevice && c.shared));
         // A difference within what quiet passes saw is noise...
         let noisy = vec![host(0), host(140), host(129), quiet(5)];
         let cur = vec![host(0), host(0), host(0), quiet(0)];

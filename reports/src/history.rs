@@ -82,17 +82,11 @@ pub fn load(dir: &Path) -> Result<Run, HistoryError> {
         problem,
     };
     let run = run_json::read(dir)?.ok_or_else(|| bad("no such file".into()))?;
-    let date = run["date"]
-        .as_str()
-        .ok_or_else(|| bad("no \"date\"".into()))?
-        .to_string();
-    let id = run["run_id"].as_str().map_or_else(
-        || {
-            dir.file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into())
-        },
-        str::to_string,
-    );
+    let date = run.date.ok_or_else(|| bad("no \"date\"".into()))?;
+    let id = run.run_id.unwrap_or_else(|| {
+        dir.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into())
+    });
     Ok(Run {
         dir: dir.to_path_buf(),
         date,

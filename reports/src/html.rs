@@ -65,7 +65,7 @@ pub fn render(
     tables: &[Table],
     findings: &[Finding],
     figures: &[(String, String)],
-    run: &serde_json::Value,
+    run: &crate::run_json::RunInfo,
     powercut: &str,
 ) -> String {
     let mut h = String::new();
@@ -126,7 +126,9 @@ pub fn render(
         );
     }
     let mut pairs = Vec::new();
-    provenance_pairs(run, "", &mut pairs);
+    // As JSON, its keys in order: every field, known or not, shown the same way.
+    let json = serde_json::to_value(run).unwrap_or_default();
+    provenance_pairs(&json, "", &mut pairs);
     if !pairs.is_empty() {
         h.push_str("<h2>Provenance</h2>\n<table>\n");
         for (k, v) in pairs {
@@ -134,7 +136,7 @@ pub fn render(
         }
         h.push_str("</table>\n");
     }
-    if let Some(s) = run["scenario"].as_str() {
+    if let Some(s) = &run.scenario {
         let _ = writeln!(h, "<h3>Scenario</h3>\n<pre>{}</pre>", escape(s));
     }
     h.push_str("</body></html>\n");
@@ -198,7 +200,14 @@ mod tests {
         };
         let run =
             serde_json::json!({"run_id": "r\"1", "host": {"cpus": 2}, "scenario": "x = \"<y>\""});
-        let page = render("t", &[t], &[], &[], &run, "");
+        let page = render(
+            "t",
+            &[t],
+            &[],
+            &[],
+            &serde_json::from_value(run).unwrap(),
+            "",
+        );
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("w&lt;script&gt;"));
         assert!(page.contains("<td>a&amp;b</td>"));

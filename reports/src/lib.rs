@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod cache;
 pub mod compare;
 pub mod diagnose;
 pub mod export;
@@ -11,6 +12,7 @@ pub mod flushgate;
 pub mod history;
 pub mod html;
 pub mod import;
+pub mod layer;
 pub mod plot;
 pub mod report;
 pub mod row;

@@ -6,7 +6,7 @@ use crate::diagnose::{diagnose, Context};
 use crate::figures::figures;
 use crate::plot::{self, PlotError};
 use crate::row::ReadError;
-use crate::run_json::{self, RunJsonError};
+use crate::run_json::{self, RunInfo, RunJsonError};
 use crate::timeseries::{self, SeriesError};
 use crate::{html, read_results, send, summary, zfs_sources};
 use std::path::{Path, PathBuf};
@@ -49,30 +49,22 @@ pub struct Written {
 /// The diagnosis context from `run.json`: the volblocksize and the ZFS properties of each
 /// zvol target, and the `VBox.log` line of VirtualBox targets whose async flushes were
 /// disabled.
-pub fn context(run: &serde_json::Value) -> Context {
+pub fn context(run: &RunInfo) -> Context {
     let mut ctx = Context::default();
-    if let Some(storage) = run["storage"].as_object() {
-        for (target, props) in storage {
-            if let Some(v) = props["volblocksize"]
-                .as_str()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                ctx.volblocksize.insert(target.clone(), v);
-            }
-            if let Some(line) = props["async_flushes_disabled"]
-                .as_object()
-                .and_then(|reps| reps.values().find_map(|l| l.as_str()))
-            {
-                ctx.async_flushes_disabled
-                    .insert(target.clone(), line.to_string());
-            }
-            for prop in crate::diagnose::ZFS_PROPS {
-                if let Some(v) = props[prop].as_str() {
-                    ctx.zfs
-                        .entry(target.clone())
-                        .or_default()
-                        .insert(prop.to_string(), v.to_string());
-                }
+    for (target, st) in &run.storage {
+        if let Some(v) = st.prop("volblocksize").and_then(|s| s.parse::<u64>().ok()) {
+            ctx.volblocksize.insert(target.clone(), v);
+        }
+        if let Some(line) = st.async_flushes_disabled.values().next() {
+            ctx.async_flushes_disabled
+                .insert(target.clone(), line.clone());
+        }
+        for prop in crate::diagnose::ZFS_PROPS {
+            if let Some(v) = st.prop(prop) {
+                ctx.zfs
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(prop.to_string(), v.to_string());
             }
         }
     }
@@ -93,7 +85,7 @@ fn write_file(path: PathBuf, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(
 pub fn write(dir: &Path) -> Result<Written, ReportError> {
     let rows = read_results(&dir.join("results.csv"))?;
     let run = run_json::read(dir)?.unwrap_or_default();
-    let title = format!("zvbench run {}", run["run_id"].as_str().unwrap_or(""));
+    let title = format!("zvbench run {}", run.run_id.as_deref().unwrap_or(""));
     let title = title.trim();
     let series = timeseries::read(dir)?;
     let mut findings = diagnose(&rows, &context(&run));

@@ -3,6 +3,8 @@
 //! `report.html`. A send is one copy per target, not a pass: it has no row in
 //! `results.csv`.
 
+use crate::run_json::RunInfo;
+
 /// One target's timed `zfs send | zfs receive`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendRow {
@@ -32,23 +34,17 @@ impl SendRow {
 /// The sends in `run.json`, by target name; an entry with a missing or
 /// impossible value (negative or non-finite seconds, bytes that are not a count) is left
 /// out rather than shown.
-pub fn rows(run: &serde_json::Value) -> Vec<SendRow> {
-    let Some(storage) = run["storage"].as_object() else {
-        return Vec::new();
-    };
-    storage
+pub fn rows(run: &RunInfo) -> Vec<SendRow> {
+    run.storage
         .iter()
-        .filter_map(|(target, props)| {
-            let s = &props["send"];
-            let seconds = s["seconds"]
-                .as_f64()
-                .filter(|v| v.is_finite() && *v >= 0.0)?;
+        .filter_map(|(target, st)| {
+            let s = st.send.as_ref()?.valid()?;
             Some(SendRow {
                 target: target.clone(),
-                snapshot: s["snapshot"].as_str()?.to_string(),
-                received_as: s["received_as"].as_str()?.to_string(),
-                bytes: s["bytes"].as_u64()?,
-                seconds,
+                snapshot: s.snapshot.clone(),
+                received_as: s.received_as.clone(),
+                bytes: s.bytes,
+                seconds: Some(s.seconds).filter(|v| v.is_finite() && *v >= 0.0)?,
             })
         })
         .collect()
@@ -96,7 +92,7 @@ mod tests {
             "text": {"send": {"snapshot": "a@b", "received_as": "c/d", "bytes": "1", "seconds": 1.0}},
             "<x>": {"send": {"snapshot": "a@<b>", "received_as": "c/d", "bytes": 0, "seconds": 0.0}}
         }});
-        let r = rows(&run);
+        let r = rows(&serde_json::from_value(run).unwrap());
         assert_eq!(r.len(), 2, "{r:?}");
         let z = r.iter().find(|r| r.target == "zvol").unwrap();
         assert_eq!(z.mib_per_s(), 1.5, "computed, not run.json's 99");
@@ -116,6 +112,6 @@ mod tests {
         );
         assert!(h.contains("<td class=\"n\">1.5</td>"), "{h}");
         assert_eq!(markdown(&[]), "");
-        assert_eq!(html(&rows(&serde_json::json!({}))), "");
+        assert_eq!(html(&rows(&RunInfo::default())), "");
     }
 }

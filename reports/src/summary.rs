@@ -2,7 +2,8 @@
 //! min–max spread, each target relative to the host baseline, the flush trace, and the
 //! diagnosis.
 
-use crate::diagnose::{trace, Finding, LAYERS};
+use crate::diagnose::{trace, Finding};
+use crate::layer::Layer;
 use crate::stats::{cell, Spread};
 use crate::ResultRow;
 use std::fmt::Write;
@@ -96,7 +97,7 @@ pub fn tables(rows: &[ResultRow]) -> Vec<Table> {
                 _ => "–".into(),
             };
             let tr = trace(&trows);
-            let trace_cell = LAYERS
+            let trace_cell = Layer::ALL
                 .iter()
                 .map(|l| {
                     tr.iter()

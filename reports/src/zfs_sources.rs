@@ -3,6 +3,8 @@
 //! the ZIL column is the target's own dataset's commits, or — on OpenZFS 2.1, which has
 //! no per-dataset kstat — every dataset of the pool's, and a reader must know which.
 
+use crate::run_json::RunInfo;
+
 /// One target's ZFS sources.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
@@ -17,25 +19,15 @@ pub struct Source {
 }
 
 /// The targets of `run.json` with a ZIL source, by target name.
-pub fn rows(run: &serde_json::Value) -> Vec<Source> {
-    let Some(storage) = run["storage"].as_object() else {
-        return Vec::new();
-    };
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("–").to_string();
-    storage
+pub fn rows(run: &RunInfo) -> Vec<Source> {
+    run.storage
         .iter()
         .filter_map(|(target, p)| {
-            let zil_source = p["zil_source"].as_str()?.to_string();
-            let dataset = if p["zvol"].is_string() {
-                &p["zvol"]
-            } else {
-                &p["dataset"]
-            };
             Some(Source {
                 target: target.clone(),
-                dataset: text(dataset),
-                zil_source,
-                vdevs: text(&p["vdevs"]),
+                dataset: p.prop("zvol").or(p.prop("dataset")).unwrap_or("–").into(),
+                zil_source: p.prop("zil_source")?.to_string(),
+                vdevs: p.prop("vdevs").unwrap_or("–").into(),
             })
         })
         .collect()
@@ -87,7 +79,7 @@ mod tests {
             "vdi": {"image": "/var/tmp/tank/x.vdi", "dataset": "tank", "zil_source": "dataset", "vdevs": "vda"},
             "raw": {"loop_device": "/dev/loop0"}
         }});
-        let r = rows(&run);
+        let r = rows(&serde_json::from_value(run).unwrap());
         assert_eq!(r.len(), 3, "{r:?}");
         let md = markdown(&r);
         assert!(md.contains("## ZFS layers"), "{md}");
@@ -98,6 +90,6 @@ mod tests {
         assert!(md.contains("| vdi | tank | dataset | vda |"), "{md}");
         assert!(!md.contains("| raw |"), "{md}");
         assert!(html(&r).contains("<td>pool-wide (all datasets)</td>"));
-        assert_eq!(markdown(&rows(&serde_json::json!({}))), "");
+        assert_eq!(markdown(&rows(&RunInfo::default())), "");
     }
 }

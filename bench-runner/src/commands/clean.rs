@@ -142,6 +142,43 @@ pub fn vbox_vms(vbox: &VBoxManage, live: &dyn Fn(&str) -> bool) -> Vec<Outcome> 
     done
 }
 
+/// `zvbench clean`'s arguments.
+#[derive(clap::Args)]
+pub struct CleanArgs {
+    /// Only what runs left in these directories (repeatable); without it: everything
+    /// of dead runs, and zvbench's files in /var/tmp/zvbench.
+    #[arg(long = "dir")]
+    pub dirs: Vec<PathBuf>,
+}
+
+/// `zvbench clean`: prints each outcome; exit status 1 if something could not be removed.
+pub fn command(a: CleanArgs) -> i32 {
+    // VirtualBox VMs are looked for only when no directory limits the clean.
+    let vboxmanage = a
+        .dirs
+        .is_empty()
+        .then(|| VBoxManage::detect(super::vboxmanage()).ok())
+        .flatten();
+    let scope = Scope {
+        only_dirs: !a.dirs.is_empty(),
+        dirs: if a.dirs.is_empty() {
+            vec![PathBuf::from("/var/tmp/zvbench")]
+        } else {
+            a.dirs
+        },
+        runtime: owner::runtime_dir(),
+        vboxmanage,
+    };
+    let done = clean(&scope);
+    if done.is_empty() {
+        println!("nothing to clean");
+    }
+    for d in &done {
+        println!("{d}");
+    }
+    i32::from(done.iter().any(|d| matches!(d, Outcome::Failed(_))))
+}
+
 /// Undoes a dead run's recorded objects in reverse, then forgets the run if all went.
 fn clean_run(run: FoundRun, out: &mut Vec<Outcome>) {
     let before = out.len();

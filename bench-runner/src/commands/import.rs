@@ -12,7 +12,88 @@ use crate::run::provenance;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use zvbench_reports::{atomic, row, run_json, ResultRow};
+use zvbench_reports::run_json::{self, RunInfo};
+use zvbench_reports::{atomic, row, ResultRow};
+
+/// Where imported rows go and whose they are.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Files to import; each becomes a repetition.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The run directory to add the rows to (created if absent).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Target name for the rows (default: the tool's name).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The results are the host baseline (other targets are compared with it).
+    #[arg(long)]
+    pub baseline: bool,
+}
+
+/// The tool whose output is imported.
+#[derive(clap::Subcommand)]
+pub enum ImportTool {
+    /// fio output written with --output-format=json: a row per job and direction.
+    Fio {
+        /// The files and where their rows go.
+        #[command(flatten)]
+        args: ImportArgs,
+    },
+    /// The text of `sysbench fileio ... run` (sysbench 1.0.20): a row per file.
+    Sysbench {
+        /// The files and where their rows go.
+        #[command(flatten)]
+        args: ImportArgs,
+        /// Workload name (default: mode and block size, e.g. seqwr-16K).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+}
+
+/// `zvbench import fio|sysbench`: every file parsed and checked before anything is
+/// written, then the rows added to `--out`; prints a line per file; exit status 0.
+pub fn import(tool: &ImportTool) -> Result<i32> {
+    let (name, args) = match tool {
+        ImportTool::Fio { args } => ("fio", args),
+        ImportTool::Sysbench { args, .. } => ("sysbench", args),
+    };
+    let origin = zvbench_reports::import::Origin {
+        target: args.target.clone().unwrap_or_else(|| name.to_string()),
+        baseline: args.baseline,
+    };
+    names::check_name(&origin.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let mut imports = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = String::from_utf8_lossy(&text);
+        let rows = match tool {
+            ImportTool::Fio { .. } => zvbench_reports::import::fio(&text, &origin),
+            ImportTool::Sysbench { workload, .. } => {
+                zvbench_reports::import::sysbench(&text, &origin, workload.as_deref())
+                    .map(|r| vec![r])
+            }
+        }
+        .with_context(|| format!("cannot import {}", file.display()))?;
+        imports.push(Imported {
+            tool: name,
+            file: file.clone(),
+            rows,
+        });
+    }
+    append(&args.out, &mut imports)?;
+    for i in &imports {
+        println!(
+            "{}: {} rows into {}",
+            i.file.display(),
+            i.rows.len(),
+            args.out.join("results.csv").display()
+        );
+    }
+    Ok(0)
+}
 
 /// One input file's rows, as parsed by `zvbench_reports::import`.
 pub struct Imported {
@@ -63,20 +144,12 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
         bail!("{csv_name} has other columns than this zvbench writes; import into a new --out directory");
     }
     let existing = row::parse(old_bytes, &csv_name)?;
-    let mut run = match run_json::read(dir)? {
-        Some(v) => v,
-        None => serde_json::json!({
-            "run_id": format!("import-{}", provenance::run_id()),
-            "date": provenance::rfc3339(provenance::now()),
-            "zvbench_version": env!("CARGO_PKG_VERSION"),
-        }),
-    };
-    if !(run["imported"].is_null() || run["imported"].is_array()) {
-        bail!(
-            "{}: \"imported\" is not a list as zvbench writes it; fix or move the file",
-            dir.join("run.json").display()
-        );
-    }
+    let mut run = run_json::read(dir)?.unwrap_or_else(|| RunInfo {
+        run_id: Some(format!("import-{}", provenance::run_id())),
+        date: Some(provenance::rfc3339(provenance::now())),
+        zvbench_version: Some(env!("CARGO_PKG_VERSION").into()),
+        ..RunInfo::default()
+    });
 
     let key = |r: &ResultRow| (r.target.clone(), r.workload.clone());
     let mut reps: HashMap<(String, String), u32> = HashMap::new();
@@ -90,7 +163,6 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
         w.write_record(None::<&[u8]>)?;
     }
     let now = provenance::rfc3339(provenance::now());
-    let mut entries = Vec::new();
     for i in imports.iter_mut() {
         for r in &mut i.rows {
             let n = reps.entry(key(r)).or_default();
@@ -98,19 +170,15 @@ pub fn append(dir: &Path, imports: &mut [Imported]) -> Result<()> {
             r.repetition = *n;
             w.serialize(&*r)?;
         }
-        entries.push(serde_json::json!({
-            "tool": i.tool,
-            "file": i.file.display().to_string(),
-            "target": i.rows.first().map(|r| r.target.clone()),
-            "rows": i.rows.len(),
-            "date": now,
-        }));
+        run.imported.push(run_json::Imported {
+            tool: i.tool.into(),
+            file: i.file.display().to_string(),
+            target: i.rows.first().map(|r| r.target.clone()),
+            rows: i.rows.len(),
+            date: now.clone(),
+        });
     }
     let new_csv = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    match run["imported"].as_array_mut() {
-        Some(a) => a.extend(entries),
-        None => run["imported"] = entries.into(),
-    }
 
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     atomic::write(&csv_path, &new_csv).with_context(|| format!("write {csv_name}"))?;
@@ -210,7 +278,10 @@ mod tests {
         for (bad, says) in [
             ("{broken", "not valid JSON"),
             ("[1, 2]", "not an object"),
-            ("{\"imported\": 5}", "\"imported\" is not a list"),
+            (
+                "{\"imported\": 5}",
+                "\"imported\" is not as zvbench writes it",
+            ),
         ] {
             let dir = tempfile::tempdir().unwrap();
             append(dir.path(), &mut import(vec![row("a")])).unwrap();

@@ -29,7 +29,7 @@ impl GuestKernel {
     pub fn new(image: PathBuf, modules: PathBuf, source: &str, cache: &Path) -> GuestKernel {
         let direct = crate::guest::vmlinux::choose(&image, cache);
         if let DirectBoot::BzImage { reason } = &direct {
-            eprintln!(
+            crate::observe::note!(
                 "zvbench: QEMU boots the bzImage {} (slower under TCG: the kernel decompresses itself emulated): {reason}",
                 image.display()
             );
@@ -174,7 +174,7 @@ pub fn debian_kernel(cache: &Path) -> Result<GuestKernel> {
     }
     std::fs::create_dir_all(cache.join("kernel"))
         .with_context(|| format!("create {}", cache.display()))?;
-    eprintln!(
+    crate::observe::note!(
         "zvbench: fetching Debian's linux-image-amd64 into {} (once)",
         cache.display()
     );

@@ -348,7 +348,9 @@ impl<'a> Session<'a> {
             )?;
             match item {
                 Scanned::Damaged(why) => {
-                    eprintln!("zvbench: a damaged frame from the guest was skipped: {why}")
+                    crate::observe::warning!(
+                        "zvbench: a damaged frame from the guest was skipped: {why}"
+                    )
                 }
                 Scanned::Frame(Frame::Hello {
                     uptime_ms,
@@ -435,7 +437,7 @@ impl<'a> Session<'a> {
         match phase {
             Phase::Start => {
                 if let Some(p) = self.passes.get(pass as usize) {
-                    eprintln!(
+                    crate::observe::progress!(
                         "      {} in the guest, {} s after the VM started",
                         p.label,
                         self.started.elapsed().as_secs()
@@ -450,7 +452,7 @@ impl<'a> Session<'a> {
             Phase::End => {
                 self.lower = delta(&self.start_snap.take().unwrap_or_default(), &snap);
                 if std::mem::take(&mut self.late) {
-                    eprintln!(
+                    crate::observe::warning!(
                         "zvbench: the layers below the guest are unknown for pass {}: its counters were read after the guest's {:.1} s pause at a mark (a slow host or hypervisor)",
                         pass + 1,
                         self.pause.unwrap_or_default().as_secs_f64()

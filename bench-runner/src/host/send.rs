@@ -44,22 +44,8 @@ pub fn destination(source: &str, send_to: &str) -> Result<String, String> {
     Ok(dest)
 }
 
-/// A timed send, as run.json keeps it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Sent {
-    /// The snapshot sent.
-    pub snapshot: String,
-    /// The dataset it was received as (destroyed after the measurement).
-    pub received_as: String,
-    /// Bytes of the send stream.
-    pub bytes: u64,
-    /// Seconds from starting both commands to both having exited.
-    pub seconds: f64,
-    /// `bytes` per second, MiB/s.
-    pub mib_per_s: f64,
-    /// The two commands, as run.
-    pub commands: String,
-}
+/// A timed send, as run.json keeps it (`storage.<target>.send`).
+pub use zvbench_reports::run_json::SendStep as Sent;
 
 /// Why a pipe of two commands failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,14 @@ use crate::cmd::Argv;
 use crate::host::loopdev::LoopBinding;
 use crate::host::owner::{Owned, RunLock};
 use crate::host::zfs::{self, PoolVdevs, ZilSource};
-use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant};
+use crate::scenario::{Hypervisor, ImageFormat, StorageSpec, TargetPlan, Variant, ZvolConfig};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zvbench_agent::devstat::StatSource;
 use zvbench_agent::target::check_writable;
+use zvbench_reports::run_json::TargetStorage;
 
 /// Prefix of every file zvbench creates (`owner::generated_file` matches the whole name).
 pub const FILE_PREFIX: &str = "zvbench-";
@@ -75,7 +76,9 @@ impl Teardown {
 
     fn run(&self) {
         if let Err(e) = self.try_run() {
-            eprintln!("zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers");
+            crate::observe::warning!(
+                "zvbench: teardown {self:?} failed: {e}; `zvbench clean` removes leftovers"
+            );
         }
     }
 }
@@ -114,8 +117,9 @@ pub struct Provisioned {
     /// a kernel ZFS file system): the trace's bottom layer. `None` off ZFS, or when the
     /// pool's vdevs are files.
     pub vdevs: Option<PoolVdevs>,
-    /// Provenance: what was created and with which properties.
-    pub props: serde_json::Map<String, serde_json::Value>,
+    /// Provenance: what was created and with which properties (run.json's
+    /// `storage.<target>`).
+    pub props: TargetStorage,
     /// A blockdev target held with `O_EXCL` until teardown: `mkfs`, a mount or another
     /// zvbench run cannot take the device while this run writes it (QEMU opens it without
     /// `O_EXCL`, so the guest still can).
@@ -256,131 +260,35 @@ pub fn check_blockdev(dev: &Path, allow: &[PathBuf]) -> Result<()> {
 /// Creates what `t` needs, recording each object in the run's `lock`, whose run id names
 /// files and tags datasets.
 pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Provisioned> {
-    let run_id = lock.run_id.as_str();
     let mut p = Provisioned::default();
-    let size = t.disk_size.bytes();
-    let file_in =
-        |dir: &Path, ext: &str| dir.join(format!("{FILE_PREFIX}{run_id}-{}.{ext}", t.name));
-    let put = |p: &mut Provisioned, k: &str, v: serde_json::Value| {
-        p.props.insert(k.to_string(), v);
+    let file_in = |dir: &Path, ext: &str| {
+        dir.join(format!(
+            "{FILE_PREFIX}{}-{}.{ext}",
+            lock.run_id.as_str(),
+            t.name
+        ))
     };
     match &t.storage {
         StorageSpec::Host { dir } => {
             let f = file_in(dir, "dat");
             p.own(lock, Teardown::RemoveFile(f.clone()))?;
             p.host_stat = stat_of_file(dir);
-            put(&mut p, "file", f.display().to_string().into());
+            p.put("file", f.display().to_string().into());
             p.host_file = Some(f);
         }
-        StorageSpec::Loop { dir } => {
-            let f = file_in(dir, "img");
-            let h = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&f)
-                .with_context(|| format!("create {}", f.display()))?;
-            p.own(lock, Teardown::RemoveFile(f.clone()))?;
-            h.set_len(size).with_context(|| {
-                format!("make {} {} long (disk_size)", f.display(), t.disk_size)
-            })?;
-            let l = LoopBinding::attach(&f)?;
-            let dev = l.device.clone();
-            p.own(lock, Teardown::DetachLoop(l.clone()))?;
-            p.loop_dev = Some(l);
-            p.host_stat = stat_of_device(&dev);
-            put(&mut p, "backing_file", f.display().to_string().into());
-            put(&mut p, "loop_device", dev.display().to_string().into());
-            put(
-                &mut p,
-                "backing_fs_device",
-                stat_of_file(dir).map(|s| s.name).into(),
-            );
-            p.disk = Some((dev, ImageFormat::Raw));
-        }
+        StorageSpec::Loop { dir } => p.make_loop(t, lock, dir, file_in(dir, "img"))?,
         StorageSpec::Image {
             dir,
             format,
             variant,
-        } => {
-            let f = file_in(dir, format.qemu_driver());
-            if f.exists() {
-                bail!(
-                    "{} already exists; remove it or run `zvbench clean`",
-                    f.display()
-                );
-            }
-            put(&mut p, "image", f.display().to_string().into());
-            put(&mut p, "format", format.qemu_driver().into());
-            put(&mut p, "variant", serde_json::to_value(variant)?);
-            if t.guest.as_ref().map(|g| g.hypervisor) == Some(Hypervisor::Virtualbox) {
-                // VirtualBox creates (createmedium) and deletes (closemedium --delete) its
-                // own media each boot; removing a leftover file is the last resort.
-                p.own(lock, Teardown::RemoveFile(f.clone()))?;
-                p.host_stat = stat_of_file(dir);
-                put(&mut p, "created_by", "VBoxManage createmedium".into());
-            } else {
-                let argv = qemu_img_argv(*format, *variant, &f, size);
-                let r = argv.run_within(crate::cmd::limit_for_bytes(size));
-                for file in [Some(f.clone()), flat_extent(&f)].into_iter().flatten() {
-                    if file.exists() {
-                        p.own(lock, Teardown::RemoveFile(file))?;
-                    }
-                }
-                r?;
-                p.host_stat = stat_of_file(&f);
-                put(&mut p, "qemu_img", argv.display().into());
-            }
-            p.disk = Some((f, *format));
-        }
-        StorageSpec::Zvol(z) => {
-            // Encryption: the zvol is created under an encrypted parent made for it, and
-            // inherits its encryption; that parent is destroyed after the zvol.
-            let parent = match &z.keyfile {
-                Some(key) => {
-                    let enc = format!("{}/{run_id}-{}-enc", z.parent, t.name);
-                    crate::names::check_dataset(&enc).map_err(anyhow::Error::msg)?;
-                    let argv = zfs::create_encrypted_parent_argv(&enc, key, run_id);
-                    argv.run()?;
-                    p.own(lock, Teardown::DestroyDataset(enc.clone()))?;
-                    put(&mut p, "encrypted_parent", enc.clone().into());
-                    put(&mut p, "zfs_create_parent", argv.display().into());
-                    if let Ok(v) = zfs::get_argv(&enc, "keylocation").stdout() {
-                        put(&mut p, "keylocation", v.trim().into());
-                    }
-                    enc
-                }
-                None => z.parent.clone(),
-            };
-            let name = format!("{parent}/{run_id}-{}", t.name);
-            crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
-            let argv = zfs::create_zvol_argv(&name, size, &z.props, run_id);
-            argv.run()?;
-            p.own(lock, Teardown::DestroyDataset(name.clone()))?;
-            let dev = zfs::find_zvol(Path::new("/dev"), &name, Duration::from_secs(30))
-                .map_err(anyhow::Error::msg)?;
-            p.host_stat = stat_of_device(&dev);
-            p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
-            p.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
-            let source = ZilSource::describe(p.zil.as_ref());
-            put(&mut p, "zil_source", source.into());
-            put(&mut p, "zvol", name.clone().into());
-            p.zvol = Some(name.clone());
-            put(&mut p, "zfs_create", argv.display().into());
-            for prop in [
-                "volblocksize",
-                "compression",
-                "sync",
-                "logbias",
-                "primarycache",
-                "encryption",
-                "encryptionroot",
-            ] {
-                if let Ok(v) = zfs::get_argv(&name, prop).stdout() {
-                    put(&mut p, prop, v.trim().into());
-                }
-            }
-            p.disk = Some((dev, ImageFormat::Raw));
-        }
+        } => p.make_image(
+            t,
+            lock,
+            dir,
+            (*format, *variant),
+            file_in(dir, format.qemu_driver()),
+        )?,
+        StorageSpec::Zvol(z) => p.make_zvol(t, lock, z)?,
         StorageSpec::Blockdev { device } => {
             check_blockdev(device, allow)?;
             p._held = Some(
@@ -393,7 +301,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
                 .with_context(|| format!("hold {} exclusively for the run", device.display()))?,
             );
             p.host_stat = stat_of_device(device);
-            put(&mut p, "device", device.display().to_string().into());
+            p.put("device", device.display().to_string().into());
             p.disk = Some((device.clone(), ImageFormat::Raw));
         }
     }
@@ -411,16 +319,144 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
         if let Some(dataset) = zfs::dataset_of_dir(&mounts, &canon) {
             p.vdevs = pool_vdevs(dataset.split('/').next().unwrap_or(&dataset))?;
             p.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &dataset);
-            put(&mut p, "dataset", dataset.into());
+            p.put("dataset", dataset.into());
             let source = ZilSource::describe(p.zil.as_ref());
-            put(&mut p, "zil_source", source.into());
+            p.put("zil_source", source.into());
         }
     }
     if let Some(v) = &p.vdevs {
         let vdevs: Vec<String> = v.disks.iter().map(|s| s.name.clone()).collect();
-        put(&mut p, "vdevs", vdevs.join(" ").into());
+        p.put("vdevs", vdevs.join(" ").into());
     }
     Ok(p)
+}
+
+impl Provisioned {
+    /// Records a provenance property.
+    fn put(&mut self, k: &str, v: serde_json::Value) {
+        self.props.set(k, v);
+    }
+
+    /// A loop target: the backing file `f` in `dir`, `disk_size` long, on a loop device.
+    fn make_loop(&mut self, t: &TargetPlan, lock: &RunLock, dir: &Path, f: PathBuf) -> Result<()> {
+        let h = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&f)
+            .with_context(|| format!("create {}", f.display()))?;
+        self.own(lock, Teardown::RemoveFile(f.clone()))?;
+        h.set_len(t.disk_size.bytes())
+            .with_context(|| format!("make {} {} long (disk_size)", f.display(), t.disk_size))?;
+        let l = LoopBinding::attach(&f)?;
+        let dev = l.device.clone();
+        self.own(lock, Teardown::DetachLoop(l.clone()))?;
+        self.loop_dev = Some(l);
+        self.host_stat = stat_of_device(&dev);
+        self.put("backing_file", f.display().to_string().into());
+        self.put("loop_device", dev.display().to_string().into());
+        self.put(
+            "backing_fs_device",
+            stat_of_file(dir).map(|s| s.name).into(),
+        );
+        self.disk = Some((dev, ImageFormat::Raw));
+        Ok(())
+    }
+
+    /// An image target: the file `f` in `dir`, made by `qemu-img` (or, for VirtualBox, left
+    /// to `VBoxManage createmedium` at each boot).
+    fn make_image(
+        &mut self,
+        t: &TargetPlan,
+        lock: &RunLock,
+        dir: &Path,
+        (format, variant): (ImageFormat, Variant),
+        f: PathBuf,
+    ) -> Result<()> {
+        if f.exists() {
+            bail!(
+                "{} already exists; remove it or run `zvbench clean`",
+                f.display()
+            );
+        }
+        self.put("image", f.display().to_string().into());
+        self.put("format", format.qemu_driver().into());
+        self.put("variant", serde_json::to_value(variant)?);
+        if t.guest.as_ref().map(|g| g.hypervisor) == Some(Hypervisor::Virtualbox) {
+            // VirtualBox creates (createmedium) and deletes (closemedium --delete) its
+            // own media each boot; removing a leftover file is the last resort.
+            self.own(lock, Teardown::RemoveFile(f.clone()))?;
+            self.host_stat = stat_of_file(dir);
+            self.put("created_by", "VBoxManage createmedium".into());
+        } else {
+            let size = t.disk_size.bytes();
+            let argv = qemu_img_argv(format, variant, &f, size);
+            let r = argv.run_within(crate::cmd::limit_for_bytes(size));
+            for file in [Some(f.clone()), flat_extent(&f)].into_iter().flatten() {
+                if file.exists() {
+                    self.own(lock, Teardown::RemoveFile(file))?;
+                }
+            }
+            r?;
+            self.host_stat = stat_of_file(&f);
+            self.put("qemu_img", argv.display().into());
+        }
+        self.disk = Some((f, format));
+        Ok(())
+    }
+
+    /// A zvol target: the zvol (under an encrypted parent made for it with a keyfile),
+    /// its ZIL counter, its pool's disks and its properties.
+    fn make_zvol(&mut self, t: &TargetPlan, lock: &RunLock, z: &ZvolConfig) -> Result<()> {
+        let run_id = lock.run_id.as_str();
+        // Encryption: the zvol is created under an encrypted parent made for it, and
+        // inherits its encryption; that parent is destroyed after the zvol.
+        let parent = match &z.keyfile {
+            Some(key) => {
+                let enc = format!("{}/{run_id}-{}-enc", z.parent, t.name);
+                crate::names::check_dataset(&enc).map_err(anyhow::Error::msg)?;
+                let argv = zfs::create_encrypted_parent_argv(&enc, key, run_id);
+                argv.run()?;
+                self.own(lock, Teardown::DestroyDataset(enc.clone()))?;
+                self.put("encrypted_parent", enc.clone().into());
+                self.put("zfs_create_parent", argv.display().into());
+                if let Ok(v) = zfs::get_argv(&enc, "keylocation").stdout() {
+                    self.put("keylocation", v.trim().into());
+                }
+                enc
+            }
+            None => z.parent.clone(),
+        };
+        let name = format!("{parent}/{run_id}-{}", t.name);
+        crate::names::check_dataset(&name).map_err(anyhow::Error::msg)?;
+        let argv = zfs::create_zvol_argv(&name, t.disk_size.bytes(), &z.props, run_id);
+        argv.run()?;
+        self.own(lock, Teardown::DestroyDataset(name.clone()))?;
+        let dev = zfs::find_zvol(Path::new("/dev"), &name, Duration::from_secs(30))
+            .map_err(anyhow::Error::msg)?;
+        self.host_stat = stat_of_device(&dev);
+        self.zil = ZilSource::find(Path::new("/proc/spl/kstat/zfs"), &name);
+        self.vdevs = pool_vdevs(name.split('/').next().unwrap_or(&name))?;
+        let source = ZilSource::describe(self.zil.as_ref());
+        self.put("zil_source", source.into());
+        self.put("zvol", name.clone().into());
+        self.zvol = Some(name.clone());
+        self.put("zfs_create", argv.display().into());
+        for prop in [
+            "volblocksize",
+            "compression",
+            "sync",
+            "logbias",
+            "primarycache",
+            "encryption",
+            "encryptionroot",
+        ] {
+            if let Ok(v) = zfs::get_argv(&name, prop).stdout() {
+                self.put(prop, v.trim().into());
+            }
+        }
+        self.disk = Some((dev, ImageFormat::Raw));
+        Ok(())
+    }
 }
 
 /// The `-flat.vmdk` extent `qemu-img` writes beside a monolithicFlat `X.vmdk` (`X-flat.vmdk`).

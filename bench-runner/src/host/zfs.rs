@@ -173,7 +173,7 @@ impl PoolVdevs {
     /// flushes of that one transaction-group sync. `None` when a disk cannot be read.
     pub fn sync_and_read(&self) -> Option<DevStat> {
         if let Err(e) = sync_argv(&self.pool).run() {
-            eprintln!(
+            crate::observe::warning!(
                 "zvbench: warning: {e}: the pool's byte counts may miss this pass's last writes"
             );
         }

@@ -121,7 +121,7 @@ pub fn verify(plan_path: &Path) -> Result<()> {
         let copied = import_and_copy(&plan.pool, lo, c);
         let _ = Argv::new(["losetup", "-d", lo]).run();
         let [import_s, copy_s, export_s] = copied?;
-        println!(
+        crate::observe::output!(
             "cut {}/{}: {} bytes of {} from {} (import {import_s:.1} s, copy {copy_s:.1} s, \
              export {export_s:.1} s, in all {:.1} s)",
             i + 1,

@@ -185,7 +185,7 @@ pub fn ensure(cache: &Path, release: &str, branch: Branch, stop: &Interrupt) -> 
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     let start = Instant::now();
-    eprintln!(
+    crate::observe::note!(
         "zvbench: building OpenZFS {version} for kernel {release} into {} (once; about 10 min on 2 cores)",
         dir.display()
     );
@@ -207,7 +207,7 @@ pub fn ensure(cache: &Path, release: &str, branch: Branch, stop: &Interrupt) -> 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir)
         .with_context(|| format!("rename {} to {}", staging.display(), dir.display()))?;
-    eprintln!("zvbench: OpenZFS {version} built in {secs:.0} s");
+    crate::observe::note!("zvbench: OpenZFS {version} built in {secs:.0} s");
     Build::at(&dir, &version).context("the finished build has no spl.ko and zfs.ko")
 }
 
@@ -215,47 +215,8 @@ pub fn ensure(cache: &Path, release: &str, branch: Branch, stop: &Interrupt) -> 
 /// `modules/`, `build.log`); the kernel sources are removed at the end.
 fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<()> {
     let (headers, common, kbuild) = header_packages(release)?;
-    let kver = Argv::new(["apt-cache", "show", &headers])
-        .stdout()
-        .ok()
-        .and_then(|t| show_version(&t))
-        .with_context(|| {
-            format!(
-                "apt has no {headers} for the cached guest kernel {release}; the archive moved on: \
-                 delete the kernel cache (~/.cache/zvbench/kernel) to fetch the current kernel"
-            )
-        })?;
-    let kver = checked("kernel headers version", &kver)?;
-    let depends =
-        Argv::new(["apt-cache", "depends", &format!("zfsutils-linux={version}")]).stdout()?;
-    let mut pkgs = vec![
-        format!("zfs-dkms={version}"),
-        format!("zfsutils-linux={version}"),
-        format!("{headers}={kver}"),
-        format!("{common}={kver}"),
-        format!("{kbuild}={kver}"),
-    ];
-    pkgs.extend(
-        zfs_libraries(&depends)
-            .into_iter()
-            .map(|l| format!("{l}={version}")),
-    );
     let debs = dir.join("debs");
-    std::fs::create_dir_all(&debs)?;
-    let mut dl = Argv::new(["apt-get", "download", "-q"]);
-    dl.0.extend(pkgs.iter().map(Into::into));
-    let out = dl
-        .command()
-        .current_dir(&debs)
-        .output()
-        .context("run apt-get download")?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            dl.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    download(&debs, release, version, (&headers, &common, &kbuild))?;
     let (src, userland) = (dir.join("src"), dir.join("userland"));
     for e in std::fs::read_dir(&debs)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -287,6 +248,70 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
                 .is_some_and(|n| n.to_string_lossy().starts_with("zfs-"))
         })
         .context("zfs-dkms has no /usr/src/zfs-*")?;
+    compile(dir, &zfs_src, &common_dir, &obj, stop)?;
+    install_modules(dir, &zfs_src)?;
+    let _ = std::fs::remove_dir_all(&src);
+    let _ = std::fs::remove_dir_all(&debs);
+    Ok(())
+}
+
+/// `apt-get download`s into `debs` zfs-dkms, zfsutils-linux and its libraries at `version`,
+/// and the kernel's build tree (`headers`: amd64 headers, common headers, kbuild) at the
+/// version apt has for them.
+fn download(debs: &Path, release: &str, version: &str, headers: (&str, &str, &str)) -> Result<()> {
+    let (headers, common, kbuild) = headers;
+    let kver = Argv::new(["apt-cache", "show", headers])
+        .stdout()
+        .ok()
+        .and_then(|t| show_version(&t))
+        .with_context(|| {
+            format!(
+                "apt has no {headers} for the cached guest kernel {release}; the archive moved on: \
+                 delete the kernel cache (~/.cache/zvbench/kernel) to fetch the current kernel"
+            )
+        })?;
+    let kver = checked("kernel headers version", &kver)?;
+    let depends =
+        Argv::new(["apt-cache", "depends", &format!("zfsutils-linux={version}")]).stdout()?;
+    let mut pkgs = vec![
+        format!("zfs-dkms={version}"),
+        format!("zfsutils-linux={version}"),
+        format!("{headers}={kver}"),
+        format!("{common}={kver}"),
+        format!("{kbuild}={kver}"),
+    ];
+    pkgs.extend(
+        zfs_libraries(&depends)
+            .into_iter()
+            .map(|l| format!("{l}={version}")),
+    );
+    std::fs::create_dir_all(debs)?;
+    let mut dl = Argv::new(["apt-get", "download", "-q"]);
+    dl.0.extend(pkgs.iter().map(Into::into));
+    let out = dl
+        .command()
+        .current_dir(debs)
+        .output()
+        .context("run apt-get download")?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            dl.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `./configure` and `make` in `zfs_src` against the kernel tree, their output in
+/// `dir/build.log`; a signal ends make's whole process group.
+fn compile(
+    dir: &Path,
+    zfs_src: &Path,
+    common_dir: &Path,
+    obj: &Path,
+    stop: &Interrupt,
+) -> Result<()> {
     let log = std::fs::File::create(dir.join("build.log"))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let steps = [
@@ -301,7 +326,7 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
     for step in steps {
         let mut child = step
             .command()
-            .current_dir(&zfs_src)
+            .current_dir(zfs_src)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?)
@@ -333,6 +358,11 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
             );
         }
     }
+    Ok(())
+}
+
+/// The built modules stripped into `dir/modules`, with their load order (`modules/order`).
+fn install_modules(dir: &Path, zfs_src: &Path) -> Result<()> {
     let modules = dir.join("modules");
     std::fs::create_dir_all(&modules)?;
     let mut deps = Vec::new();
@@ -359,8 +389,6 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
     let order = load_order(&deps)
         .context("make produced no zfs.ko, or modules that depend on each other in a cycle")?;
     std::fs::write(modules.join("order"), order.join("\n") + "\n")?;
-    let _ = std::fs::remove_dir_all(&src);
-    let _ = std::fs::remove_dir_all(&debs);
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 //! Two lab boots in all, however many cuts.
 
 use super::cutstep::{self, Check, Plan, SYNCS};
-use super::{Attach, LabOptions};
+use super::machine::{self, Attach, LabOptions};
 use crate::guest::{GuestPass, Session, Snapshot, Step};
 use crate::hypervisor::qemu::{qemu_escape, QemuGuard};
 use crate::powercut::{check_cut, pick_cuts, scan, Ack, Op, Replay, Summary};
@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zvbench_agent::pass::{PassSpec, SyncMode, Workload};
 use zvbench_agent::ByteSize;
+use zvbench_reports::run_json::{LabPowercut, RunInfo};
 use zvbench_reports::ResultRow;
 
 /// The pool's name inside the lab.
@@ -331,6 +332,61 @@ pub fn run(
     cache: &Path,
     stop: &Interrupt,
 ) -> Result<(Vec<ResultRow>, Timing)> {
+    let zvol_bytes = check_options(lab, o)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("zvbench-labcut-")
+        .tempdir_in(&lab.tmp)
+        .with_context(|| format!("make a directory in {}", lab.tmp.display()))?;
+    // Kept whatever happens with --keep (a failed check is what one wants to look at).
+    let dir = if o.keep {
+        let d = tmp.keep();
+        crate::observe::note!("zvbench lab --powercut: keeping {}", d.display());
+        Kept::Path(d)
+    } else {
+        Kept::Temp(tmp)
+    };
+    // What the lab VMs see (read-write, over 9p): the job, the reconstructions and the
+    // plan; the pool disk's log and the frame log stay outside, out of the guest's reach.
+    let shared = dir.path().join("share");
+    std::fs::create_dir(&shared)?;
+    let log = dir.path().join("pool-disk.log");
+    std::fs::File::create(&log)?;
+    let mut timing = Timing::default();
+    let t = Instant::now();
+    let got = write_step(
+        lab,
+        o,
+        zvol_bytes,
+        agent,
+        (dir.path(), &shared, &log),
+        cache,
+        stop,
+    )?;
+    timing.write_s = t.elapsed().as_secs_f64();
+    let traces: Vec<_> = got
+        .iter()
+        .map(|g| {
+            g.powercut
+                .as_ref()
+                .context("a pass without its power-cut trace")
+        })
+        .collect::<Result<_>>()?;
+    check_acks(&traces, o.blocks)?;
+    let t = Instant::now();
+    let cuts_dir = shared.join("cuts");
+    std::fs::create_dir(&cuts_dir)?;
+    let (cuts, log_flushes) = rebuild(&log, lab.disk_bytes, &traces, o.cuts, &cuts_dir)?;
+    timing.rebuild_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    verify_step(lab, &cuts, &shared, cache, stop)?;
+    timing.verify_s = t.elapsed().as_secs_f64();
+    let rows = record(o, &got, &cuts, &log_flushes, &timing)?;
+    Ok((rows, timing))
+}
+
+/// Refuses impossible options and earlier results in `--out` before any VM; the size of
+/// each zvol.
+fn check_options(lab: &LabOptions, o: &Options) -> Result<u64> {
     if o.blocks == 0 || o.blocks > 1 << 16 {
         bail!("--powercut-blocks must be from 1 to 65536");
     }
@@ -351,35 +407,35 @@ pub fn run(
             );
         }
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("zvbench-labcut-")
-        .tempdir_in(&lab.tmp)
-        .with_context(|| format!("make a directory in {}", lab.tmp.display()))?;
-    // Kept whatever happens with --keep (a failed check is what one wants to look at).
-    let dir = if o.keep {
-        let d = tmp.keep();
-        eprintln!("zvbench lab --powercut: keeping {}", d.display());
-        Kept::Path(d)
-    } else {
-        Kept::Temp(tmp)
-    };
-    let exe = std::env::current_exe()?;
-    // What the lab VMs see (read-write, over 9p): the job, the reconstructions and the
-    // plan; the pool disk's log and the frame log stay outside, out of the guest's reach.
-    let shared = dir.path().join("share");
-    std::fs::create_dir(&shared)?;
+    Ok(zvol_bytes)
+}
+
+fn arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The write VM: the zvols made and the agent's job run with the pool disk logged to
+/// `log`, killed hard once the agent is done; the passes it reported. `dirs`: the check's
+/// directory, the share the VM sees, the log.
+fn write_step(
+    lab: &LabOptions,
+    o: &Options,
+    zvol_bytes: u64,
+    agent: &Path,
+    dirs: (&Path, &Path, &Path),
+    cache: &Path,
+    stop: &Interrupt,
+) -> Result<Vec<GuestPass>> {
+    let (dir, shared, log) = dirs;
     let job_path = shared.join("agent-job.json");
     let job = agent_job(o.blocks);
     std::fs::write(&job_path, serde_json::to_vec_pretty(&job)?)?;
-    let log = dir.path().join("pool-disk.log");
-    std::fs::File::create(&log)?;
-    let arg = |p: &Path| p.to_string_lossy().into_owned();
     let write_vm = LabOptions {
         disks: 1,
         pools: vec![POOL.into()],
-        share: Some(shared.clone()),
+        share: Some(shared.to_owned()),
         argv: vec![
-            arg(&exe),
+            arg(&std::env::current_exe()?),
             "lab-cut-step".into(),
             "write".into(),
             "--pool".into(),
@@ -393,57 +449,52 @@ pub fn run(
         ],
         ..lab.clone()
     };
-    let mut timing = Timing::default();
-    let t = Instant::now();
     let mut frames = Frames {
-        log: log.clone(),
-        session: Session::new(dir.path(), &job.passes, agent, lab.timeout)?
-            .trace_log(Some(log.clone())),
+        log: log.to_owned(),
+        session: Session::new(dir, &job.passes, agent, lab.timeout)?
+            .trace_log(Some(log.to_owned())),
         stream: None,
         sock: PathBuf::new(),
         got: Vec::new(),
     };
-    eprintln!("zvbench lab --powercut: write VM (pool disk logged by blklogwrites)");
-    let w = super::run_attached(&write_vm, cache, stop, Some(&mut frames))?;
-    timing.write_s = t.elapsed().as_secs_f64();
+    crate::observe::progress!(
+        "zvbench lab --powercut: write VM (pool disk logged by blklogwrites)"
+    );
+    let w = machine::run_attached(&write_vm, cache, stop, Some(&mut frames))?;
     if !w.cut {
         bail!(
             "the write step in the lab ended (exit {}) before the agent was done",
             w.code
         );
     }
-    let got = std::mem::take(&mut frames.got);
-    drop(frames);
-    let traces: Vec<_> = got
-        .iter()
-        .map(|g| {
-            g.powercut
-                .as_ref()
-                .context("a pass without its power-cut trace")
-        })
-        .collect::<Result<_>>()?;
-    check_acks(&traces, o.blocks)?;
-    let t = Instant::now();
-    let cuts_dir = shared.join("cuts");
-    std::fs::create_dir(&cuts_dir)?;
-    let (cuts, log_flushes) = rebuild(&log, lab.disk_bytes, &traces, o.cuts, &cuts_dir)?;
-    timing.rebuild_s = t.elapsed().as_secs_f64();
+    Ok(std::mem::take(&mut frames.got))
+}
+
+/// The verification VM: the pool imported from each reconstruction of `cuts` and the
+/// acknowledged bytes copied out beside it.
+fn verify_step(
+    lab: &LabOptions,
+    cuts: &[Cut],
+    shared: &Path,
+    cache: &Path,
+    stop: &Interrupt,
+) -> Result<()> {
     let plan = Plan {
         pool: POOL.into(),
         checks: cuts.iter().filter_map(|c| c.check.clone()).collect(),
     };
     let plan_path = shared.join("verify-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)?;
-    eprintln!(
+    crate::observe::progress!(
         "zvbench lab --powercut: verification VM ({} reconstructions to import)",
         plan.checks.len()
     );
     let verify_vm = LabOptions {
         disks: 0,
         pools: Vec::new(),
-        share: Some(shared.clone()),
+        share: Some(shared.to_owned()),
         argv: vec![
-            arg(&exe),
+            arg(&std::env::current_exe()?),
             "lab-cut-step".into(),
             "verify".into(),
             "--plan".into(),
@@ -451,15 +502,25 @@ pub fn run(
         ],
         ..lab.clone()
     };
-    let t = Instant::now();
-    let v = super::run(&verify_vm, cache, stop)?;
-    timing.verify_s = t.elapsed().as_secs_f64();
+    let v = machine::run(&verify_vm, cache, stop)?;
     if v.code != 0 {
         bail!("the verification step in the lab failed (exit {})", v.code);
     }
+    Ok(())
+}
+
+/// Checks each cut's copied-out blocks and writes a row per zvol to `o.out`
+/// (results.csv, results.jsonl) and run.json; the rows.
+fn record(
+    o: &Options,
+    got: &[GuestPass],
+    cuts: &[Cut],
+    log_flushes: &[u64],
+    timing: &Timing,
+) -> Result<Vec<ResultRow>> {
     let mut sink = crate::run::ResultsSink::create(&o.out)?;
     let mut sums = vec![Summary::default(); got.len()];
-    for c in &cuts {
+    for c in cuts {
         let p = &got[c.pass].record;
         let r = match &c.check {
             Some(ch) => check_cut(&mut read_back(ch)?, BS, p.seed, &c.acks, c.ms),
@@ -493,29 +554,26 @@ pub fn run(
     }
     // What the reports read beside the rows: each zvol's sync property (the
     // `zfs-sync-disabled` rule) and how the check went.
-    let mut storage = serde_json::Map::new();
-    for s in SYNCS {
-        storage.insert(
-            format!("zvol-{s}"),
-            serde_json::json!({ "kind": "zvol", "pool": POOL, "sync": s }),
-        );
-    }
-    crate::run::provenance::write(
-        &o.out,
-        &serde_json::json!({
-            "storage": storage,
-            "lab_powercut": {
-                "cuts_per_zvol": o.cuts + 1,
-                "blocks": o.blocks,
-                "block_bytes": BS,
-                "zfs_txg_timeout_s": "default (5)",
-                "write_vm_s": timing.write_s,
-                "rebuild_s": timing.rebuild_s,
-                "verify_vm_s": timing.verify_s,
-            },
+    let mut run = RunInfo {
+        lab_powercut: Some(LabPowercut {
+            cuts_per_zvol: o.cuts + 1,
+            blocks: o.blocks,
+            block_bytes: BS,
+            zfs_txg_timeout_s: "default (5)".into(),
+            write_vm_s: timing.write_s,
+            rebuild_s: timing.rebuild_s,
+            verify_vm_s: timing.verify_s,
         }),
-    )?;
-    Ok((rows, timing))
+        ..RunInfo::default()
+    };
+    for s in SYNCS {
+        let st = run.storage_mut(&format!("zvol-{s}"));
+        st.set("kind", "zvol");
+        st.set("pool", POOL);
+        st.set("sync", s);
+    }
+    crate::run::provenance::write(&o.out, &run)?;
+    Ok(rows)
 }
 
 /// The check's directory: removed at the end, or kept (`--keep`).

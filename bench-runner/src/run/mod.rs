@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zvbench_agent::pass::{run_pass, Observer, PassSpec, Workload};
 use zvbench_agent::PassRecord;
+use zvbench_reports::run_json::RunInfo;
 use zvbench_reports::ResultRow;
 
 /// Options of a run beyond the scenario.
@@ -145,7 +146,7 @@ impl Progress {
         } else {
             "estimating".into()
         };
-        eprintln!(
+        crate::observe::progress!(
             "[{}/{}] {what} · {el} s elapsed, {left}",
             self.done + 1,
             self.total
@@ -418,7 +419,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
         kernel: opts.kernel.as_ref(),
         scenario_text: &opts.scenario_text,
     };
-    let mut prov = provenance::collect(&run_id, &given, plan);
+    let mut prov = provenance::collect(&run_id, &given, plan)?;
     provenance::write(&opts.out, &prov)?;
     let mut progress = Progress {
         start: Instant::now(),
@@ -444,7 +445,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, stop: &Interrupt) -> Result<Vec<Resul
                 return Err(e);
             }
             let why = crate::chain(&e);
-            eprintln!("zvbench: target {:?} failed: {why}", t.name);
+            crate::observe::warning!("zvbench: target {:?} failed: {why}", t.name);
             failures.push(format!("{} ({why})", t.name));
             progress.done += plan.repetitions as usize;
         }
@@ -472,16 +473,16 @@ fn run_target(
     tr: &TargetRun,
     sink: &mut ResultsSink,
     progress: &mut Progress,
-    prov: &mut serde_json::Value,
+    prov: &mut RunInfo,
 ) -> Result<()> {
     let (plan, t) = (tr.plan, tr.t);
     let mut p: Provisioned = provision(t, tr.lock, &tr.opts.allow_destroy)
         .with_context(|| format!("provision {:?}", t.name))?;
-    prov["storage"][&t.name] = serde_json::Value::Object(p.props.clone());
+    prov.storage.insert(t.name.clone(), p.props.clone());
     if let Some(z) = &p.zvol {
         zfs::snapshot_clean_argv(z).run()?;
-        prov["storage"][&t.name]["repetitions_start"] =
-            format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT).into();
+        prov.storage_mut(&t.name).repetitions_start =
+            Some(format!("each from {z}@{}", zfs::CLEAN_SNAPSHOT));
     }
     let started = Instant::now();
     for rep in 1..=plan.repetitions {
@@ -528,7 +529,7 @@ impl TargetRun<'_> {
             vdevs: p.vdevs.as_ref(),
         };
         for spec in passes_for(self.plan, file, rep, own_device) {
-            eprintln!("      {} on the host", spec.label);
+            crate::observe::progress!("      {} on the host", spec.label);
             // A fill pass makes no row: no counters (and no `zpool sync`) around it.
             let measured = spec.label != "fill";
             let counters = || measured.then(|| below.read(None));
@@ -553,7 +554,7 @@ impl TargetRun<'_> {
         (disk, format): (&Path, ImageFormat),
         rep: u32,
         sink: &mut ResultsSink,
-        prov: &mut serde_json::Value,
+        prov: &mut RunInfo,
     ) -> Result<()> {
         let (t, opts) = (self.t, self.opts);
         p.check()?;
@@ -570,10 +571,10 @@ impl TargetRun<'_> {
         if powercut.is_some() {
             powercut_passes(&mut passes, rep);
         } else if opts.powercut.is_some() {
-            eprintln!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
+            crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
         }
         if let Some(settings) = hv.settings(cfg)? {
-            prov["storage"][&t.name][key_name(cfg.hypervisor)] = settings;
+            prov.storage_mut(&t.name).virtualbox = Some(settings);
         }
         if let Some((_, img)) = &pc_files {
             std::fs::create_dir_all(&work)?;
@@ -611,13 +612,16 @@ impl TargetRun<'_> {
             .inspect_err(|_| remove_powercut_files(pc_files.as_ref(), powercut))?;
         // Flushes the hypervisor stopped passing while the VM ran.
         if let Some(line) = hv.flushes_disabled(&guest.work) {
-            prov["storage"][&t.name]["async_flushes_disabled"][rep.to_string()] = line.into();
+            prov.storage_mut(&t.name)
+                .async_flushes_disabled
+                .insert(rep.to_string(), line);
         }
         if let Some(b) = boot {
-            prov["boots"][format!("{}-{rep}", t.name)] = serde_json::to_value(b)?;
+            prov.boots
+                .insert(format!("{}-{rep}", t.name), serde_json::to_value(b)?);
         }
         if let (Some(pc), Some((log, img))) = (powercut, &pc_files) {
-            eprintln!(
+            crate::observe::progress!(
                 "      power cuts: checking the log of {} repetition {rep}",
                 t.name
             );
@@ -635,7 +639,7 @@ impl TargetRun<'_> {
         rep: u32,
         started: Instant,
         sink: &ResultsSink,
-        prov: &mut serde_json::Value,
+        prov: &mut RunInfo,
     ) -> Option<&'static str> {
         let auto = self.plan.auto?;
         let widths = auto_widths(&sink.rows, &self.t.name);
@@ -648,30 +652,36 @@ impl TargetRun<'_> {
         } else {
             return None;
         };
-        prov["repetitions"][&self.t.name] = serde_json::json!({
-            "mode": "auto",
-            "count": rep,
-            "stopped": why,
-            "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
-            "half_width_pct": widths,
-        });
+        prov.repetitions.insert(
+            self.t.name.clone(),
+            serde_json::json!({
+                "mode": "auto",
+                "count": rep,
+                "stopped": why,
+                "target_half_width_pct": AUTO_HALF_WIDTH_PCT,
+                "half_width_pct": widths,
+            }),
+        );
         Some(why)
     }
 
     /// A zvol target's `send_to` step, after its repetitions.
-    fn send_step(&self, p: &mut Provisioned, prov: &mut serde_json::Value) -> Result<()> {
+    fn send_step(&self, p: &mut Provisioned, prov: &mut RunInfo) -> Result<()> {
         let t = self.t;
         if let (Some(z), StorageSpec::Zvol(cfg)) = (p.zvol.clone(), &t.storage) {
             if let Some(to) = &cfg.send_to {
-                eprintln!("      zfs send {z} | zfs receive under {to}");
+                crate::observe::progress!("      zfs send {z} | zfs receive under {to}");
                 let limit = Duration::from_secs(self.plan.guest_timeout_s);
                 let sent = crate::host::send::send_step(p, self.lock, &z, to, limit, self.stop)
                     .with_context(|| format!("send step of {:?} (send_to = {to:?})", t.name))?;
-                eprintln!(
+                crate::observe::progress!(
                     "      sent {} bytes in {:.2} s ({:.1} MiB/s)",
-                    sent.bytes, sent.seconds, sent.mib_per_s
+                    sent.bytes,
+                    sent.seconds,
+                    sent.mib_per_s
                 );
-                prov["storage"][&t.name]["send"] = serde_json::to_value(&sent)?;
+                prov.storage_mut(&t.name).send =
+                    Some(zvbench_reports::run_json::Checked::Valid(sent));
             }
         }
         Ok(())

@@ -6,9 +6,9 @@ use crate::guest::kernel::GuestKernel;
 use crate::hypervisor::qemu::Accel;
 use crate::scenario::Plan;
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+use zvbench_reports::run_json::{Host, RunInfo};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a UNIX time (UTC, proleptic Gregorian).
 pub fn rfc3339(secs: u64) -> String {
@@ -77,35 +77,41 @@ pub struct Given<'a> {
 }
 
 /// The provenance record, before storage properties are added per target.
-pub fn collect(run_id: &str, given: &Given, plan: &Plan) -> Value {
+pub fn collect(run_id: &str, given: &Given, plan: &Plan) -> Result<RunInfo> {
     let uts = nix::sys::utsname::uname().ok();
     let s = |o: Option<&std::ffi::OsStr>| {
         o.map(|x| x.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    json!({
-        "zvbench_version": env!("CARGO_PKG_VERSION"),
-        "git_revision": option_env!("ZVBENCH_GIT_REVISION").unwrap_or("unknown"),
-        "schema_version": zvbench_agent::SCHEMA_VERSION,
-        "run_id": run_id,
-        "date": rfc3339(now()),
-        "host": {
-            "kernel": s(uts.as_ref().map(|u| u.release())),
-            "machine": s(uts.as_ref().map(|u| u.machine())),
-            "cpu": cpu_model(),
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        },
-        "qemu_version": crate::hypervisor::qemu::version(),
-        "accel": given.accel.as_str(),
-        "guest_kernel": given.kernel,
-        "targets": plan.targets,
-        "storage": {},
-        "scenario": given.scenario_text,
+    Ok(RunInfo {
+        zvbench_version: Some(env!("CARGO_PKG_VERSION").into()),
+        git_revision: Some(
+            option_env!("ZVBENCH_GIT_REVISION")
+                .unwrap_or("unknown")
+                .into(),
+        ),
+        schema_version: Some(zvbench_agent::SCHEMA_VERSION),
+        run_id: Some(run_id.into()),
+        date: Some(rfc3339(now())),
+        host: Some(Host {
+            kernel: s(uts.as_ref().map(|u| u.release())),
+            machine: s(uts.as_ref().map(|u| u.machine())),
+            cpu: cpu_model(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+        }),
+        qemu_version: crate::hypervisor::qemu::version(),
+        accel: Some(given.accel.as_str().into()),
+        guest_kernel: given.kernel.map(serde_json::to_value).transpose()?,
+        targets: Some(serde_json::to_value(&plan.targets)?),
+        scenario: Some(given.scenario_text.to_string()),
+        ..RunInfo::default()
     })
 }
 
 /// Writes `run.json` atomically (`zvbench_reports::atomic`: synced, renamed over the old).
-pub fn write(out: &Path, v: &Value) -> Result<()> {
+pub fn write(out: &Path, v: &RunInfo) -> Result<()> {
     let path = out.join("run.json");
     zvbench_reports::atomic::write(&path, &serde_json::to_vec_pretty(v)?)
         .with_context(|| format!("cannot write {}", path.display()))

@@ -526,7 +526,7 @@ pub fn choose_accel(kernel: &Path, cache: &Path) -> Accel {
     if kvm_works(kernel, cache) {
         return Accel::Kvm;
     }
-    eprintln!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
+    crate::observe::warning!("zvbench: warning: KVM cannot run a guest here; guests use TCG software emulation (slow, and not comparable to KVM numbers)");
     Accel::Tcg
 }
 

@@ -1,0 +1,109 @@
+//! `zvbench compare`: a history of baseline runs against the current run, in one of the
+//! formats CI tools read.
+
+use anyhow::Result;
+use clap::ValueEnum;
+use std::path::{Path, PathBuf};
+use zvbench_reports::compare;
+use zvbench_reports::export::{self, Direction};
+
+/// How the comparison is printed.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompareFormat {
+    /// Markdown table.
+    Md,
+    /// JSON array.
+    Json,
+    /// github-action-benchmark `customBiggerIsBetter` JSON (throughput, IOPS).
+    GithubBigger,
+    /// github-action-benchmark `customSmallerIsBetter` JSON (latencies).
+    GithubSmaller,
+    /// Bencher Metric Format JSON.
+    Bencher,
+    /// Markdown for `$GITHUB_STEP_SUMMARY`.
+    StepSummary,
+}
+
+fn parse_boundary(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.5..=0.99999).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a boundary from 0.5 to 0.99999 (e.g. 0.999)"
+        )),
+    }
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 5%"))?;
+    if (0.0..100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("threshold {v} must be from 0 to 100 percent"))
+    }
+}
+
+fn pretty(v: &impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_string_pretty(v)?)
+}
+
+/// `zvbench compare`'s arguments.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Baseline run directories or directories of them, oldest first (several runs: a
+    /// t-test over the runs; one: a conservative 25% threshold).
+    #[arg(required = true, num_args = 1..)]
+    pub base: Vec<PathBuf>,
+    /// The current run directory.
+    #[arg(required = true)]
+    pub cur: PathBuf,
+    /// Smallest change that counts, in percent (`5` or `5%`).
+    #[arg(long, default_value = "5%", value_parser = parse_pct)]
+    pub threshold: f64,
+    /// Use only the newest N baseline runs (the lookback window).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lookback: u32,
+    /// One-sided boundary of the t-test, from 0.5 to 0.99999.
+    #[arg(long, default_value_t = compare::DEFAULT_BOUNDARY, value_parser = parse_boundary)]
+    pub boundary: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Md)]
+    pub format: CompareFormat,
+}
+
+/// Prints the comparison; exit status 1 on a significant regression or flushes lost at
+/// any layer, else 0.
+pub fn compare(a: &CompareArgs) -> Result<i32> {
+    let read = |d: &Path| zvbench_reports::read_results(&d.join("results.csv"));
+    let mut dirs = Vec::new();
+    for b in &a.base {
+        dirs.extend(zvbench_reports::history::run_dirs(b)?);
+    }
+    let dirs = &dirs[dirs.len().saturating_sub(a.lookback as usize)..];
+    let history = dirs
+        .iter()
+        .map(|d| read(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = compare::Settings {
+        threshold_pct: a.threshold,
+        boundary: a.boundary,
+    };
+    let c = compare::compare(&history, &read(&a.cur)?, settings)?;
+    match a.format {
+        CompareFormat::Md => println!("{}", compare::markdown(&c)),
+        CompareFormat::Json => println!("{}", pretty(&c)?),
+        CompareFormat::GithubBigger => println!(
+            "{}",
+            pretty(&export::github_action_benchmark(&c, Direction::Bigger))?
+        ),
+        CompareFormat::GithubSmaller => println!(
+            "{}",
+            pretty(&export::github_action_benchmark(&c, Direction::Smaller))?
+        ),
+        CompareFormat::Bencher => println!("{}", pretty(&export::bencher(&c))?),
+        CompareFormat::StepSummary => print!("{}", export::step_summary(&c, a.threshold)),
+    }
+    Ok(i32::from(c.failed()))
+}
