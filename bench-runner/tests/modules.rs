@@ -59,21 +59,36 @@ fn code_of(text: &str) -> String {
         .join("\n")
 }
 
-/// The identifiers of a path that starts at `text[at..]`: `a::b::c` → [a, b, c].
-fn path_after(text: &str, at: usize) -> Vec<&str> {
+/// The paths that start at `text[at..]`: `a::b::c` → [[a, b, c]]; a group
+/// `::{a::b, c}` → [[a, b], [c]] (each name's own path; nested groups are not followed).
+fn paths_after(text: &str, at: usize) -> Vec<Vec<&str>> {
+    let ident = |r: &str| {
+        r.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(r.len())
+    };
     let mut parts = Vec::new();
     let mut rest = &text[at..];
     while let Some(r) = rest.strip_prefix("::") {
-        let end = r
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(r.len());
+        if let Some(group) = r.strip_prefix('{') {
+            let inner = &group[..group.find('}').unwrap_or(group.len())];
+            return inner
+                .split(',')
+                .map(|item| {
+                    let mut p = parts.clone();
+                    p.extend(item.trim().split("::").map(|s| &s[..ident(s)]));
+                    p.retain(|s: &&str| !s.is_empty() && *s != "self");
+                    p
+                })
+                .collect();
+        }
+        let end = ident(r);
         if end == 0 {
             break;
         }
         parts.push(&r[..end]);
         rest = &r[end..];
     }
-    parts
+    vec![parts]
 }
 
 /// Whether `text[i..]` starts a path word `word` (not the tail of a longer name or path).
@@ -99,11 +114,13 @@ fn graph(sources: &Sources) -> Graph {
             } else {
                 continue;
             };
-            let mut full = base;
-            full.extend(path_after(text, start));
-            if let Some(target) = longest_module(sources, &full) {
-                if target != *module && !target.is_empty() {
-                    deps.insert(target);
+            for path in paths_after(text, start) {
+                let mut full = base.clone();
+                full.extend(path);
+                if let Some(target) = longest_module(sources, &full) {
+                    if target != *module && !target.is_empty() {
+                        deps.insert(target);
+                    }
                 }
             }
         }
@@ -243,8 +260,13 @@ fn the_checker_sees_a_cycle_through_crate_paths_and_a_child_reaching_back() {
         file("p/mod.rs", "pub mod kid;\nfn f() { kid::go() }"),
     );
     s.insert("p::kid".into(), file("p/kid.rs", "use super::Options;"));
+    s.insert("p::sib".into(), file("p/sib.rs", "use super::{kid::go, kid2};"));
+    s.insert("p::kid2".into(), file("p/kid2.rs", ""));
     let g = graph(&s);
     assert!(!g["a"].contains("p"), "a comment counted: {g:?}");
+    // A group of siblings through `super` names the siblings, not the parent.
+    let sib: Vec<&str> = g["p::sib"].iter().map(String::as_str).collect();
+    assert_eq!(sib, ["p::kid", "p::kid2"], "{g:?}");
     let mut found = cycles(&g);
     found.iter_mut().for_each(|c| c.sort());
     found.sort();
