@@ -260,7 +260,10 @@ fn the_checker_sees_a_cycle_through_crate_paths_and_a_child_reaching_back() {
         file("p/mod.rs", "pub mod kid;\nfn f() { kid::go() }"),
     );
     s.insert("p::kid".into(), file("p/kid.rs", "use super::Options;"));
-    s.insert("p::sib".into(), file("p/sib.rs", "use super::{kid::go, kid2};"));
+    s.insert(
+        "p::sib".into(),
+        file("p/sib.rs", "use super::{kid::go, kid2};"),
+    );
     s.insert("p::kid2".into(), file("p/kid2.rs", ""));
     let g = graph(&s);
     assert!(!g["a"].contains("p"), "a comment counted: {g:?}");

@@ -278,13 +278,13 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<RunInfo, RunJsonError> {
         path: path.into(),
         source,
     })?;
-    from_value(v, path)
+    from_value(&v, path)
 }
 
 /// A `run.json` already parsed as JSON (`path` names it in errors): the first field that
 /// is not as zvbench writes it is named.
-pub fn from_value(v: Value, path: &Path) -> Result<RunInfo, RunJsonError> {
-    let Value::Object(map) = &v else {
+pub fn from_value(v: &Value, path: &Path) -> Result<RunInfo, RunJsonError> {
+    let Value::Object(map) = v else {
         return Err(RunJsonError::NotObject { path: path.into() });
     };
     serde_json::from_value(v.clone()).map_err(|source| {

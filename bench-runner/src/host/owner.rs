@@ -230,7 +230,10 @@ mod tests {
             split_run_id(&format!("{id}-raw")),
             Some((id.as_str(), "raw"))
         );
-        assert_eq!(run_pid(&id), Some(std::process::id() as i32));
+        assert_eq!(
+            run_pid(&id),
+            Some(i32::try_from(std::process::id()).unwrap())
+        );
         let second = crate::run::provenance::run_id();
         assert_ne!(id, second, "two runs of one process never share an id");
         assert_eq!(

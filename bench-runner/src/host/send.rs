@@ -137,9 +137,9 @@ fn watchdog(
             } else {
                 continue;
             };
-            for pid in pids {
+            for pid in pids.iter().filter_map(|p| i32::try_from(*p).ok()) {
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }

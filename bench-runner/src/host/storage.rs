@@ -276,7 +276,7 @@ pub fn provision(t: &TargetPlan, lock: &RunLock, allow: &[PathBuf]) -> Result<Pr
             p.put("file", f.display().to_string().into());
             p.host_file = Some(f);
         }
-        StorageSpec::Loop { dir } => p.make_loop(t, lock, dir, file_in(dir, "img"))?,
+        StorageSpec::Loop { dir } => p.make_loop(t, lock, dir, &file_in(dir, "img"))?,
         StorageSpec::Image {
             dir,
             format,
@@ -338,16 +338,16 @@ impl Provisioned {
     }
 
     /// A loop target: the backing file `f` in `dir`, `disk_size` long, on a loop device.
-    fn make_loop(&mut self, t: &TargetPlan, lock: &RunLock, dir: &Path, f: PathBuf) -> Result<()> {
+    fn make_loop(&mut self, t: &TargetPlan, lock: &RunLock, dir: &Path, f: &Path) -> Result<()> {
         let h = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&f)
+            .open(f)
             .with_context(|| format!("create {}", f.display()))?;
-        self.own(lock, Teardown::RemoveFile(f.clone()))?;
+        self.own(lock, Teardown::RemoveFile(f.to_path_buf()))?;
         h.set_len(t.disk_size.bytes())
             .with_context(|| format!("make {} {} long (disk_size)", f.display(), t.disk_size))?;
-        let l = LoopBinding::attach(&f)?;
+        let l = LoopBinding::attach(f)?;
         let dev = l.device.clone();
         self.own(lock, Teardown::DetachLoop(l.clone()))?;
         self.loop_dev = Some(l);

@@ -339,10 +339,12 @@ fn compile(
             }
             if stop.is_set() {
                 // make's compilers are in its process group: end them all.
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                if let Ok(pgid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
                 let _ = child.wait();
                 bail!("interrupted");
             }

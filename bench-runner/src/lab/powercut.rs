@@ -169,12 +169,13 @@ fn sparse_copy(from: &std::fs::File, range: &Range<u64>, to: &Path) -> Result<()
     let mut pos = range.start;
     let mut buf = vec![0u8; 1 << 20];
     while pos < range.end {
-        let data = match lseek(from.as_raw_fd(), pos as i64, Whence::SeekData) {
+        let data = match lseek(from.as_raw_fd(), i64::try_from(pos)?, Whence::SeekData) {
             Ok(d) => d as u64,
             Err(nix::errno::Errno::ENXIO) => break,
             Err(e) => return Err(e.into()),
         };
-        let hole = (lseek(from.as_raw_fd(), data as i64, Whence::SeekHole)? as u64).min(range.end);
+        let hole = (lseek(from.as_raw_fd(), i64::try_from(data)?, Whence::SeekHole)? as u64)
+            .min(range.end);
         let mut at = data;
         while at < hole {
             let n = buf.len().min((hole - at) as usize);
