@@ -445,16 +445,34 @@ mod tests {
     use crate::aligned::AlignedBuf;
     use std::os::unix::io::AsRawFd;
 
+    /// A new empty file `f` in `dir`, open for reading and writing.
+    fn scratch(dir: &tempfile::TempDir) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap()
+    }
+
+    /// Queues one request of `buf`'s length at offset 0 in slot `slot`.
+    fn queue_one(e: &mut dyn Engine, buf: &mut AlignedBuf, slot: usize, write: bool) {
+        let len = buf.as_slice().len();
+        let req = Req {
+            slot,
+            write,
+            off: 0,
+            buf: buf.as_mut_slice().as_mut_ptr(),
+            len,
+        };
+        // SAFETY: every caller keeps buf alive until the completion is awaited.
+        unsafe { e.queue(req) };
+    }
+
     /// Writes four blocks at depth 4 and reads them back through `choice`.
     fn round_trip(choice: IoEngine) {
         let dir = tempfile::tempdir().unwrap();
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .unwrap();
+        let f = scratch(&dir);
         let qd = if choice == IoEngine::Psync { 1 } else { 4 };
         let mut e = open(choice, f.as_raw_fd(), qd).unwrap();
         let mut buf = AlignedBuf::new(4 * 4096, 4096).unwrap();
@@ -528,25 +546,11 @@ mod tests {
     fn submit_starts_without_waiting(choice: IoEngine) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let f = scratch(&dir);
         let mut e = open(choice, f.as_raw_fd(), 2).unwrap();
         let mut buf = AlignedBuf::new(4096, 4096).unwrap();
         buf.as_mut_slice().fill(7);
-        let req = Req {
-            slot: 1,
-            write: true,
-            off: 0,
-            buf: buf.as_mut_slice().as_mut_ptr(),
-            len: 4096,
-        };
-        // SAFETY: buf outlives the completion, awaited below.
-        unsafe { e.queue(req) };
+        queue_one(e.as_mut(), &mut buf, 1, true);
         e.submit().unwrap();
         let t0 = std::time::Instant::now();
         while std::fs::read(&path).unwrap() != [7u8; 4096] {
@@ -589,15 +593,7 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         let mut e = open(IoEngine::IoUring, f.as_raw_fd(), 2).unwrap();
         let mut buf = AlignedBuf::new(4096, 4096).unwrap();
-        let req = Req {
-            slot: 0,
-            write: false,
-            off: 0,
-            buf: buf.as_mut_slice().as_mut_ptr(),
-            len: 4096,
-        };
-        // SAFETY: buf outlives the completion, awaited below.
-        unsafe { e.queue(req) };
+        queue_one(e.as_mut(), &mut buf, 0, false);
         let mut out = Vec::new();
         e.submit_wait(1, &mut out).unwrap();
         assert!(out[0].1.is_err());
