@@ -51,8 +51,8 @@ pub type Done = (usize, io::Result<usize>);
 pub trait Engine {
     /// The engine's name as recorded: `psync`, `io_uring` or `libaio`.
     fn name(&self) -> &'static str;
-    /// Queues a request; it is submitted by the next [`Engine::submit_wait`]. At most the
-    /// queue depth may be queued or in flight.
+    /// Queues a request; it is submitted by the next [`Engine::submit`] or
+    /// [`Engine::submit_wait`]. At most the queue depth may be queued or in flight.
     ///
     /// # Safety
     /// `req.buf` must be valid for `req.len` bytes, and not otherwise used, until the
@@ -61,6 +61,11 @@ pub trait Engine {
     /// Submits what is queued and waits until at least `min` requests complete (at most
     /// what is in flight), appending completions to `out`.
     fn submit_wait(&mut self, min: usize, out: &mut Vec<Done>) -> io::Result<()>;
+    /// Submits what is queued without waiting for completions (psync, which has nothing
+    /// asynchronous to start, does it all in [`Engine::submit_wait`]).
+    fn submit(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens the engine `choice` for `fd` at depth `qd`.
@@ -191,7 +196,46 @@ impl Uring {
             disabled,
         })
     }
+
+    /// Submits what is queued and waits for `min` completions. Always with GETEVENTS, as
+    /// fio does: that runs the deferred completion work (DEFER_TASKRUN), so completions
+    /// reach the ring while requests are submitted one by one.
+    fn enter(&mut self, min: usize) -> io::Result<()> {
+        if self.disabled {
+            self.ring.submitter().register_enable_rings()?;
+            self.disabled = false;
+        }
+        loop {
+            let n = self.ring.submission().len();
+            // SAFETY: no signal mask argument.
+            let r = unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    n as u32,
+                    min as u32,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            };
+            return Ok(());
+        }
+    }
+
+    /// Appends the completions in the ring to `out`.
+    fn reap(&mut self, out: &mut Vec<Done>) {
+        for c in self.ring.completion() {
+            let slot = c.user_data() as usize;
+            let (len, write) = self.meta[slot];
+            out.push((slot, whole(i64::from(c.result()), len, write)));
+        }
+    }
 }
+
+/// `IORING_ENTER_GETEVENTS` from `<linux/io_uring.h>`.
+const IORING_ENTER_GETEVENTS: u32 = 1;
 
 impl Engine for Uring {
     fn name(&self) -> &'static str {
@@ -214,23 +258,20 @@ impl Engine for Uring {
         let pushed = unsafe { self.ring.submission().push(&e.user_data(r.slot as u64)) };
         debug_assert!(pushed.is_ok(), "more requests than the queue depth");
     }
+    fn submit(&mut self) -> io::Result<()> {
+        self.enter(0)
+    }
     fn submit_wait(&mut self, min: usize, out: &mut Vec<Done>) -> io::Result<()> {
-        if self.disabled {
-            self.ring.submitter().register_enable_rings()?;
-            self.disabled = false;
+        // Completions already in the ring (posted by an earlier submit) are taken without
+        // a system call, as fio's getevents does; the kernel is entered only to submit or
+        // to wait for the rest of `min`.
+        let before = out.len();
+        self.reap(out);
+        if out.len() - before >= min && self.ring.submission().is_empty() {
+            return Ok(());
         }
-        loop {
-            match self.ring.submit_and_wait(min) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => r?,
-            };
-            break;
-        }
-        for c in self.ring.completion() {
-            let slot = c.user_data() as usize;
-            let (len, write) = self.meta[slot];
-            out.push((slot, whole(i64::from(c.result()), len, write)));
-        }
+        self.enter(min - (out.len() - before).min(min))?;
+        self.reap(out);
         Ok(())
     }
 }
@@ -335,7 +376,7 @@ impl Engine for Aio {
             ..Iocb::default()
         });
     }
-    fn submit_wait(&mut self, min: usize, out: &mut Vec<Done>) -> io::Result<()> {
+    fn submit(&mut self) -> io::Result<()> {
         self.ptrs.clear();
         self.ptrs
             .extend(self.queued.iter_mut().map(|c| c as *mut Iocb));
@@ -361,6 +402,10 @@ impl Engine for Aio {
         }
         self.in_flight += sent;
         self.queued.clear();
+        Ok(())
+    }
+    fn submit_wait(&mut self, min: usize, out: &mut Vec<Done>) -> io::Result<()> {
+        self.submit()?;
         let min = min.min(self.in_flight);
         let mut got = 0usize;
         while got < min.max(1) && self.in_flight > 0 {
@@ -400,16 +445,34 @@ mod tests {
     use crate::aligned::AlignedBuf;
     use std::os::unix::io::AsRawFd;
 
+    /// A new empty file `f` in `dir`, open for reading and writing.
+    fn scratch(dir: &tempfile::TempDir) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap()
+    }
+
+    /// Queues one request of `buf`'s length at offset 0 in slot `slot`.
+    fn queue_one(e: &mut dyn Engine, buf: &mut AlignedBuf, slot: usize, write: bool) {
+        let len = buf.as_slice().len();
+        let req = Req {
+            slot,
+            write,
+            off: 0,
+            buf: buf.as_mut_slice().as_mut_ptr(),
+            len,
+        };
+        // SAFETY: every caller keeps buf alive until the completion is awaited.
+        unsafe { e.queue(req) };
+    }
+
     /// Writes four blocks at depth 4 and reads them back through `choice`.
     fn round_trip(choice: IoEngine) {
         let dir = tempfile::tempdir().unwrap();
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .unwrap();
+        let f = scratch(&dir);
         let qd = if choice == IoEngine::Psync { 1 } else { 4 };
         let mut e = open(choice, f.as_raw_fd(), qd).unwrap();
         let mut buf = AlignedBuf::new(4 * 4096, 4096).unwrap();
@@ -478,6 +541,42 @@ mod tests {
         round_trip(IoEngine::Libaio);
     }
 
+    /// A request passed to `submit` reaches the file before anyone waits for it, and its
+    /// completion is then taken by `submit_wait`.
+    fn submit_starts_without_waiting(choice: IoEngine) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = scratch(&dir);
+        let mut e = open(choice, f.as_raw_fd(), 2).unwrap();
+        let mut buf = AlignedBuf::new(4096, 4096).unwrap();
+        buf.as_mut_slice().fill(7);
+        queue_one(e.as_mut(), &mut buf, 1, true);
+        e.submit().unwrap();
+        let t0 = std::time::Instant::now();
+        while std::fs::read(&path).unwrap() != [7u8; 4096] {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "{}: the submitted write never reached the file",
+                e.name()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut out = Vec::new();
+        e.submit_wait(1, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, out[0].1.as_ref().unwrap()), (1, &4096));
+    }
+
+    #[test]
+    fn io_uring_submit_starts_without_waiting() {
+        submit_starts_without_waiting(IoEngine::IoUring);
+    }
+
+    #[test]
+    fn libaio_submit_starts_without_waiting() {
+        submit_starts_without_waiting(IoEngine::Libaio);
+    }
+
     #[test]
     fn auto_picks_psync_at_depth_one_and_async_above() {
         let f = tempfile::tempfile().unwrap();
@@ -494,15 +593,7 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         let mut e = open(IoEngine::IoUring, f.as_raw_fd(), 2).unwrap();
         let mut buf = AlignedBuf::new(4096, 4096).unwrap();
-        let req = Req {
-            slot: 0,
-            write: false,
-            off: 0,
-            buf: buf.as_mut_slice().as_mut_ptr(),
-            len: 4096,
-        };
-        // SAFETY: buf outlives the completion, awaited below.
-        unsafe { e.queue(req) };
+        queue_one(e.as_mut(), &mut buf, 0, false);
         let mut out = Vec::new();
         e.submit_wait(1, &mut out).unwrap();
         assert!(out[0].1.is_err());

@@ -196,6 +196,18 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
+    /// The error of a failed submit or wait, after which requests may still be in flight:
+    /// the job is poisoned (its buffer is leaked, not freed under the kernel).
+    fn engine_failed(&mut self, offset: u64, source: std::io::Error) -> PassError {
+        self.poisoned = true;
+        PassError::Io {
+            op: "submit",
+            offset,
+            path: self.plan.path.to_string(),
+            source,
+        }
+    }
+
     /// Runs requests from `gen` until `end` (or the plan's stop), timing from `start`.
     /// Every request in flight is completed before it returns, on error too.
     pub fn run(
@@ -219,9 +231,19 @@ impl<'a> Job<'a> {
                 End::Requests(n) => issued < n,
                 End::At(_) => true,
             };
-            if !sync_due && !stopping && in_flight < self.plan.qd && more(issued) {
-                let now = Instant::now();
+            if !sync_due && !stopping {
+                // fio's loop (iodepth_batch_submit=1): each request goes to the kernel as
+                // soon as it is made, so the device starts on the first while the rest are
+                // made; only the last rides on the wait below. (Made all first and
+                // submitted in one call, the device sat idle meanwhile: random 4K QD32
+                // reads 0.82x fio's on a virtio disk.)
+                let mut queued = false;
                 while !sync_due && in_flight < self.plan.qd && more(issued) {
+                    if queued {
+                        if let Err(e) = self.engine.submit() {
+                            return Err(self.engine_failed(last_block * bs, e));
+                        }
+                    }
                     let slot = self.free.pop().expect("a free slot below the depth");
                     let (b, read) = gen.next_block();
                     let block = self.first_block + b;
@@ -244,7 +266,7 @@ impl<'a> Job<'a> {
                     self.slots[slot] = Slot {
                         block,
                         write: !read,
-                        issued: now,
+                        issued: Instant::now(),
                     };
                     let req = Req {
                         slot,
@@ -256,6 +278,7 @@ impl<'a> Job<'a> {
                     // SAFETY: the buffer lives in self until this job is dropped, and a
                     // job never returns with requests in flight (or leaks the buffer).
                     unsafe { self.engine.queue(req) };
+                    queued = true;
                     in_flight += 1;
                     issued += 1;
                     if !read {
@@ -279,14 +302,8 @@ impl<'a> Job<'a> {
                 break;
             }
             self.comps.clear();
-            if let Err(source) = self.engine.submit_wait(1, &mut self.comps) {
-                self.poisoned = true;
-                return Err(PassError::Io {
-                    op: "submit",
-                    offset: last_block * bs,
-                    path: self.plan.path.to_string(),
-                    source,
-                });
+            if let Err(e) = self.engine.submit_wait(1, &mut self.comps) {
+                return Err(self.engine_failed(last_block * bs, e));
             }
             let now = Instant::now();
             let since = now - start;
