@@ -122,7 +122,8 @@ impl Psync {
             // completion is returned; fd is open for the engine's life.
             let n = unsafe {
                 let p = r.buf.add(done).cast::<libc::c_void>();
-                let off = (r.off + done as u64) as libc::off_t;
+                // Offsets are below the target's size, itself below i64::MAX.
+                let off: libc::off_t = (r.off + done as u64).cast_signed();
                 if r.write {
                     libc::pwrite(self.fd, p, r.len - done, off)
                 } else {
@@ -372,7 +373,7 @@ impl Engine for Aio {
             aio_fildes: self.fd as u32,
             aio_buf: r.buf as u64,
             aio_nbytes: r.len as u64,
-            aio_offset: r.off as i64,
+            aio_offset: r.off.cast_signed(),
             ..Iocb::default()
         });
     }
@@ -387,7 +388,7 @@ impl Engine for Aio {
                 libc::syscall(
                     libc::SYS_io_submit,
                     self.ctx,
-                    (self.ptrs.len() - sent) as libc::c_long,
+                    libc::c_long::try_from(self.ptrs.len() - sent).unwrap_or(libc::c_long::MAX),
                     self.ptrs.as_mut_ptr().add(sent),
                 )
             };
@@ -415,7 +416,7 @@ impl Engine for Aio {
                     libc::SYS_io_getevents,
                     self.ctx,
                     1 as libc::c_long,
-                    self.events.len() as libc::c_long,
+                    libc::c_long::try_from(self.events.len()).unwrap_or(libc::c_long::MAX),
                     self.events.as_mut_ptr(),
                     std::ptr::null_mut::<libc::timespec>(),
                 )

@@ -208,6 +208,82 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// Makes the next request from `gen` in a free slot (filling a written block's bytes
+    /// where they are checked or compressible) and queues it; whether it reads.
+    #[inline]
+    fn queue_one(&mut self, gen: &mut OffsetGen, base: *mut u8) -> bool {
+        let bs = self.plan.bs;
+        let slot = self.free.pop().expect("a free slot below the depth");
+        let (b, read) = gen.next_block();
+        let block = self.first_block + b;
+        // Reads and writes filled one by one use the slot's block; other writes all send
+        // the shared write block, which a read never replaces.
+        let fill = !read && (self.plan.verify || self.plan.compress.is_some());
+        let at = if read || fill { slot } else { self.plan.qd };
+        // SAFETY: at <= qd and the buffer holds qd + 1 blocks of bs bytes.
+        let p = unsafe { base.add(at * bs as usize) };
+        if fill {
+            // SAFETY: the slot's bytes are not in flight (it was free).
+            let b = unsafe { std::slice::from_raw_parts_mut(p, bs as usize) };
+            let compress = self.plan.compress.unwrap_or(0);
+            if self.plan.verify {
+                fill_block(b, block, self.plan.seed, compress);
+            } else {
+                fill_write(b, block, self.plan.seed, compress);
+            }
+        }
+        self.slots[slot] = Slot {
+            block,
+            write: !read,
+            issued: Instant::now(),
+        };
+        let req = Req {
+            slot,
+            write: !read,
+            off: block * bs,
+            buf: p,
+            len: bs as usize,
+        };
+        // SAFETY: the buffer lives in self until this job is dropped, and a job never
+        // returns with requests in flight (or leaks the buffer).
+        unsafe { self.engine.queue(req) };
+        read
+    }
+
+    /// Counts a request of `slot` that completed without error at `now` (`since` the
+    /// pass's start): its latency, bytes, acknowledgement, and a read's verification.
+    #[inline]
+    fn account(
+        &mut self,
+        slot: usize,
+        s: Slot,
+        (now, since): (Instant, Duration),
+        out: &mut JobOut,
+        base: *mut u8,
+    ) {
+        let bs = self.plan.bs;
+        let lat = nanos(now - s.issued);
+        out.hist_io.record_ns(lat);
+        out.series.io(since, bs, !s.write, lat);
+        if s.write {
+            out.writes += 1;
+            out.write_bytes += bs;
+            if let Some(a) = self.plan.acks.as_ref().filter(|a| a.each_write) {
+                a.send(out.writes);
+            }
+        } else {
+            out.reads += 1;
+            out.read_bytes += bs;
+            if self.plan.verify {
+                // SAFETY: the slot's request completed; its bytes are ours.
+                let b = unsafe {
+                    std::slice::from_raw_parts_mut(base.add(slot * bs as usize), bs as usize)
+                };
+                out.verify.add(check_block(b, s.block, self.plan.seed));
+            }
+        }
+    }
+
     /// Runs requests from `gen` until `end` (or the plan's stop), timing from `start`.
     /// Every request in flight is completed before it returns, on error too.
     pub fn run(
@@ -244,40 +320,7 @@ impl<'a> Job<'a> {
                             return Err(self.engine_failed(last_block * bs, e));
                         }
                     }
-                    let slot = self.free.pop().expect("a free slot below the depth");
-                    let (b, read) = gen.next_block();
-                    let block = self.first_block + b;
-                    // Reads and writes filled one by one use the slot's block; other
-                    // writes all send the shared write block, which a read never replaces.
-                    let fill = !read && (self.plan.verify || self.plan.compress.is_some());
-                    let at = if read || fill { slot } else { self.plan.qd };
-                    // SAFETY: at <= qd and the buffer holds qd + 1 blocks of bs bytes.
-                    let p = unsafe { base.add(at * bs as usize) };
-                    if fill {
-                        // SAFETY: the slot's bytes are not in flight (it was free).
-                        let b = unsafe { std::slice::from_raw_parts_mut(p, bs as usize) };
-                        let compress = self.plan.compress.unwrap_or(0);
-                        if self.plan.verify {
-                            fill_block(b, block, self.plan.seed, compress);
-                        } else {
-                            fill_write(b, block, self.plan.seed, compress);
-                        }
-                    }
-                    self.slots[slot] = Slot {
-                        block,
-                        write: !read,
-                        issued: Instant::now(),
-                    };
-                    let req = Req {
-                        slot,
-                        write: !read,
-                        off: block * bs,
-                        buf: p,
-                        len: bs as usize,
-                    };
-                    // SAFETY: the buffer lives in self until this job is dropped, and a
-                    // job never returns with requests in flight (or leaks the buffer).
-                    unsafe { self.engine.queue(req) };
+                    let read = self.queue_one(gen, base);
                     queued = true;
                     in_flight += 1;
                     issued += 1;
@@ -326,30 +369,8 @@ impl<'a> Job<'a> {
                     stopping = true;
                     continue;
                 }
-                let lat = nanos(now - s.issued);
-                out.hist_io.record_ns(lat);
-                out.series.io(since, bs, !s.write, lat);
+                self.account(slot, s, (now, since), out, base);
                 moved += bs;
-                if s.write {
-                    out.writes += 1;
-                    out.write_bytes += bs;
-                    if let Some(a) = self.plan.acks.as_ref().filter(|a| a.each_write) {
-                        a.send(out.writes);
-                    }
-                } else {
-                    out.reads += 1;
-                    out.read_bytes += bs;
-                    if self.plan.verify {
-                        // SAFETY: the slot's request completed; its bytes are ours.
-                        let b = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                base.add(slot * bs as usize),
-                                bs as usize,
-                            )
-                        };
-                        out.verify.add(check_block(b, s.block, self.plan.seed));
-                    }
-                }
             }
             self.done.fetch_add(moved, Ordering::Relaxed);
             if self.plan.stop.load(Ordering::Relaxed) {
