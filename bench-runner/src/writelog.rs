@@ -213,7 +213,12 @@ impl Passthrough {
 
     fn do_fsync(&self, fh: u64, datasync: bool) -> Result<(), i32> {
         let f = self.handle(fh)?;
-        if datasync { f.sync_data() } else { f.sync_all() }.map_err(|e| errno(&e))?;
+        if datasync {
+            f.sync_data()
+        } else {
+            f.sync_all()
+        }
+        .map_err(|e| errno(&e))?;
         if let Some(log) = self.log.lock().map_err(|_| libc::EIO)?.as_mut() {
             log.flush().map_err(|e| errno(&e))?;
         }
@@ -520,7 +525,11 @@ mod tests {
         let lf = LoggedFile::mount(&real, &mnt).unwrap();
         assert!(mounted(&mnt));
         lf.start_log(&log).unwrap();
-        let mut f = File::options().read(true).write(true).open(lf.path()).unwrap();
+        let mut f = File::options()
+            .read(true)
+            .write(true)
+            .open(lf.path())
+            .unwrap();
         f.write_all_at(&[0xaa; 512], 1024).unwrap();
         f.sync_data().unwrap();
         f.write_all_at(&[0xbb; 512], 2048).unwrap();
@@ -537,24 +546,39 @@ mod tests {
 
         let bytes = std::fs::read(&log).unwrap();
         assert_eq!(u64::from_le_bytes(bytes[0..8].try_into().unwrap()), MAGIC);
-        assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 2, "superblock count at the flush");
+        assert_eq!(
+            u64::from_le_bytes(bytes[16..24].try_into().unwrap()),
+            2,
+            "superblock count at the flush"
+        );
         let entries = scan(&bytes).unwrap();
         let ops: Vec<_> = entries.iter().map(|e| e.op.clone()).collect();
         assert!(matches!(ops[0], Op::Write { offset: 1024, .. }), "{ops:?}");
         assert_eq!(ops[1], Op::Flush);
         assert!(matches!(ops[2], Op::Write { offset: 2048, .. }), "{ops:?}");
-        let Op::Write { offset: 3072, ref data, .. } = ops[3] else {
+        let Op::Write {
+            offset: 3072,
+            ref data,
+            ..
+        } = ops[3]
+        else {
             panic!("{ops:?}")
         };
         assert_eq!(data.len(), 512);
         assert_eq!(&bytes[data.start + 28..data.start + 38], &[0xcc; 10]);
         assert_eq!(bytes[data.start + 27], 0);
         assert_eq!(ops.len(), 4);
-        assert_eq!(std::fs::read(&real).unwrap()[2048], 0xbb, "the real file got every write");
+        assert_eq!(
+            std::fs::read(&real).unwrap()[2048],
+            0xbb,
+            "the real file got every write"
+        );
 
         // Power cut at the end of the log: the fsync'd write kept, the later ones lost.
         let mut img = File::options().write(true).open(&base).unwrap();
-        Replay::new(&bytes, &entries).cut(bytes.len() as u64, &mut img).unwrap();
+        Replay::new(&bytes, &entries)
+            .cut(bytes.len() as u64, &mut img)
+            .unwrap();
         img.flush().unwrap();
         let cut = std::fs::read(&base).unwrap();
         assert_eq!(cut[1024..1536], [0xaa; 512], "flushed write kept");

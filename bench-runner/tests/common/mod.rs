@@ -111,6 +111,13 @@ pub fn assert_nothing_left(dir: &Path) {
             .any(|l| l.contains("qemu-system") && l.contains(&d)),
         "QEMU left: {ps}"
     );
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&d))),
+        "mounts left: {mounts}"
+    );
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()

@@ -13,6 +13,7 @@ use crate::guest::{BlockStats, Handshake};
 use crate::host::storage::{Teardown, Undo};
 use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
 use crate::scenario::{Boot, GuestConfig};
+use crate::writelog::LoggedFile;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,19 @@ pub struct VirtualBox {
     pub vbox: VBoxManage,
     /// The disk.
     pub disk: VboxDisk,
+    /// For a power-cut check of an image disk: the write log to write and the file to copy
+    /// the new image to before the VM starts (the replay's base). The image is then
+    /// created and used through a [`LoggedFile`] mount; a raw-disk VMDK is not logged.
+    pub powercut: Option<(PathBuf, PathBuf)>,
+}
+
+impl VirtualBox {
+    /// The power-cut files, for an image disk only.
+    fn logged(&self) -> Option<&(PathBuf, PathBuf)> {
+        self.powercut
+            .as_ref()
+            .filter(|_| matches!(self.disk, VboxDisk::Image { .. }))
+    }
 }
 
 impl Hypervisor for VirtualBox {
@@ -39,6 +53,11 @@ impl Hypervisor for VirtualBox {
     /// The host I/O cache and whether flushes are ignored.
     fn cache(&self, cfg: &GuestConfig) -> String {
         cfg.vbox.describe()
+    }
+
+    /// The FUSE write log under an image disk ([`crate::writelog`]).
+    fn write_log(&self) -> Option<&Path> {
+        self.logged().map(|(log, _)| log.as_path())
     }
 
     fn settings(&self, cfg: &GuestConfig) -> Result<Option<serde_json::Value>> {
@@ -66,8 +85,14 @@ impl Hypervisor for VirtualBox {
             last_state_check: Instant::now(),
             off: false,
             down: Undo::default(),
+            logged: None,
         };
-        vm.create(&self.disk, guest.cfg, &work, &std::fs::canonicalize(iso)?)?;
+        vm.create(
+            (&self.disk, self.logged()),
+            guest.cfg,
+            &work,
+            &std::fs::canonicalize(iso)?,
+        )?;
         vm.run(&self.vbox.startvm(&vm.name))?;
         vm.down.push(Teardown::Command {
             argv: self.vbox.poweroff(&vm.name),
@@ -90,8 +115,12 @@ struct VboxVm<'a> {
     last_state_check: Instant,
     /// The VM was seen powered off: one more read drains what it wrote last.
     off: bool,
-    /// Dropped last: powers the VM off, detaches and deletes its media, unregisters it.
+    /// Dropped after the VM is powered off: powers the VM off, detaches and deletes its
+    /// media, unregisters it.
     down: Undo,
+    /// The write-log mount the image is used through (power cuts); dropped after `down`,
+    /// so the VM no longer holds the file when it is unmounted.
+    logged: Option<LoggedFile>,
 }
 
 /// A teardown step that runs `argv`, warning if it fails.
@@ -111,7 +140,7 @@ impl VboxVm<'_> {
     /// DVD drive, the benchmark disk with its flush settings. Each step is undone on drop.
     fn create(
         &mut self,
-        disk: &VboxDisk,
+        (disk, powercut): (&VboxDisk, Option<&(PathBuf, PathBuf)>),
         cfg: &GuestConfig,
         work: &Path,
         iso: &Path,
@@ -146,8 +175,17 @@ impl VboxVm<'_> {
                 variant,
                 size,
             } => {
-                self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
-                path.clone()
+                let Some((log, base)) = powercut else {
+                    self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
+                    return self.attach(path.clone(), cfg);
+                };
+                let lf = LoggedFile::mount(path, &work.join("writelog"))?;
+                let through = lf.path().to_owned();
+                self.logged = Some(lf);
+                self.run(&vbox.createmedium(&through, size >> 20, format, *variant))?;
+                crate::powercut::copy_disk(path, base)?;
+                self.logged.as_ref().map(|l| l.start_log(log)).transpose()?;
+                through
             }
             VboxDisk::Raw { device } => {
                 let f = work.join("raw.vmdk");
@@ -155,6 +193,13 @@ impl VboxVm<'_> {
                 f
             }
         };
+        self.attach(medium, cfg)
+    }
+
+    /// Attaches the benchmark disk `medium` and sets its flush settings.
+    fn attach(&mut self, medium: PathBuf, cfg: &GuestConfig) -> Result<()> {
+        let (vm, ctl, vbox) = (self.name.clone(), self.ctl, self.vbox);
+        let vm = vm.as_str();
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
         self.down.push(undo(vbox.closemedium_delete(&medium)));
