@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-const MAGIC: u64 = 0x6a73_6677_7368_72;
+const MAGIC: u64 = 0x006a_7366_7773_6872;
 const FLUSH: u64 = 1;
 const ROOT: u64 = 1;
 const FILE: u64 = 2;
@@ -496,6 +496,16 @@ mod tests {
     use crate::powercut::{scan, Op, Replay};
     use std::io::Write;
 
+    /// Whether FUSE is here; its absence fails under `ZVBENCH_REQUIRE_PRIVILEGED`.
+    fn have_fuse() -> bool {
+        let have = Path::new("/dev/fuse").exists();
+        assert!(
+            have || std::env::var_os("ZVBENCH_REQUIRE_PRIVILEGED").is_none(),
+            "/dev/fuse is missing: the write log needs FUSE"
+        );
+        have
+    }
+
     fn mounted(dir: &Path) -> bool {
         let want = dir.to_string_lossy().into_owned();
         std::fs::read_to_string("/proc/mounts")
@@ -509,11 +519,7 @@ mod tests {
     /// logged as the sectors it touched, and nothing stays mounted.
     #[test]
     fn writes_and_fsyncs_are_logged_in_order_and_an_unflushed_write_is_lost() {
-        if !Path::new("/dev/fuse").exists() {
-            assert!(
-                std::env::var_os("ZVBENCH_REQUIRE_PRIVILEGED").is_none(),
-                "/dev/fuse is missing: the write log needs FUSE"
-            );
+        if !have_fuse() {
             return;
         }
         let t = tempfile::tempdir().unwrap();
@@ -589,11 +595,7 @@ mod tests {
     /// A file created through the mount lands at the real path and is unlinked there.
     #[test]
     fn a_file_is_created_and_removed_through_the_mount() {
-        if !Path::new("/dev/fuse").exists() {
-            assert!(
-                std::env::var_os("ZVBENCH_REQUIRE_PRIVILEGED").is_none(),
-                "/dev/fuse is missing: the write log needs FUSE"
-            );
+        if !have_fuse() {
             return;
         }
         let t = tempfile::tempdir().unwrap();

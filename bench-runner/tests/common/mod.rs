@@ -115,7 +115,8 @@ pub fn assert_nothing_left(dir: &Path) {
     assert!(
         !mounts
             .lines()
-            .any(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&d))),
+            .filter_map(|l| l.split(' ').nth(1))
+            .any(|m| m == d || m.starts_with(&format!("{d}/"))),
         "mounts left: {mounts}"
     );
     let files: Vec<_> = std::fs::read_dir(dir)

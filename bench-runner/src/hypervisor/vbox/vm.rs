@@ -177,15 +177,19 @@ impl VboxVm<'_> {
             } => {
                 let Some((log, base)) = powercut else {
                     self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
-                    return self.attach(path.clone(), cfg);
+                    return self.attach(path, cfg);
                 };
                 let lf = LoggedFile::mount(path, &work.join("writelog"))?;
                 let through = lf.path().to_owned();
                 self.logged = Some(lf);
                 self.run(&vbox.createmedium(&through, size >> 20, format, *variant))?;
+                self.attach(&through, cfg)?;
+                // The new image is the replay's base; the log starts from it.
                 crate::powercut::copy_disk(path, base)?;
-                self.logged.as_ref().map(|l| l.start_log(log)).transpose()?;
-                through
+                return self
+                    .logged
+                    .as_ref()
+                    .map_or(Ok(()), |l| Ok(l.start_log(log)?));
             }
             VboxDisk::Raw { device } => {
                 let f = work.join("raw.vmdk");
@@ -193,17 +197,17 @@ impl VboxVm<'_> {
                 f
             }
         };
-        self.attach(medium, cfg)
+        self.attach(&medium, cfg)
     }
 
     /// Attaches the benchmark disk `medium` and sets its flush settings.
-    fn attach(&mut self, medium: PathBuf, cfg: &GuestConfig) -> Result<()> {
+    fn attach(&mut self, medium: &Path, cfg: &GuestConfig) -> Result<()> {
         let (vm, ctl, vbox) = (self.name.clone(), self.ctl, self.vbox);
         let vm = vm.as_str();
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
-        self.down.push(undo(vbox.closemedium_delete(&medium)));
-        self.run(&vbox.storageattach(vm, &ctl, Some((&medium, false))))?;
+        self.down.push(undo(vbox.closemedium_delete(medium)));
+        self.run(&vbox.storageattach(vm, &ctl, Some((medium, false))))?;
         self.down.push(undo(vbox.storageattach(vm, &ctl, None)));
         let f = &cfg.vbox;
         for (setting, v) in [
