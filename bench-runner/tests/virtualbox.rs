@@ -466,6 +466,21 @@ fn a_failed_start_tears_everything_down() {
 /// Teardown on Ctrl-C while the guest runs.
 #[test]
 fn ctrl_c_while_the_guest_runs_tears_everything_down() {
+    ctrl_c_tears_down(None);
+}
+
+/// Ctrl-C under `--powercut`: the write log's FUSE mount goes too (`assert_nothing_left`
+/// reads `/proc/mounts`), and so do the log and the base copy.
+#[test]
+fn ctrl_c_under_powercut_unmounts_the_write_log() {
+    ctrl_c_tears_down(Some(zvbench::powercut::Options {
+        cuts: 2,
+        keep: false,
+    }));
+}
+
+/// Interrupts a run of the story once its first VM runs; everything must be gone after.
+fn ctrl_c_tears_down(powercut: Option<zvbench::powercut::Options>) {
     if !can_run() {
         return;
     }
@@ -475,6 +490,7 @@ fn ctrl_c_while_the_guest_runs_tears_everything_down() {
     let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
     let mut opts = options(&dir.path().join("out"), &text);
     opts.vboxmanage = vbox.program.clone().into_os_string();
+    opts.powercut = powercut;
     let stop = zvbench::Interrupt::default();
     let (s2, program) = (stop.clone(), vbox.program.clone());
     let watcher = std::thread::spawn(move || {
@@ -500,6 +516,15 @@ fn ctrl_c_while_the_guest_runs_tears_everything_down() {
         vbox.calls()
     );
     assert_nothing_left(dir.path());
+    assert_eq!(
+        vbox.calls().contains("/writelog/zvbench-"),
+        powercut.is_some(),
+        "the image is used through the write log under --powercut only"
+    );
+    let g = dir.path().join("out/guests/vdi-nocache-1");
+    for f in ["powercut.log", "powercut.img", "writelog"] {
+        assert!(!g.join(f).exists(), "{f} left after Ctrl-C");
+    }
 }
 
 /// `zvbench clean` removes a VM a killed run left, with its image, and nothing else.
