@@ -1,5 +1,6 @@
 //! Simulated power cuts: what stable storage holds after the power fails at a chosen
-//! instant, rebuilt from QEMU's `blklogwrites` log, and which acknowledged blocks it lost.
+//! instant, rebuilt from QEMU's `blklogwrites` log (or [`crate::writelog`]'s, in the same
+//! format, under a VirtualBox image), and which acknowledged blocks it lost.
 //!
 //! The log (dm-log-writes format, written by `block/blklogwrites.c`) is a superblock sector,
 //! then per request a header sector (sector, nr_sectors, flags, data_len, little-endian)
