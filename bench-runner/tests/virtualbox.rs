@@ -239,8 +239,9 @@ fn the_story_on_7x() {
     );
 }
 
-/// Two VDIs for the power-cut check: the host I/O cache on with IgnoreFlush at its
-/// default (1), and off (IgnoreFlushAsync at its default, 0); every write acknowledged.
+/// For the power-cut check: a VDI with the host I/O cache on and IgnoreFlush at its default
+/// (1), a VDI and a dynamic VMDK with it off (IgnoreFlushAsync at its default, 0); every
+/// write acknowledged.
 const CUT_TARGETS: &str = r#"
 [[target]]
 name = "vdi-hostcache"
@@ -253,6 +254,12 @@ host_io_cache = true
 name = "vdi-nocache"
 storage = "image"
 format = "vdi"
+dir = "@DIR@"
+
+[[target]]
+name = "vmdk-nocache"
+storage = "image"
+format = "vmdk"
 dir = "@DIR@"
 
 [[workload]]
@@ -299,16 +306,18 @@ fn power_cuts_lose_acknowledged_blocks_only_when_flushes_are_ignored() {
         Some("VirtualBox hostiocache=on flushes=ignored (no guest flush reached stable storage)")
     );
 
-    let direct = row(&rows, "vdi-nocache", "fsync");
-    assert_eq!(direct.cache, "hostiocache=off flushes=passed");
-    assert_eq!(direct.powercut_cuts, Some(6), "{direct:?}");
-    assert_eq!(direct.powercut_acked_blocks, Some(16), "{direct:?}");
-    assert!(
-        direct.powercut_log_flushes.is_some_and(|n| n >= 16),
-        "{direct:?}"
-    );
-    assert_eq!(direct.powercut_lost_blocks, Some(0), "{direct:?}");
-    assert_eq!(direct.powercut_verdict.as_deref(), Some("durable"));
+    for t in ["vdi-nocache", "vmdk-nocache"] {
+        let direct = row(&rows, t, "fsync");
+        assert_eq!(direct.cache, "hostiocache=off flushes=passed");
+        assert_eq!(direct.powercut_cuts, Some(6), "{direct:?}");
+        assert_eq!(direct.powercut_acked_blocks, Some(16), "{direct:?}");
+        assert!(
+            direct.powercut_log_flushes.is_some_and(|n| n >= 16),
+            "{direct:?}"
+        );
+        assert_eq!(direct.powercut_lost_blocks, Some(0), "{direct:?}");
+        assert_eq!(direct.powercut_verdict.as_deref(), Some("durable"));
+    }
 
     let md = zvbench::commands::report::write(&out).unwrap();
     assert!(
@@ -316,7 +325,7 @@ fn power_cuts_lose_acknowledged_blocks_only_when_flushes_are_ignored() {
         "{md}"
     );
     assert!(md.contains("flushes=ignored"), "{md}");
-    for t in ["vdi-hostcache-1", "vdi-nocache-1"] {
+    for t in ["vdi-hostcache-1", "vdi-nocache-1", "vmdk-nocache-1"] {
         for f in ["powercut.log", "powercut.img", "writelog"] {
             let p = out.join("guests").join(t).join(f);
             assert!(!p.exists(), "{} left", p.display());

@@ -571,7 +571,7 @@ impl TargetRun<'_> {
         if powercut.is_some() {
             powercut_passes(&mut passes, rep);
         } else if opts.powercut.is_some() {
-            crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: a raw-disk VMDK's device has no write log (QEMU guests use blklogwrites, VirtualBox images a FUSE log)", t.name);
+            crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: it has no write log (QEMU guests use blklogwrites, VirtualBox a FUSE log under a VDI or dynamic VMDK file; not under a raw-disk or fixed VMDK)", t.name);
         }
         if let Some(settings) = hv.settings(cfg)? {
             prov.storage_mut(&t.name).virtualbox = Some(settings);

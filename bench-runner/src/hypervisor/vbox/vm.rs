@@ -12,7 +12,7 @@ use crate::cmd::Argv;
 use crate::guest::{BlockStats, Handshake};
 use crate::host::storage::{Teardown, Undo};
 use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
-use crate::scenario::{Boot, GuestConfig};
+use crate::scenario::{Boot, GuestConfig, Variant};
 use crate::writelog::LoggedFile;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
@@ -32,11 +32,16 @@ pub struct VirtualBox {
 }
 
 impl VirtualBox {
-    /// The power-cut files, for an image disk only.
+    /// The power-cut files, for a disk that is one image file: not a raw-disk VMDK (a
+    /// device) nor a fixed VMDK (its data is in a second, `-flat.vmdk`, file).
     fn logged(&self) -> Option<&(PathBuf, PathBuf)> {
-        self.powercut
-            .as_ref()
-            .filter(|_| matches!(self.disk, VboxDisk::Image { .. }))
+        let one_file = match &self.disk {
+            VboxDisk::Image {
+                format, variant, ..
+            } => *format != "VMDK" || *variant != Variant::Fixed,
+            VboxDisk::Raw { .. } => false,
+        };
+        self.powercut.as_ref().filter(|_| one_file)
     }
 }
 
