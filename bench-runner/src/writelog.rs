@@ -176,14 +176,12 @@ impl Passthrough {
     }
 
     /// Opens the real file with the access mode and `O_CREAT`/`O_EXCL`/`O_TRUNC` of
-    /// `flags` (never `O_DIRECT`: the log, not the real file's cache, is what counts).
+    /// `flags` (never `O_DIRECT`: the log, not the real file's cache, is what counts); a
+    /// write-only open reads too, for the sectors around an unaligned write.
     fn open_real(&mut self, flags: i32, create: Option<u32>) -> Result<u64, i32> {
         let mut o = File::options();
-        match flags & libc::O_ACCMODE {
-            libc::O_RDONLY => o.read(true),
-            libc::O_WRONLY => o.write(true),
-            _ => o.read(true).write(true),
-        };
+        o.read(true)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY);
         if let Some(mode) = create {
             o.mode(mode)
                 .create(true)
@@ -493,7 +491,7 @@ impl Drop for LoggedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::powercut::{scan, Op, Replay};
+    use crate::powercut::{scan, Entry, Op, Replay};
     use std::io::Write;
 
     /// Whether FUSE is here; its absence fails under `ZVBENCH_REQUIRE_PRIVILEGED`.
@@ -603,8 +601,22 @@ mod tests {
         let mnt = t.path().join("mnt");
         let lf = LoggedFile::mount(&real, &mnt).unwrap();
         assert!(!lf.path().exists());
+        // Write-only, unaligned: the layer reads the sector back for the log itself.
+        let log = t.path().join("w.log");
+        lf.start_log(&log).unwrap();
         std::fs::write(lf.path(), b"x").unwrap();
         assert_eq!(std::fs::read(&real).unwrap(), b"x");
+        let entries = scan(&std::fs::read(&log).unwrap()).unwrap();
+        assert!(
+            matches!(
+                entries[..],
+                [Entry {
+                    op: Op::Write { offset: 0, .. },
+                    ..
+                }]
+            ),
+            "{entries:?}"
+        );
         std::fs::remove_file(lf.path()).unwrap();
         assert!(!real.exists());
         drop(lf);
