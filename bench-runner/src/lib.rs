@@ -12,6 +12,7 @@ pub mod observe;
 pub mod powercut;
 pub mod run;
 pub mod scenario;
+pub mod writelog;
 
 /// The tests' prerequisite check (no silent skips), shared with the integration tests.
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Simulated power cuts: what stable storage holds after the power fails at a chosen
-//! instant, rebuilt from QEMU's `blklogwrites` log, and which acknowledged blocks it lost.
+//! instant, rebuilt from QEMU's `blklogwrites` log (or [`crate::writelog`]'s, in the same
+//! format, under a VirtualBox image), and which acknowledged blocks it lost.
 //!
 //! The log (dm-log-writes format, written by `block/blklogwrites.c`) is a superblock sector,
 //! then per request a header sector (sector, nr_sectors, flags, data_len, little-endian)
@@ -497,18 +498,22 @@ pub fn check_boot(
 
 /// The layer that dropped the guest's flushes, from a row's flush trace and the flushes
 /// the log saw: the first layer below the agent that saw none while the one above saw some.
+/// The hypervisor's layer is named with its cache setting (QEMU's `cache=` mode, or
+/// VirtualBox's host I/O cache and whether it ignores flushes).
 pub fn dropped_at(row: &zvbench_reports::ResultRow, log_flushes: u64) -> String {
     let guest = row.guest_dev_flushes.unwrap_or(row.agent_flushes);
     let hv = row.hv_flushes.unwrap_or(guest);
+    let (name, cache) = if row.hypervisor == "virtualbox" {
+        ("VirtualBox", row.cache.clone())
+    } else {
+        ("QEMU", format!("cache={}", row.cache))
+    };
     if row.agent_flushes > 0 && guest == 0 {
         "guest kernel (no flush reached the guest's disk)".into()
     } else if guest > 0 && hv == 0 {
-        format!("QEMU device model (cache={})", row.cache)
+        format!("{name} device model ({cache})")
     } else if hv > 0 && log_flushes == 0 {
-        format!(
-            "QEMU cache={} (no guest flush reached stable storage)",
-            row.cache
-        )
+        format!("{name} {cache} (no guest flush reached stable storage)")
     } else {
         "none found: flushes reached stable storage, yet acknowledged blocks were lost".into()
     }
@@ -710,6 +715,14 @@ mod tests {
         assert!(dropped_at(&row(128, 128, 128, "unsafe"), 0).starts_with("QEMU cache=unsafe"));
         assert!(dropped_at(&row(128, 0, 0, "none"), 0).starts_with("guest kernel"));
         assert!(dropped_at(&row(128, 128, 128, "none"), 128).starts_with("none found"));
+        let vbox = zvbench_reports::ResultRow {
+            hypervisor: "virtualbox".into(),
+            ..row(128, 128, 128, "hostiocache=on flushes=ignored")
+        };
+        assert_eq!(
+            dropped_at(&vbox, 0),
+            "VirtualBox hostiocache=on flushes=ignored (no guest flush reached stable storage)"
+        );
         let mut r = row(5, 5, 5, "unsafe");
         fill_row(
             &mut r,

@@ -239,6 +239,105 @@ fn the_story_on_7x() {
     );
 }
 
+/// For the power-cut check: a VDI with the host I/O cache on and IgnoreFlush at its default
+/// (1), a VDI and a dynamic VMDK with it off (IgnoreFlushAsync at its default, 0); every
+/// write acknowledged.
+const CUT_TARGETS: &str = r#"
+[[target]]
+name = "vdi-hostcache"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+host_io_cache = true
+
+[[target]]
+name = "vdi-nocache"
+storage = "image"
+format = "vdi"
+dir = "@DIR@"
+
+[[target]]
+name = "vmdk-nocache"
+storage = "image"
+format = "vmdk"
+dir = "@DIR@"
+
+[[workload]]
+name = "fsync"
+kind = "seqwr"
+bs = "16K"
+size = "256K"
+sync = "fsync"
+"#;
+
+/// Power cuts under VirtualBox, logged by zvbench's FUSE write log under the image file:
+/// with the host I/O cache on and flushes ignored every acknowledged block is lost at
+/// every cut and the diagnosis names the ignored flushes; with it off none is lost.
+#[test]
+fn power_cuts_lose_acknowledged_blocks_only_when_flushes_are_ignored() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let vbox = FakeVbox::new(dir.path(), "7.0.20r163906", &[]);
+    let out = dir.path().join("out");
+    let program = vbox.program.clone().into_os_string();
+    let rows = run_text_with(dir.path(), &out, &format!("{HEAD}{CUT_TARGETS}"), |o| {
+        o.vboxmanage = program;
+        o.powercut = Some(zvbench::powercut::Options {
+            cuts: 5,
+            keep: false,
+        });
+    })
+    .expect("the run succeeds");
+    vbox.assert_empty("after the run");
+    assert_nothing_left(dir.path());
+
+    let cached = row(&rows, "vdi-hostcache", "fsync");
+    assert_eq!(cached.cache, "hostiocache=on flushes=ignored");
+    assert_eq!(cached.powercut_cuts, Some(6), "{cached:?}");
+    assert_eq!(cached.powercut_acked_blocks, Some(16), "{cached:?}");
+    assert_eq!(cached.powercut_log_flushes, Some(0), "{cached:?}");
+    assert_eq!(cached.powercut_cuts_lost, Some(6), "{cached:?}");
+    assert_eq!(cached.powercut_lost_blocks, Some(16), "{cached:?}");
+    assert_eq!(cached.powercut_verdict.as_deref(), Some("not durable"));
+    assert_eq!(
+        cached.powercut_dropped_at.as_deref(),
+        Some("VirtualBox hostiocache=on flushes=ignored (no guest flush reached stable storage)")
+    );
+
+    for t in ["vdi-nocache", "vmdk-nocache"] {
+        let direct = row(&rows, t, "fsync");
+        assert_eq!(direct.cache, "hostiocache=off flushes=passed");
+        assert_eq!(direct.powercut_cuts, Some(6), "{direct:?}");
+        assert_eq!(direct.powercut_acked_blocks, Some(16), "{direct:?}");
+        assert!(
+            direct.powercut_log_flushes.is_some_and(|n| n >= 16),
+            "{direct:?}"
+        );
+        assert_eq!(direct.powercut_lost_blocks, Some(0), "{direct:?}");
+        assert_eq!(direct.powercut_verdict.as_deref(), Some("durable"));
+    }
+
+    let md = zvbench::commands::report::write(&out).unwrap();
+    assert!(
+        md.contains("`acknowledged-writes-lost` **vdi-hostcache / fsync**"),
+        "{md}"
+    );
+    assert!(md.contains("flushes=ignored"), "{md}");
+    for t in ["vdi-hostcache-1", "vdi-nocache-1", "vmdk-nocache-1"] {
+        for f in ["powercut.log", "powercut.img", "writelog"] {
+            let p = out.join("guests").join(t).join(f);
+            assert!(!p.exists(), "{} left", p.display());
+        }
+    }
+    let calls = vbox.calls();
+    assert!(
+        calls.contains("/writelog/zvbench-"),
+        "the image is created and attached through the write log's mount: {calls}"
+    );
+}
+
 /// virtio-scsi: IgnoreFlush under LUN#0/AttachedDriver (the fake, like VirtualBox, refuses
 /// to start a VM with it at LUN#0/Config), counters under VIRTIO-SCSI0; and async flushes
 /// that VirtualBox disabled after a failed host flush.
@@ -376,6 +475,21 @@ fn a_failed_start_tears_everything_down() {
 /// Teardown on Ctrl-C while the guest runs.
 #[test]
 fn ctrl_c_while_the_guest_runs_tears_everything_down() {
+    ctrl_c_tears_down(None);
+}
+
+/// Ctrl-C under `--powercut`: the write log's FUSE mount goes too (`assert_nothing_left`
+/// reads `/proc/mounts`), and so do the log and the base copy.
+#[test]
+fn ctrl_c_under_powercut_unmounts_the_write_log() {
+    ctrl_c_tears_down(Some(zvbench::powercut::Options {
+        cuts: 2,
+        keep: false,
+    }));
+}
+
+/// Interrupts a run of the story once its first VM runs; everything must be gone after.
+fn ctrl_c_tears_down(powercut: Option<zvbench::powercut::Options>) {
     if !can_run() {
         return;
     }
@@ -385,6 +499,7 @@ fn ctrl_c_while_the_guest_runs_tears_everything_down() {
     let plan = zvbench::scenario::parse("t.toml", &text).unwrap();
     let mut opts = options(&dir.path().join("out"), &text);
     opts.vboxmanage = vbox.program.clone().into_os_string();
+    opts.powercut = powercut;
     let stop = zvbench::Interrupt::default();
     let (s2, program) = (stop.clone(), vbox.program.clone());
     let watcher = std::thread::spawn(move || {
@@ -410,6 +525,15 @@ fn ctrl_c_while_the_guest_runs_tears_everything_down() {
         vbox.calls()
     );
     assert_nothing_left(dir.path());
+    assert_eq!(
+        vbox.calls().contains("/writelog/zvbench-"),
+        powercut.is_some(),
+        "the image is used through the write log under --powercut only"
+    );
+    let g = dir.path().join("out/guests/vdi-nocache-1");
+    for f in ["powercut.log", "powercut.img", "writelog"] {
+        assert!(!g.join(f).exists(), "{f} left after Ctrl-C");
+    }
 }
 
 /// `zvbench clean` removes a VM a killed run left, with its image, and nothing else.

@@ -199,7 +199,7 @@ pub fn render_powercut(cells: &[Vec<String>]) -> String {
 }
 
 /// The power-cut table's explanation, under its heading.
-pub const POWERCUT_INTRO: &str = "Acknowledged blocks checked after simulated power cuts (`--powercut`): stable storage rebuilt from the `blklogwrites` log, every write before the last completed flush and none after.";
+pub const POWERCUT_INTRO: &str = "Acknowledged blocks checked after simulated power cuts (`--powercut`): stable storage rebuilt from the write log (QEMU's `blklogwrites`; under a VirtualBox image, zvbench's FUSE log), every write before the last completed flush and none after.";
 
 /// Which of [`POWERCUT_COLUMNS`] hold numbers (right-aligned).
 pub fn powercut_numeric(i: usize) -> bool {

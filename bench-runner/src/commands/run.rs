@@ -38,8 +38,9 @@ pub struct RunArgs {
     /// Allow overwriting this exact device although it holds data (repeatable).
     #[arg(long = "allow-destroy", value_name = "DEVICE")]
     pub allow_destroy: Vec<PathBuf>,
-    /// Simulate power cuts on QEMU targets: log what reaches stable storage, kill QEMU
-    /// hard, and check every acknowledged block at the end and N random points per pass.
+    /// Simulate power cuts on QEMU targets and VirtualBox image targets: log what reaches
+    /// stable storage, kill the VM hard, and check every acknowledged block at the end
+    /// and N random points per pass.
     #[arg(long, value_name = "N")]
     pub powercut: Option<usize>,
     /// Keep the power-cut logs and reconstructions (guests/*/powercut.*).

@@ -132,7 +132,8 @@ pub trait Hypervisor {
     fn boot(&self, cfg: &GuestConfig) -> Boot;
 
     /// The log of every write and flush that reaches the disk, for a power-cut check
-    /// (QEMU's `blklogwrites`); `None` where the hypervisor has none.
+    /// (QEMU's `blklogwrites`, VirtualBox's [`crate::writelog`]); `None` where the
+    /// hypervisor has none.
     fn write_log(&self) -> Option<&Path> {
         None
     }

@@ -48,7 +48,7 @@ pub struct RunOptions {
     pub scenario_text: String,
     /// Where the run's lock goes (`owner::runtime_dir`).
     pub runtime: PathBuf,
-    /// A simulated power cut per QEMU guest boot (`--powercut N`).
+    /// A simulated power cut per guest boot (`--powercut N`).
     pub powercut: Option<crate::powercut::Options>,
     /// The `VBoxManage` program for VirtualBox targets (a path, or a name on PATH).
     pub vboxmanage: OsString,
@@ -563,7 +563,7 @@ impl TargetRun<'_> {
         let pc_files = opts
             .powercut
             .map(|_| (work.join("powercut.log"), work.join("powercut.img")));
-        let hv = hypervisor(t, cfg, (disk, format), opts, pc_files.clone().map(|f| f.0))?;
+        let hv = hypervisor(t, cfg, (disk, format), opts, pc_files.clone())?;
         let powercut = opts.powercut.filter(|_| hv.write_log().is_some());
         let pc_files = pc_files.filter(|_| powercut.is_some());
         let guest_disk = PathBuf::from(crate::guest::kernel::guest_disk(cfg.bus));
@@ -571,14 +571,17 @@ impl TargetRun<'_> {
         if powercut.is_some() {
             powercut_passes(&mut passes, rep);
         } else if opts.powercut.is_some() {
-            crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: only QEMU guests are (blklogwrites)", t.name);
+            crate::observe::warning!("zvbench: warning: target {:?} is not checked for power cuts: it has no write log (QEMU guests use blklogwrites, VirtualBox a FUSE log under a VDI or dynamic VMDK file; not under a raw-disk or fixed VMDK)", t.name);
         }
         if let Some(settings) = hv.settings(cfg)? {
             prov.storage_mut(&t.name).virtualbox = Some(settings);
         }
         if let Some((_, img)) = &pc_files {
             std::fs::create_dir_all(&work)?;
-            crate::powercut::copy_disk(disk, img)?;
+            // VirtualBox creates its image at start and copies it there itself.
+            if cfg.hypervisor == Hypervisor::Qemu {
+                crate::powercut::copy_disk(disk, img)?;
+            }
         }
         let guest = Guest {
             cfg,
@@ -694,13 +697,13 @@ fn hypervisor(
     cfg: &GuestConfig,
     (disk, format): (&Path, ImageFormat),
     opts: &RunOptions,
-    powercut_log: Option<PathBuf>,
+    powercut: Option<(PathBuf, PathBuf)>,
 ) -> Result<Box<dyn boot::Hypervisor>> {
     Ok(match cfg.hypervisor {
         Hypervisor::Qemu => Box::new(Qemu {
             accel: opts.accel,
             disk: (disk.to_owned(), format.qemu_driver()),
-            powercut_log,
+            powercut_log: powercut.map(|p| p.0),
         }),
         Hypervisor::Virtualbox => {
             let disk = match &t.storage {
@@ -721,6 +724,7 @@ fn hypervisor(
             Box::new(VirtualBox {
                 vbox: VBoxManage::detect(&opts.vboxmanage)?,
                 disk,
+                powercut,
             })
         }
     })

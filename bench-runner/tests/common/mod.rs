@@ -111,6 +111,15 @@ pub fn assert_nothing_left(dir: &Path) {
             .any(|l| l.contains("qemu-system") && l.contains(&d)),
         "QEMU left: {ps}"
     );
+    // Mounts below `dir` (a test may mount `dir` itself, as a scratch file system).
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .any(|m| m.starts_with(&format!("{d}/"))),
+        "mounts left: {mounts}"
+    );
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()

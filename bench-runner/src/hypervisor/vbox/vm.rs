@@ -12,7 +12,8 @@ use crate::cmd::Argv;
 use crate::guest::{BlockStats, Handshake};
 use crate::host::storage::{Teardown, Undo};
 use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
-use crate::scenario::{Boot, GuestConfig};
+use crate::scenario::{Boot, GuestConfig, Variant};
+use crate::writelog::LoggedFile;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,24 @@ pub struct VirtualBox {
     pub vbox: VBoxManage,
     /// The disk.
     pub disk: VboxDisk,
+    /// For a power-cut check of an image disk: the write log to write and the file to copy
+    /// the new image to before the VM starts (the replay's base). The image is then
+    /// created and used through a [`LoggedFile`] mount; a raw-disk VMDK is not logged.
+    pub powercut: Option<(PathBuf, PathBuf)>,
+}
+
+impl VirtualBox {
+    /// The power-cut files, for a disk that is one image file: not a raw-disk VMDK (a
+    /// device) nor a fixed VMDK (its data is in a second, `-flat.vmdk`, file).
+    fn logged(&self) -> Option<&(PathBuf, PathBuf)> {
+        let one_file = match &self.disk {
+            VboxDisk::Image {
+                format, variant, ..
+            } => *format != "VMDK" || *variant != Variant::Fixed,
+            VboxDisk::Raw { .. } => false,
+        };
+        self.powercut.as_ref().filter(|_| one_file)
+    }
 }
 
 impl Hypervisor for VirtualBox {
@@ -39,6 +58,11 @@ impl Hypervisor for VirtualBox {
     /// The host I/O cache and whether flushes are ignored.
     fn cache(&self, cfg: &GuestConfig) -> String {
         cfg.vbox.describe()
+    }
+
+    /// The FUSE write log under an image disk ([`crate::writelog`]).
+    fn write_log(&self) -> Option<&Path> {
+        self.logged().map(|(log, _)| log.as_path())
     }
 
     fn settings(&self, cfg: &GuestConfig) -> Result<Option<serde_json::Value>> {
@@ -66,8 +90,14 @@ impl Hypervisor for VirtualBox {
             last_state_check: Instant::now(),
             off: false,
             down: Undo::default(),
+            logged: None,
         };
-        vm.create(&self.disk, guest.cfg, &work, &std::fs::canonicalize(iso)?)?;
+        vm.create(
+            (&self.disk, self.logged()),
+            guest.cfg,
+            &work,
+            &std::fs::canonicalize(iso)?,
+        )?;
         vm.run(&self.vbox.startvm(&vm.name))?;
         vm.down.push(Teardown::Command {
             argv: self.vbox.poweroff(&vm.name),
@@ -90,8 +120,12 @@ struct VboxVm<'a> {
     last_state_check: Instant,
     /// The VM was seen powered off: one more read drains what it wrote last.
     off: bool,
-    /// Dropped last: powers the VM off, detaches and deletes its media, unregisters it.
+    /// Dropped after the VM is powered off: powers the VM off, detaches and deletes its
+    /// media, unregisters it.
     down: Undo,
+    /// The write-log mount the image is used through (power cuts); dropped after `down`,
+    /// so the VM no longer holds the file when it is unmounted.
+    logged: Option<LoggedFile>,
 }
 
 /// A teardown step that runs `argv`, warning if it fails.
@@ -111,7 +145,7 @@ impl VboxVm<'_> {
     /// DVD drive, the benchmark disk with its flush settings. Each step is undone on drop.
     fn create(
         &mut self,
-        disk: &VboxDisk,
+        (disk, powercut): (&VboxDisk, Option<&(PathBuf, PathBuf)>),
         cfg: &GuestConfig,
         work: &Path,
         iso: &Path,
@@ -146,8 +180,21 @@ impl VboxVm<'_> {
                 variant,
                 size,
             } => {
-                self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
-                path.clone()
+                let Some((log, base)) = powercut else {
+                    self.run(&vbox.createmedium(path, size >> 20, format, *variant))?;
+                    return self.attach(path, cfg);
+                };
+                let lf = LoggedFile::mount(path, &work.join("writelog"))?;
+                let through = lf.path().to_owned();
+                self.logged = Some(lf);
+                self.run(&vbox.createmedium(&through, size >> 20, format, *variant))?;
+                self.attach(&through, cfg)?;
+                // The new image is the replay's base; the log starts from it.
+                crate::powercut::copy_disk(path, base)?;
+                return self
+                    .logged
+                    .as_ref()
+                    .map_or(Ok(()), |l| Ok(l.start_log(log)?));
             }
             VboxDisk::Raw { device } => {
                 let f = work.join("raw.vmdk");
@@ -155,10 +202,17 @@ impl VboxVm<'_> {
                 f
             }
         };
+        self.attach(&medium, cfg)
+    }
+
+    /// Attaches the benchmark disk `medium` and sets its flush settings.
+    fn attach(&mut self, medium: &Path, cfg: &GuestConfig) -> Result<()> {
+        let (vm, ctl, vbox) = (self.name.clone(), self.ctl, self.vbox);
+        let vm = vm.as_str();
         // closemedium --delete removes an image, or a raw VMDK's descriptor (never the
         // device behind it).
-        self.down.push(undo(vbox.closemedium_delete(&medium)));
-        self.run(&vbox.storageattach(vm, &ctl, Some((&medium, false))))?;
+        self.down.push(undo(vbox.closemedium_delete(medium)));
+        self.run(&vbox.storageattach(vm, &ctl, Some((medium, false))))?;
         self.down.push(undo(vbox.storageattach(vm, &ctl, None)));
         let f = &cfg.vbox;
         for (setting, v) in [
