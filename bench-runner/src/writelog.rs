@@ -422,6 +422,10 @@ pub enum WriteLogError {
     Log(PathBuf, std::io::Error),
 }
 
+/// The file system name of every write-log mount (the first field of its `/proc/mounts`
+/// line), by which `zvbench clean` finds one its zvbench left.
+pub const FS_NAME: &str = "zvbench-writelog";
+
 impl LoggedFile {
     /// Mounts the passthrough of `real` (which need not exist yet: it may be created
     /// through the mount) at the new directory `dir`. Nothing is logged until
@@ -442,10 +446,7 @@ impl LoggedFile {
             open: HashMap::new(),
             next_fh: 0,
         };
-        let opts = [
-            MountOption::FSName("zvbench-writelog".into()),
-            MountOption::AllowOther,
-        ];
+        let opts = [MountOption::FSName(FS_NAME.into()), MountOption::AllowOther];
         let session = fuser::spawn_mount2(fs, dir, &opts).map_err(|e| {
             let _ = std::fs::remove_dir(dir);
             WriteLogError::Mount(dir.to_owned(), e)

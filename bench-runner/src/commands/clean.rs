@@ -87,6 +87,11 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
             clean_run(run, &mut out);
         }
     }
+    dead_write_logs(
+        &std::fs::read_to_string("/proc/self/mounts").unwrap_or_default(),
+        scope,
+        &mut out,
+    );
     let is_live = |id: &str| live.contains(id);
     for dir in &scope.dirs {
         clean_dir(dir, &is_live, &mut out);
@@ -113,6 +118,68 @@ pub fn clean(scope: &Scope) -> Vec<Outcome> {
         out.extend(vbox_vms(vbox, &|vm| run_of(vm).is_some_and(is_live)));
     }
     out
+}
+
+/// The FUSE write logs of power cuts ([`crate::writelog`], file system name
+/// `zvbench-writelog`) whose zvbench died (`kill -9`): the mount answers ENOTCONN once its
+/// server is gone, and is detached and its directory removed. A mount that still answers
+/// belongs to a running zvbench and is left alone. `mounts` is `/proc/self/mounts`; with
+/// `--dir`, only mounts below those directories count.
+fn dead_write_logs(mounts: &str, scope: &Scope, out: &mut Vec<Outcome>) {
+    for dir in write_log_mounts(mounts) {
+        if scope.only_dirs && !under(&dir, &scope.dirs) {
+            continue;
+        }
+        match std::fs::metadata(&dir) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                let r = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| std::fs::remove_dir(&dir).map_err(|e| e.to_string()));
+                out.push(outcome(
+                    format!("unmounted the dead write log {}", dir.display()),
+                    r,
+                ));
+            }
+            _ => out.push(Outcome::InUse(format!(
+                "write log {}: its zvbench is running",
+                dir.display()
+            ))),
+        }
+    }
+}
+
+/// The mount points of `zvbench-writelog` file systems in a mounts table (octal escapes
+/// such as `\040` for a space decoded).
+fn write_log_mounts(mounts: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let unescape = |s: &str| {
+        let b = s.as_bytes();
+        let mut v = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let oct = b
+                .get(i + 1..i + 4)
+                .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            match oct {
+                Some(d) => {
+                    v.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                    i += 4;
+                }
+                None => {
+                    v.push(b[i]);
+                    i += 1;
+                }
+            }
+        }
+        PathBuf::from(std::ffi::OsString::from_vec(v))
+    };
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            (f.next()? == crate::writelog::FS_NAME).then(|| f.next().map(unescape))?
+        })
+        .collect()
 }
 
 /// VirtualBox: powers off and unregisters (deleting their files and the media attached,
@@ -354,5 +421,22 @@ fn kill(pid: i32, id: &str) -> Result<(), String> {
     match unsafe { libc::poll(&mut p, 1, 5000) } {
         1 => Ok(()),
         _ => Err("still running 5 s after SIGKILL".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn write_log_mounts_are_found_by_name_with_escapes_decoded() {
+        let table = "proc /proc proc rw 0 0\n\
+            zvbench-writelog /var/tmp/out\\040a/guests/vdi-1/writelog fuse rw,user_id=0 0 0\n\
+            other-fuse /mnt/x fuse rw 0 0\n\
+            zvbench-writelog\n";
+        assert_eq!(
+            super::write_log_mounts(table),
+            [std::path::PathBuf::from(
+                "/var/tmp/out a/guests/vdi-1/writelog"
+            )]
+        );
     }
 }
