@@ -7,7 +7,6 @@
 use crate::cmd::Argv;
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -287,7 +286,7 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
                 .is_some_and(|n| n.to_string_lossy().starts_with("zfs-"))
         })
         .context("zfs-dkms has no /usr/src/zfs-*")?;
-    let log = std::fs::File::create(dir.join("build.log"))?;
+    let log = dir.join("build.log");
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let steps = [
         Argv::new([
@@ -299,39 +298,7 @@ fn build(dir: &Path, release: &str, version: &str, stop: &Interrupt) -> Result<(
         Argv::new(["make".to_string(), format!("-j{jobs}")]),
     ];
     for step in steps {
-        let mut child = step
-            .command()
-            .current_dir(&zfs_src)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log.try_clone()?)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("run {}", step.display()))?;
-        let st = loop {
-            if let Some(st) = child.try_wait()? {
-                break st;
-            }
-            if stop.is_set() {
-                // make's compilers are in its process group: end them all.
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-                let _ = child.wait();
-                bail!("interrupted");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        };
-        if !st.success() {
-            let text = std::fs::read_to_string(dir.join("build.log")).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            bail!(
-                "`{}` failed ({st}); last lines:\n{}",
-                step.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
+        step.run_logged(&zfs_src, &log, &|| stop.is_set())?;
     }
     let modules = dir.join("modules");
     std::fs::create_dir_all(&modules)?;
