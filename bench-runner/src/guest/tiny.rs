@@ -1,6 +1,6 @@
 //! zvbench's minimal guest kernel: Debian's own `linux-source-6.1`, configured with `make
-//! tinyconfig` plus the fragment `tiny.config` (everything the agent and the four buses need
-//! built in, no modules), built once into `<cache>/kernel/tiny-<source version>-<fragment
+//! tinyconfig` plus the fragment `tiny.config` (what the agent and the four buses need,
+//! built in but for AHCI), built once into `<cache>/kernel/tiny-<source version>-<fragment
 //! CRC-32>/`. Under TCG nested in a TCG VM most of a boot is translating kernel code that runs
 //! once, so a kernel that runs less distinct code at boot boots faster.
 
@@ -26,24 +26,36 @@ pub fn dir_name(version: &str) -> String {
     )
 }
 
-/// The options the fragment sets (`CONFIG_X=value` lines), each as `(name, value)`.
+/// The options the fragment sets, each as `(name, value)`: `CONFIG_X=value` lines, and
+/// `# CONFIG_X is not set` lines as value `n`.
 pub fn fragment_options(fragment: &str) -> Vec<(&str, &str)> {
     fragment
         .lines()
-        .filter_map(|l| l.trim().split_once('='))
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.strip_prefix("# ") {
+                Some(c) => Some((c.strip_suffix(" is not set")?, "n")),
+                None => l.split_once('='),
+            }
+        })
         .filter(|(k, _)| k.starts_with("CONFIG_"))
         .collect()
 }
 
 /// The fragment's options that the final `.config` does not have as asked (Kconfig drops
-/// an option whose dependencies are unmet, silently): their names.
+/// an option whose dependencies are unmet, and keeps one that another selects, silently):
+/// their names. An option asked off may be absent or `is not set`.
 pub fn unmet_options<'a>(fragment: &'a str, config: &str) -> Vec<&'a str> {
     fragment_options(fragment)
         .into_iter()
         .filter(|(k, v)| {
-            !config
+            let set = config
                 .lines()
-                .any(|l| l.strip_prefix(*k) == Some(&format!("={v}")))
+                .find_map(|l| l.strip_prefix(*k)?.strip_prefix('='));
+            match (*v, set) {
+                ("n", s) => s.is_some(),
+                (v, s) => s != Some(v),
+            }
         })
         .map(|(k, _)| k)
         .collect()
@@ -155,8 +167,8 @@ pub fn ensure(cache: &Path, stopped: &dyn Fn() -> bool) -> Result<GuestKernel> {
 }
 
 /// Downloads, unpacks, configures and builds into `dir`, leaving `bzImage`, `vmlinux`,
-/// `lib/modules/<release>/` (an empty `modules.dep` and the build's `modules.builtin`, so
-/// that the initramfs loads no module) and `build.log`; returns the source version.
+/// `lib/modules/<release>/` (the few modules, `modules.dep`, `modules.builtin`), `config`
+/// and `build.log`; returns the source version.
 fn build(dir: &Path, stopped: &dyn Fn() -> bool) -> Result<String> {
     let log = dir.join("build.log");
     Argv::new(["apt-get", "download", "-q", SOURCE_PACKAGE])
@@ -223,25 +235,39 @@ fn build(dir: &Path, stopped: &dyn Fn() -> bool) -> Result<String> {
         );
     }
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut all = make("bzImage");
-    all.0.push(format!("-j{jobs}").into());
-    all.run_logged(&src, &log, stopped)?;
+    for target in ["bzImage", "modules"] {
+        let mut step = make(target);
+        step.0.push(format!("-j{jobs}").into());
+        step.run_logged(&src, &log, stopped)?;
+    }
+    let mut install = make("modules_install");
+    install
+        .0
+        .push(format!("INSTALL_MOD_PATH={}", dir.display()).into());
+    install.0.push("INSTALL_MOD_STRIP=1".into());
+    install.run_logged(&src, &log, stopped)?;
     let release = std::fs::read_to_string(obj.join("include/config/kernel.release"))
         .context("the build wrote no kernel.release")?;
     let release = deb_version(&format!("x_{}_x.deb", release.trim()))
         .context("unexpected kernel release")?
         .to_string();
+    let modules = dir.join("lib/modules").join(&release);
+    if !modules.join("modules.dep").exists() {
+        bail!(
+            "make modules_install left no {}/modules.dep",
+            modules.display()
+        );
+    }
+    // Links into the build tree, which is removed below.
+    for link in ["build", "source"] {
+        let _ = std::fs::remove_file(modules.join(link));
+    }
     let vmlinux = std::fs::read(obj.join("vmlinux")).context("the build made no vmlinux")?;
     if !has_pvh_note(&vmlinux).unwrap_or(false) {
         bail!("the built vmlinux has no PVH entry note: CONFIG_PVH did not take");
     }
     std::fs::write(dir.join("vmlinux"), &vmlinux)?;
     std::fs::copy(obj.join("arch/x86/boot/bzImage"), dir.join("bzImage"))?;
-    let modules = dir.join("lib/modules").join(&release);
-    std::fs::create_dir_all(&modules)?;
-    std::fs::write(modules.join("modules.dep"), "")?;
-    let builtin = std::fs::read_to_string(obj.join("modules.builtin")).unwrap_or_default();
-    std::fs::write(modules.join("modules.builtin"), builtin)?;
     std::fs::copy(obj.join(".config"), dir.join("config"))?;
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&obj);
@@ -259,6 +285,11 @@ mod tests {
         assert_eq!(unmet_options(frag, cfg), ["CONFIG_NR_CPUS"]);
         assert_eq!(unmet_options(frag, "# CONFIG_PVH is not set\n").len(), 2);
         assert!(unmet_options(frag, "CONFIG_PVH=y\nCONFIG_NR_CPUS=8\n").is_empty());
+        let off = "# CONFIG_VT is not set\n";
+        assert_eq!(fragment_options(off), [("CONFIG_VT", "n")]);
+        assert_eq!(unmet_options(off, "CONFIG_VT=y\n"), ["CONFIG_VT"]);
+        assert!(unmet_options(off, "# CONFIG_VT is not set\n").is_empty());
+        assert!(unmet_options(off, "CONFIG_VT_CONSOLE=y\n").is_empty());
         assert!(fragment_options(FRAGMENT).contains(&("CONFIG_PVH", "y")));
     }
 
