@@ -207,33 +207,9 @@ fn build(dir: &Path, stopped: &dyn Fn() -> bool) -> Result<String> {
     let _ = std::fs::remove_dir_all(&pkg);
     let _ = std::fs::remove_file(dir.join(&deb));
     let src = dir.join(SOURCE_PACKAGE);
-    let fragment = dir.join("tiny.config");
-    std::fs::write(&fragment, FRAGMENT)?;
-    let make = |target: &str| {
-        let mut a = Argv::new(["make".to_string(), "ARCH=x86_64".into()]);
-        a.0.push(format!("O={}", obj.display()).into());
-        a.0.push(target.into());
-        a
-    };
-    make("tinyconfig").run_logged(&src, &log, stopped)?;
-    Argv::new([
-        src.join("scripts/kconfig/merge_config.sh").as_os_str(),
-        "-m".as_ref(),
-        "-O".as_ref(),
-        obj.as_os_str(),
-        obj.join(".config").as_os_str(),
-        fragment.as_os_str(),
-    ])
-    .run_logged(&src, &log, stopped)?;
-    make("olddefconfig").run_logged(&src, &log, stopped)?;
-    let config = std::fs::read_to_string(obj.join(".config"))?;
-    let unmet = unmet_options(FRAGMENT, &config);
-    if !unmet.is_empty() {
-        bail!(
-            "Kconfig dropped {} from the fragment (unmet dependencies in {SOURCE_PACKAGE} {version}): fix bench-runner/src/guest/tiny.config",
-            unmet.join(", ")
-        );
-    }
+    let make = |target: &str| make_argv(&obj, target);
+    configure(dir, &src, &obj, stopped)
+        .with_context(|| format!("configuring {SOURCE_PACKAGE} {version}"))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     for target in ["bzImage", "modules"] {
         let mut step = make(target);
@@ -272,6 +248,42 @@ fn build(dir: &Path, stopped: &dyn Fn() -> bool) -> Result<String> {
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&obj);
     Ok(version)
+}
+
+/// `make ARCH=x86_64 O=<obj> <target>`.
+fn make_argv(obj: &Path, target: &str) -> Argv {
+    let mut a = Argv::new(["make".to_string(), "ARCH=x86_64".into()]);
+    a.0.push(format!("O={}", obj.display()).into());
+    a.0.push(target.into());
+    a
+}
+
+/// `make tinyconfig` in `obj`, the fragment merged over it and `make olddefconfig`; fails
+/// naming every option of the fragment the final `.config` does not have as asked.
+fn configure(dir: &Path, src: &Path, obj: &Path, stopped: &dyn Fn() -> bool) -> Result<()> {
+    let log = dir.join("build.log");
+    let fragment = dir.join("tiny.config");
+    std::fs::write(&fragment, FRAGMENT)?;
+    make_argv(obj, "tinyconfig").run_logged(src, &log, stopped)?;
+    Argv::new([
+        src.join("scripts/kconfig/merge_config.sh").as_os_str(),
+        "-m".as_ref(),
+        "-O".as_ref(),
+        obj.as_os_str(),
+        obj.join(".config").as_os_str(),
+        fragment.as_os_str(),
+    ])
+    .run_logged(src, &log, stopped)?;
+    make_argv(obj, "olddefconfig").run_logged(src, &log, stopped)?;
+    let config = std::fs::read_to_string(obj.join(".config"))?;
+    let unmet = unmet_options(FRAGMENT, &config);
+    if !unmet.is_empty() {
+        bail!(
+            "Kconfig did not take {} as the fragment asks (unmet dependencies, or selected by another option): fix bench-runner/src/guest/tiny.config",
+            unmet.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
