@@ -1,12 +1,14 @@
-//! The boot benchmark behind `scripts/bench-boot`: boots N guests from the bzImage and N
-//! from the decompressed ELF (PVH), alternating so both see the same host load, each
-//! running one tiny pass on a raw image file, and prints median/min/max of VM start →
+//! The boot benchmark behind `scripts/bench-boot`: boots N guests of each kernel kind —
+//! Debian's bzImage, Debian's decompressed ELF (PVH), zvbench's minimal kernel (`tiny`,
+//! built once from Debian's linux-source, PVH) — alternating so all see the same host load,
+//! each running one tiny pass on a raw image file, and prints median/min/max of VM start →
 //! agent Hello, VM start → first pass, the guest's uptime at Hello and QEMU's CPU time.
 //!
 //! QEMU's CPU time (user + sys of the reaped child) is the steadier number on a busy host:
 //! wall times there depend on how much of a core QEMU got.
 //!
-//! Usage: `bench-boot AGENT [N]` (N defaults to 5).
+//! Usage: `bench-boot AGENT [N] [KINDS]` (N defaults to 5; KINDS is a comma list of
+//! `bzimage`, `pvh`, `tiny`, default all three).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -101,22 +103,43 @@ fn load() -> String {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let agent = PathBuf::from(args.next().context("usage: bench-boot AGENT [N]")?);
+    let agent = PathBuf::from(
+        args.next()
+            .context("usage: bench-boot AGENT [N] [bzimage,pvh,tiny]")?,
+    );
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let cache = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/tmp".into())
         .join(".cache/zvbench");
-    let pvh = zvbench::guest::kernel::find(None, &cache)?;
-    if !matches!(pvh.direct, DirectBoot::Pvh { .. }) {
-        bail!("this kernel has no PVH boot to compare: {:?}", pvh.direct);
+    let wanted = args.next().unwrap_or_else(|| "bzimage,pvh,tiny".into());
+    let mut kinds: Vec<(&str, GuestKernel)> = Vec::new();
+    for w in wanted.split(',') {
+        let debian = || -> Result<GuestKernel> {
+            let pvh = zvbench::guest::kernel::find(None, &cache)?;
+            if !matches!(pvh.direct, DirectBoot::Pvh { .. }) {
+                bail!("this kernel has no PVH boot to compare: {:?}", pvh.direct);
+            }
+            Ok(pvh)
+        };
+        kinds.push(match w {
+            "bzimage" => (
+                "bzImage",
+                GuestKernel {
+                    direct: DirectBoot::BzImage {
+                        reason: "bench-boot's comparison".into(),
+                    },
+                    ..debian()?
+                },
+            ),
+            "pvh" => ("vmlinux (PVH)", debian()?),
+            "tiny" => (
+                "tiny (PVH)",
+                zvbench::guest::tiny::ensure(&cache, &|| false)?,
+            ),
+            other => bail!("unknown kernel kind {other:?}: give bzimage, pvh or tiny"),
+        });
     }
-    let bz = GuestKernel {
-        direct: DirectBoot::BzImage {
-            reason: "bench-boot's comparison".into(),
-        },
-        ..pvh.clone()
-    };
     // The guest disk is opened O_DIRECT (cache=none): /var/tmp unless TMPDIR names another
     // directory on a file system with O_DIRECT (in the ZFS lab: the pool's, not a tmpfs).
     let dir = tempfile::Builder::new()
@@ -128,8 +151,7 @@ fn main() -> Result<()> {
         "bench-boot: {n} boots each, alternating; load average before: {}",
         load()
     );
-    let kinds = [("bzImage", &bz), ("vmlinux (PVH)", &pvh)];
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new()];
+    let mut samples: Vec<Vec<Sample>> = kinds.iter().map(|_| Vec::new()).collect();
     for i in 0..n {
         for (k, (name, kernel)) in kinds.iter().enumerate() {
             let work = dir.path().join(format!("{k}-{i}"));

@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,6 +193,60 @@ impl Argv {
     /// Runs and returns stdout as text.
     pub fn stdout(&self) -> Result<String, CmdError> {
         Ok(String::from_utf8_lossy(&self.run()?.stdout).into_owned())
+    }
+
+    /// Runs a long build step in `dir` with stdout and stderr appended to `log` (no time
+    /// limit: a build takes what it takes), in its own process group so that when
+    /// `stopped()` turns true (Ctrl-C) the whole group (make and its compilers) gets
+    /// SIGTERM and the step fails with "interrupted". A non-zero exit is an error quoting
+    /// the log's last 15 lines.
+    pub fn run_logged(
+        &self,
+        dir: &Path,
+        log: &Path,
+        stopped: &dyn Fn() -> bool,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let mut child = self
+            .command()
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("run {}", self.display()))?;
+        let st = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if stopped() {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                let _ = child.wait();
+                anyhow::bail!("interrupted");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if !st.success() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            anyhow::bail!(
+                "`{}` failed ({st}); last lines:\n{}",
+                self.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(())
     }
 }
 

@@ -68,10 +68,11 @@ enum Cmd {
 }
 
 impl Cmd {
-    /// A run and a lab VM unwind through their guards on a signal; every other command has
-    /// nothing to tear down and stops at once.
+    /// A run, a lab VM and an image build (which may build the minimal kernel: make's
+    /// process group is ended on the way out) unwind through their guards on a signal;
+    /// every other command has nothing to tear down and stops at once.
     fn unwinds(&self) -> bool {
-        matches!(self, Cmd::Run(_) | Cmd::Lab(_))
+        matches!(self, Cmd::Run(_) | Cmd::Lab(_) | Cmd::Image { .. })
     }
 
     /// Output-only commands stop quietly when their reader goes (`zvbench compare … |
@@ -114,7 +115,7 @@ fn dispatch(cmd: Cmd, stop: &Interrupt) -> anyhow::Result<i32> {
         Cmd::Compare(a) => commands::compare::compare(&a),
         Cmd::Import { tool } => commands::import::import(&tool),
         Cmd::History(a) => commands::history::history(&a),
-        Cmd::Image { action } => commands::image::image(action),
+        Cmd::Image { action } => commands::image::image(action, stop),
         Cmd::Clean(a) => Ok(commands::clean::command(a)),
         Cmd::Doctor => Ok(commands::doctor::report(
             &commands::cache_dir(),

@@ -25,7 +25,7 @@ pub enum ImageAction {
 }
 
 /// Builds the ISO and prints its path; exit status 0.
-pub fn image(action: ImageAction) -> Result<i32> {
+pub fn image(action: ImageAction, stop: &crate::Interrupt) -> Result<i32> {
     let ImageAction::Build {
         scenario,
         target,
@@ -33,7 +33,7 @@ pub fn image(action: ImageAction) -> Result<i32> {
         guest,
     } = action;
     let plan = crate::scenario::load(&scenario)?;
-    let kernel = crate::guest::kernel::find(guest.kernel.zip(guest.modules), &cache_dir())?;
+    let kernel = guest.kernel(&cache_dir(), stop)?;
     crate::run::guest_image(&plan, &target, &kernel, &find_agent(guest.agent)?, &out)?;
     println!("{}", out.display());
     Ok(0)

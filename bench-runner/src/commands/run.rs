@@ -68,7 +68,7 @@ pub fn run(a: RunArgs, stop: &Interrupt) -> Result<i32> {
     let has_guest = plan.targets.iter().any(|t| t.guest.is_some());
     let cache = cache_dir();
     let (kernel, agent) = if has_guest {
-        let k = crate::guest::kernel::find(a.guest.kernel.zip(a.guest.modules), &cache)?;
+        let k = a.guest.kernel(&cache, stop)?;
         (Some(k), find_agent(a.guest.agent)?)
     } else {
         (None, PathBuf::new())

@@ -7,6 +7,7 @@
 pub mod initramfs;
 pub mod iso;
 pub mod kernel;
+pub mod tiny;
 pub mod vmlinux;
 
 use crate::guest::initramfs::Cpio;

@@ -7,7 +7,6 @@
 use crate::cmd::Argv;
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -312,7 +311,7 @@ fn compile(
     obj: &Path,
     stop: &Interrupt,
 ) -> Result<()> {
-    let log = std::fs::File::create(dir.join("build.log"))?;
+    let log = dir.join("build.log");
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let steps = [
         Argv::new([
@@ -324,41 +323,7 @@ fn compile(
         Argv::new(["make".to_string(), format!("-j{jobs}")]),
     ];
     for step in steps {
-        let mut child = step
-            .command()
-            .current_dir(zfs_src)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log.try_clone()?)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("run {}", step.display()))?;
-        let st = loop {
-            if let Some(st) = child.try_wait()? {
-                break st;
-            }
-            if stop.is_set() {
-                // make's compilers are in its process group: end them all.
-                if let Ok(pgid) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pgid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                let _ = child.wait();
-                bail!("interrupted");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        };
-        if !st.success() {
-            let text = std::fs::read_to_string(dir.join("build.log")).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            bail!(
-                "`{}` failed ({st}); last lines:\n{}",
-                step.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
+        step.run_logged(zfs_src, &log, &|| stop.is_set())?;
     }
     Ok(())
 }

@@ -46,16 +46,18 @@ pub fn agent() -> PathBuf {
         .clone()
 }
 
+/// zvbench's cache, `~/.cache/zvbench`, where guest kernels are kept.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp".into())
+        .join(".cache/zvbench")
+}
+
 pub fn kernel() -> GuestKernel {
     static K: OnceLock<GuestKernel> = OnceLock::new();
-    K.get_or_init(|| {
-        let cache = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/var/tmp".into())
-            .join(".cache/zvbench");
-        zvbench::guest::kernel::find(None, &cache).expect("a guest kernel")
-    })
-    .clone()
+    K.get_or_init(|| zvbench::guest::kernel::find(None, &cache_dir()).expect("a guest kernel"))
+        .clone()
 }
 
 pub fn options(out: &Path, scenario_text: &str) -> RunOptions {
