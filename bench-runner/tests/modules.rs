@@ -287,3 +287,20 @@ fn the_checker_sees_a_cycle_through_crate_paths_and_a_child_reaching_back() {
     );
     assert!(cycles(&graph(&s)).is_empty(), "{:?}", graph(&s));
 }
+
+/// Library code reports through `observe` (issue 12): only the CLI's edge — `main.rs`,
+/// `commands/` — and `observe` itself print.
+#[test]
+fn only_the_cli_edge_prints() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let printing: Vec<String> = read_sources(&src)
+        .into_iter()
+        .filter(|(m, _)| !(m.starts_with("commands") || m == "observe"))
+        .filter(|(_, (_, code))| code.contains("println!(") || code.contains("print!("))
+        .map(|(m, (file, _))| format!("{m} ({})", file.display()))
+        .collect();
+    assert!(
+        printing.is_empty(),
+        "modules that print instead of going through crate::observe: {printing:?}"
+    );
+}

@@ -136,7 +136,7 @@ pub fn ensure(cache: &Path, stopped: &dyn Fn() -> bool) -> Result<GuestKernel> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).with_context(|| format!("create {}", staging.display()))?;
     let start = Instant::now();
-    eprintln!(
+    crate::observe::note!(
         "zvbench: building the minimal guest kernel from Debian's {SOURCE_PACKAGE} into {} (once; about 10 min on 2 cores)",
         kernel_dir.display()
     );
@@ -162,7 +162,7 @@ pub fn ensure(cache: &Path, stopped: &dyn Fn() -> bool) -> Result<GuestKernel> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir)
         .with_context(|| format!("rename {} to {}", staging.display(), dir.display()))?;
-    eprintln!("zvbench: minimal guest kernel {version} built in {secs:.0} s");
+    crate::observe::note!("zvbench: minimal guest kernel {version} built in {secs:.0} s");
     at(&dir).context("the finished kernel build is incomplete")
 }
 
