@@ -53,12 +53,37 @@ impl Drop for ZfsFuse {
         d.0 -= 1;
         if d.0 == 0 {
             if let Some(mut c) = d.1.take() {
-                let _ = c.kill();
-                let _ = c.wait();
+                // SIGTERM lets zfs-fuse unmount its kstat file system (SIGKILL left a dead
+                // /zfs-kstat behind after every run); SIGKILL only if it does not end.
+                if let Ok(pid) = i32::try_from(c.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                let start = Instant::now();
+                while c.try_wait().ok().flatten().is_none() {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Whatever the daemon left mounted without a server goes too.
+                let dead = std::fs::metadata(KSTAT)
+                    .err()
+                    .and_then(|e| e.raw_os_error());
+                if dead == Some(libc::ENOTCONN) {
+                    let _ = nix::mount::umount2(KSTAT, nix::mount::MntFlags::MNT_DETACH);
+                }
             }
         }
     }
 }
+
+/// Where zfs-fuse mounts its kstat file system.
+const KSTAT: &str = "/zfs-kstat";
 
 /// A pool on a file, destroyed on drop.
 struct Pool(String);
