@@ -52,7 +52,14 @@ fn fio_json_of_two_jobs() {
     );
     let (p50, p99) = (w.flush_p50_us.unwrap(), w.flush_p99_us.unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{p50} {p99}");
-    assert!(w.mib_per_s > 0.0 && w.lat_p99_us >= w.lat_p50_us && w.lat_max_us >= w.lat_p99_us);
+    // fio's percentiles are the upper edges of its latency bins (64 per power of two:
+    // FIO_IO_U_PLAT_BITS = 6), so p99 may exceed the true maximum by up to 1/64.
+    assert!(
+        w.mib_per_s > 0.0
+            && w.lat_p99_us >= w.lat_p50_us
+            && w.lat_max_us * (1.0 + 1.0 / 64.0) >= w.lat_p99_us,
+        "{w:?}"
+    );
     let (p90, p999) = (w.lat_p90_us.unwrap(), w.lat_p999_us.unwrap());
     assert!(
         w.lat_p50_us <= p90 && p90 <= w.lat_p99_us && w.lat_p99_us <= p999,
