@@ -114,13 +114,10 @@ pub fn assert_nothing_left(dir: &Path) {
         "QEMU left: {ps}"
     );
     // Mounts below `dir` (a test may mount `dir` itself, as a scratch file system).
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let mounts = mount_points();
     assert!(
-        !mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(1))
-            .any(|m| m.starts_with(&format!("{d}/"))),
-        "mounts left: {mounts}"
+        !mounts.iter().any(|m| m.starts_with(&format!("{d}/"))),
+        "mounts left: {mounts:?}"
     );
     let files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -217,4 +214,13 @@ pub fn row<'a>(rows: &'a [ResultRow], target: &str, workload: &str) -> &'a Resul
     rows.iter()
         .find(|r| r.target == target && r.workload == workload)
         .unwrap_or_else(|| panic!("no row {target}/{workload}"))
+}
+
+/// This process's mount points, as `/proc/mounts` spells them.
+pub fn mount_points() -> Vec<String> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1).map(str::to_string))
+        .collect()
 }
