@@ -137,6 +137,28 @@ fn a_time_based_pass_runs_for_its_runtime_and_leaves_the_ramp_out() {
     assert_eq!(r.runtime_s, Some(1.0));
 }
 
+#[test]
+fn a_short_pass_is_timed_by_its_requests_not_by_the_progress_poll() {
+    // The pass's thread looks at its jobs every 20 ms. A pass used to end when that look
+    // saw the jobs done, so a 60 ms pass read as 80 ms (a third slower), in 20 ms steps —
+    // the between-run noise of the quick scenario's 64 MiB passes. 64 KiB into the page
+    // cache takes well under a millisecond; its time must not be a poll interval.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f");
+    let mut secs: Vec<f64> = (0..5)
+        .map(|_| {
+            let mut s = spec(&p, Workload::Seqwr, 16 << 10, 64 << 10);
+            s.end_fsync = false;
+            run_pass(&s, &mut Quiet).unwrap().seconds
+        })
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    assert!(
+        secs[2] < 0.015,
+        "a 64 KiB buffered write timed at {secs:?} s: the poll's 20 ms, not the requests"
+    );
+}
+
 /// Never stops before the pass, then stops at the first check during it.
 struct StopDuring(bool);
 
