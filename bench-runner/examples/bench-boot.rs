@@ -8,7 +8,9 @@
 //! wall times there depend on how much of a core QEMU got.
 //!
 //! Usage: `bench-boot AGENT [N] [KINDS]` (N defaults to 5; KINDS is a comma list of
-//! `bzimage`, `pvh`, `tiny`, default all three).
+//! `bzimage`, `pvh`, `tiny`, each optionally `@seabios` to boot through SeaBIOS instead of
+//! qboot — `bzimage@seabios` is the boot zvbench had before issue 10 —; default
+//! `bzimage@seabios,pvh,tiny`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use zvbench::guest::kernel::{DirectBoot, GuestKernel};
 use zvbench::guest::BootTimeline;
 use zvbench::hypervisor::boot::{self, Below, Guest};
-use zvbench::hypervisor::qemu::{vm::Qemu, Accel};
+use zvbench::hypervisor::qemu::{vm::Qemu, Accel, Firmware};
 use zvbench_reports::stats::Spread;
 
 const SCENARIO: &str = r#"
@@ -56,7 +58,12 @@ fn children_cpu_s() -> f64 {
     t(u.user_time()) + t(u.system_time())
 }
 
-fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Result<Sample> {
+fn boot_once(
+    (kernel, firmware): (&GuestKernel, Firmware),
+    agent: &Path,
+    work: &Path,
+    disk: &Path,
+) -> Result<Sample> {
     let plan = zvbench::scenario::parse("bench-boot.toml", SCENARIO)?;
     let cfg = plan.targets[0].guest.as_ref().context("a guest target")?;
     let guest_disk = PathBuf::from(zvbench::guest::kernel::guest_disk(cfg.bus));
@@ -67,6 +74,7 @@ fn boot_once(kernel: &GuestKernel, agent: &Path, work: &Path, disk: &Path) -> Re
         accel: Accel::Tcg,
         disk: (disk.to_owned(), "raw"),
         powercut_log: None,
+        firmware,
     };
     let guest = Guest {
         name: format!("zvbench-bench-boot-{}", std::process::id()),
@@ -105,16 +113,22 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let agent = PathBuf::from(
         args.next()
-            .context("usage: bench-boot AGENT [N] [bzimage,pvh,tiny]")?,
+            .context("usage: bench-boot AGENT [N] [bzimage,pvh,tiny[@seabios],...]")?,
     );
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let cache = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/tmp".into())
         .join(".cache/zvbench");
-    let wanted = args.next().unwrap_or_else(|| "bzimage,pvh,tiny".into());
-    let mut kinds: Vec<(&str, GuestKernel)> = Vec::new();
+    let wanted = args
+        .next()
+        .unwrap_or_else(|| "bzimage@seabios,pvh,tiny".into());
+    let mut kinds: Vec<(String, GuestKernel, Firmware)> = Vec::new();
     for w in wanted.split(',') {
+        let (w, firmware) = match w.strip_suffix("@seabios") {
+            Some(w) => (w, Firmware::SeaBios),
+            None => (w, Firmware::for_direct_boot()),
+        };
         let debian = || -> Result<GuestKernel> {
             let pvh = zvbench::guest::kernel::find(None, &cache)?;
             if !matches!(pvh.direct, DirectBoot::Pvh { .. }) {
@@ -122,7 +136,7 @@ fn main() -> Result<()> {
             }
             Ok(pvh)
         };
-        kinds.push(match w {
+        let (name, kernel) = match w {
             "bzimage" => (
                 "bzImage",
                 GuestKernel {
@@ -138,7 +152,12 @@ fn main() -> Result<()> {
                 zvbench::guest::tiny::ensure(&cache, &|| false)?,
             ),
             other => bail!("unknown kernel kind {other:?}: give bzimage, pvh or tiny"),
-        });
+        };
+        let fw = match firmware {
+            Firmware::Qboot => "",
+            Firmware::SeaBios => " SeaBIOS",
+        };
+        kinds.push((format!("{name}{fw}"), kernel, firmware));
     }
     // The guest disk is opened O_DIRECT (cache=none): /var/tmp unless TMPDIR names another
     // directory on a file system with O_DIRECT (in the ZFS lab: the pool's, not a tmpfs).
@@ -153,12 +172,12 @@ fn main() -> Result<()> {
     );
     let mut samples: Vec<Vec<Sample>> = kinds.iter().map(|_| Vec::new()).collect();
     for i in 0..n {
-        for (k, (name, kernel)) in kinds.iter().enumerate() {
+        for (k, (name, kernel, firmware)) in kinds.iter().enumerate() {
             let work = dir.path().join(format!("{k}-{i}"));
-            let s = boot_once(kernel, &agent, &work, &disk)
+            let s = boot_once((kernel, *firmware), &agent, &work, &disk)
                 .with_context(|| format!("{name} boot {}", i + 1))?;
             eprintln!(
-                "  {name:<14} boot {}: Hello at {:.2} s, QEMU CPU {:.2} s",
+                "  {name:<22} boot {}: Hello at {:.2} s, QEMU CPU {:.2} s",
                 i + 1,
                 s.boot.hello_ms.unwrap_or(0) as f64 / 1000.0,
                 s.qemu_cpu_s
@@ -174,17 +193,17 @@ fn main() -> Result<()> {
     };
     println!("load average after: {}", load());
     println!(
-        "{:<14} | {:^17} | {:^17} | {:^17} | {:^17}",
+        "{:<22} | {:^17} | {:^17} | {:^17} | {:^17}",
         "kernel (n each)", "VM start → Hello", "→ first pass", "uptime at Hello", "QEMU CPU s"
     );
     println!(
-        "{:<14} | {:^17} | {:^17} | {:^17} | {:^17}",
+        "{:<22} | {:^17} | {:^17} | {:^17} | {:^17}",
         "", "med   min   max", "med   min   max", "med   min   max", "med   min   max"
     );
-    for (k, (name, _)) in kinds.iter().enumerate() {
+    for (k, (name, _, _)) in kinds.iter().enumerate() {
         let v = &samples[k];
         println!(
-            "{name:<14} | {} | {} | {} | {}",
+            "{name:<22} | {} | {} | {} | {}",
             cell(secs(v, |b| b.hello_ms)),
             cell(secs(v, |b| b.first_pass_ms)),
             cell(secs(v, |b| b.guest_uptime_ms)),

@@ -167,6 +167,7 @@ mod tests {
                 repetition: i as u32 + 1,
                 mib_per_s: m,
                 iops: m * 256.0,
+                seconds: 1.0,
                 lat_p99_us: lat,
                 ..Default::default()
             })

@@ -4,7 +4,9 @@
 
 use super::{guest, openzfs, vm};
 use crate::cmd::Argv;
-use crate::hypervisor::qemu::{base_args, boot_args, machine_args, size_args, Accel, QemuGuard};
+use crate::hypervisor::qemu::{
+    base_args, boot_args, machine_args, size_args, Accel, Firmware, QemuGuard,
+};
 use crate::observe::{self, Stream};
 use crate::Interrupt;
 use anyhow::{bail, Context, Result};
@@ -177,7 +179,12 @@ pub fn run_attached(
     let mut args = base_args();
     args.extend(machine_args(o.accel));
     args.extend(size_args(o.memory_bytes, o.cpus));
-    args.extend(boot_args(&kernel.image, &initrd, vm::APPEND));
+    args.extend(boot_args(
+        Firmware::for_direct_boot(),
+        &kernel.image,
+        &initrd,
+        vm::APPEND,
+    ));
     args.extend([
         "-serial".into(),
         format!(

@@ -12,7 +12,7 @@ use crate::host::storage::{check_blockdev, provision, Provisioned};
 use crate::host::zfs;
 use crate::hypervisor::boot::{self, Below, Guest};
 use crate::hypervisor::qemu::vm::Qemu;
-use crate::hypervisor::qemu::Accel;
+use crate::hypervisor::qemu::{Accel, Firmware};
 use crate::hypervisor::vbox::vm::VirtualBox;
 use crate::hypervisor::vbox::{self, VBoxManage, VboxDisk};
 use crate::hypervisor::vm_name;
@@ -704,6 +704,7 @@ fn hypervisor(
             accel: opts.accel,
             disk: (disk.to_owned(), format.qemu_driver()),
             powercut_log: powercut.map(|p| p.0),
+            firmware: Firmware::for_direct_boot(),
         }),
         Hypervisor::Virtualbox => {
             let disk = match &t.storage {

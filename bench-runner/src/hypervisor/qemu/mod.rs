@@ -84,16 +84,49 @@ pub fn size_args(memory_bytes: u64, cpus: u32) -> Vec<OsString> {
     ]
 }
 
-/// Direct kernel boot.
-pub fn boot_args(kernel: &Path, initrd: &Path, append: &str) -> Vec<OsString> {
-    vec![
+/// The firmware of a direct kernel boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// Debian's qboot (package qemu-system-data): a minimal firmware that sets up PCI and
+    /// the ACPI tables and jumps into the kernel QEMU loaded (PVH or bzImage), without
+    /// SeaBIOS's POST. Measured here: a guest reaches its kernel 0.2 s sooner under TCG,
+    /// and seconds sooner nested in the OpenZFS lab's VM.
+    Qboot,
+    /// QEMU's default, SeaBIOS, with QEMU's option ROM loading the kernel. An ISO boot
+    /// always uses it.
+    SeaBios,
+}
+
+/// Where Debian's QEMU keeps qboot.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+impl Firmware {
+    /// qboot where QEMU has it, else SeaBIOS.
+    pub fn for_direct_boot() -> Firmware {
+        if Path::new(QBOOT).is_file() {
+            Firmware::Qboot
+        } else {
+            Firmware::SeaBios
+        }
+    }
+}
+
+/// Direct kernel boot through `firmware`.
+pub fn boot_args(firmware: Firmware, kernel: &Path, initrd: &Path, append: &str) -> Vec<OsString> {
+    let bios: &[&str] = match firmware {
+        Firmware::Qboot => &["-bios", QBOOT],
+        Firmware::SeaBios => &[],
+    };
+    let mut v = os(bios);
+    v.extend([
         "-kernel".into(),
         kernel.into(),
         "-initrd".into(),
         initrd.into(),
         "-append".into(),
         append.into(),
-    ]
+    ]);
+    v
 }
 
 /// Boot from `iso` on a CD drive of the machine's own AHCI controller.

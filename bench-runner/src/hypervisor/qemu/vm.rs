@@ -2,7 +2,7 @@
 //! frame channel on ttyS1 (a UNIX socket, so the host acknowledges each mark), the
 //! counters through QMP, and a power-cut check's `blklogwrites` log.
 
-use super::{Accel, Disk, QemuGuard, Qmp};
+use super::{Accel, Disk, Firmware, QemuGuard, Qmp};
 use crate::guest::{no_bytes_yet, BlockStats, Handshake, APPEND};
 use crate::hypervisor::boot::{Guest, Hypervisor, Medium, Poll, Vm};
 use crate::scenario::{key_name, Boot, GuestConfig};
@@ -22,6 +22,8 @@ pub struct Qemu {
     /// A power-cut check: log the disk's writes and flushes here (`blklogwrites`), ask the
     /// agent for sync marks, and kill QEMU hard (SIGKILL) once the results are in.
     pub powercut_log: Option<PathBuf>,
+    /// The firmware of a direct kernel boot ([`Firmware::for_direct_boot`]).
+    pub firmware: Firmware,
 }
 
 /// How long QEMU may take to open a socket it listens on.
@@ -37,7 +39,7 @@ impl Qemu {
         args.extend(super::size_args(cfg.memory.bytes(), cfg.cpus));
         args.extend(match medium {
             Medium::Kernel { initrd } => {
-                super::boot_args(guest.kernel.direct_image(), initrd, APPEND)
+                super::boot_args(self.firmware, guest.kernel.direct_image(), initrd, APPEND)
             }
             Medium::Iso(iso) => super::cdrom_args(iso),
         });
@@ -250,6 +252,7 @@ mod tests {
             accel: Accel::Tcg,
             disk: ("/d/disk.vdi".into(), "vdi"),
             powercut_log: None,
+            firmware: Firmware::Qboot,
         };
         let initrd = w.join("initramfs.cpio.gz");
         let kernel = argv(
@@ -276,8 +279,12 @@ mod tests {
         );
         let iso = argv(&qemu, w, &Medium::Iso(w.join("g.iso")));
         assert!(
-            !iso.contains("-kernel") && iso.contains("media=cdrom"),
-            "{iso}"
+            !iso.contains("-kernel") && iso.contains("media=cdrom") && !iso.contains("-bios"),
+            "an ISO boots through SeaBIOS: {iso}"
+        );
+        assert!(
+            kernel.contains(&format!("-bios {} -kernel", crate::hypervisor::qemu::QBOOT)),
+            "a direct boot goes through qboot: {kernel}"
         );
         let log = w.join("powercut.log");
         qemu.powercut_log = Some(log.clone());
