@@ -168,7 +168,12 @@ sync_every = 4
     fn shipped_scenarios_validate() {
         std::fs::create_dir_all("/var/tmp/zvbench").unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-        for f in ["quick.toml", "ci.toml", "seed-sysbench.toml", "story-virtualbox.toml"] {
+        for f in [
+            "quick.toml",
+            "ci.toml",
+            "seed-sysbench.toml",
+            "story-virtualbox.toml",
+        ] {
             let p = load(&root.join(f)).unwrap_or_else(|e| panic!("{e}"));
             assert!(
                 p.targets
