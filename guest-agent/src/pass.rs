@@ -727,21 +727,21 @@ fn drive(
     let expected = runtime.map_or(64, |r| (r.as_nanos() / interval.as_nanos()) as usize + 2);
     let mut stopped = false;
     let mut before = (None, (0.0, 0.0), Instant::now());
-    // Each job says when it is done, so that this thread wakes at once (an end fsync then
-    // starts without delay); it still wakes every `poll` for progress, acks and a stop.
+    // Each job says when it is done (also when it panics: the signal is sent on drop), so
+    // that this thread wakes at once and counts the jobs done — an end fsync then starts
+    // without delay; it still wakes every `poll` for progress, acks and a stop.
     let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+    let jobs_n = jobs.len();
     let outs = std::thread::scope(|sc| {
         let handles: Vec<_> = jobs
             .into_iter()
             .enumerate()
             .map(|(j, job)| {
                 let j = j as u64;
-                let ended_tx = ended_tx.clone();
+                let signal = EndSignal(ended_tx.clone());
                 sc.spawn(move || {
-                    let r = job_thread(spec, job, shape.region(j), j, sh, expected);
-                    // The receiver outlives the jobs: a send cannot fail while it matters.
-                    let _ = ended_tx.send(());
-                    r
+                    let _signal = signal;
+                    job_thread(spec, job, shape.region(j), j, sh, expected)
                 })
             })
             .collect();
@@ -768,9 +768,11 @@ fn drive(
         let start = before.2;
         sh.gate.open(start);
         let mut next = Duration::from_secs(1);
-        while !handles.iter().all(|h| h.is_finished()) {
-            // A wake-up by a job that ended, or the poll interval: either way look again.
-            let _ = ended_rx.recv_timeout(poll);
+        let mut ended = 0;
+        while ended < jobs_n {
+            if ended_rx.recv_timeout(poll).is_ok() {
+                ended += 1;
+            }
             ack_rx.try_iter().for_each(|n| obs.synced(n));
             let el = start.elapsed();
             if el >= next {
@@ -851,6 +853,17 @@ fn job_thread(
         sh.stop.store(true, Ordering::Relaxed);
     }
     r.map(|()| Ended { out, at })
+}
+
+/// Tells the pass's thread that a job ended, when dropped: at the end of the job's thread,
+/// or while it unwinds from a panic.
+struct EndSignal(std::sync::mpsc::Sender<()>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        // The receiver lives until every job is joined: the send cannot fail.
+        let _ = self.0.send(());
+    }
 }
 
 /// A job's results and when its last request completed: the pass's time ends at the last

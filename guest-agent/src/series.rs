@@ -176,10 +176,13 @@ pub struct Series {
 }
 
 /// Merges the jobs' recorders into the pass's series; `seconds` is the measured length
-/// (the last interval is scaled by the part of it the pass covered). A last interval
-/// shorter than half of one is folded into the one before: it holds only the queue's
-/// drain after a time-based pass stops submitting (measured: 0.8 ms holding 16 requests
-/// drew a 3 s randwrite at QD16 as a collapse to a third of its rate at the end).
+/// (the last interval is scaled by the part of it the pass covered, so it may be shorter
+/// than one). A last interval shorter than half of one is folded into the one before,
+/// which then ends with the pass: such a sliver holds a few completions only — after a
+/// time-based pass stops submitting, the queue's drain (measured: 0.8 ms holding 16
+/// requests drew a 3 s randwrite at QD16 as a collapse to a third of its rate). Intervals
+/// with no completion up to the pass's end are zeros. A series cut at [`MAX_POINTS`] ends
+/// with its last whole interval.
 pub fn merge(jobs: Vec<SeriesRecorder>, seconds: f64) -> Series {
     let interval_ns = jobs.first().map_or(1_000_000_000, |j| j.interval_ns);
     let mut slots: Vec<Slot> = Vec::new();
@@ -196,11 +199,13 @@ pub fn merge(jobs: Vec<SeriesRecorder>, seconds: f64) -> Series {
     let len_s = interval_ns as f64 / 1e9;
     // Intervals up to the pass's end, the trailing ones with no completion too (a stall
     // at the end shows as zeros).
-    let covered = ((seconds / len_s).ceil() as usize).min(MAX_POINTS);
+    let intervals = (seconds / len_s).ceil();
+    let cut = intervals > MAX_POINTS as f64;
+    let covered = (intervals as usize).min(MAX_POINTS);
     while slots.len() < covered {
         slots.push(Slot::new(slots.len() as u64));
     }
-    if slots.len() >= 2 && seconds - (slots.len() - 1) as f64 * len_s < len_s / 2.0 {
+    if !cut && slots.len() >= 2 && seconds - (slots.len() - 1) as f64 * len_s < len_s / 2.0 {
         let last = slots.pop().expect("two or more slots");
         slots.last_mut().expect("one or more slots").add(&last);
     }
@@ -212,7 +217,7 @@ pub fn merge(jobs: Vec<SeriesRecorder>, seconds: f64) -> Series {
             let start = s.index as f64 * len_s;
             // The last point ends with the pass (longer than an interval if a sliver was
             // folded into it, shorter if the pass ended inside it).
-            let end = if i + 1 == n {
+            let end = if i + 1 == n && !cut {
                 seconds.max(start + 1e-9)
             } else {
                 start + len_s
