@@ -25,7 +25,8 @@ use std::path::Path;
 
 /// The log sector size zvbench asks for (`log-sector-size`).
 pub const LOG_SECTOR: u64 = 512;
-const FLUSH: u64 = 1;
+/// dm-log-writes' entry flag of a flush.
+pub(crate) const FLUSH: u64 = 1;
 const FUA: u64 = 2;
 const DISCARD: u64 = 4;
 const MARK: u64 = 8;

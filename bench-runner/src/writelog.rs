@@ -17,7 +17,7 @@
 //! every write reaches the log when the caller makes it. A FUSE file is not a block device:
 //! a raw-disk VMDK's device cannot be logged this way.
 
-use crate::powercut::LOG_SECTOR;
+use crate::powercut::{FLUSH, LOG_SECTOR};
 use fuser::{
     FileAttr, FileType, Filesystem, MountOption, ReplyAttr, ReplyCreate, ReplyData, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyWrite, Request,
@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 const MAGIC: u64 = 0x006a_7366_7773_6872;
-const FLUSH: u64 = 1;
 const ROOT: u64 = 1;
 const FILE: u64 = 2;
 /// Attributes are not cached: the file's size changes with every extending write.

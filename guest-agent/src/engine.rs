@@ -213,7 +213,7 @@ impl Uring {
                 self.ring.submitter().enter::<libc::sigset_t>(
                     n as u32,
                     min as u32,
-                    IORING_ENTER_GETEVENTS,
+                    io_uring::EnterFlags::GETEVENTS.bits(),
                     None,
                 )
             };
@@ -234,9 +234,6 @@ impl Uring {
         }
     }
 }
-
-/// `IORING_ENTER_GETEVENTS` from `<linux/io_uring.h>`.
-const IORING_ENTER_GETEVENTS: u32 = 1;
 
 impl Engine for Uring {
     fn name(&self) -> &'static str {

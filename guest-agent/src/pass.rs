@@ -726,13 +726,12 @@ fn drive(
     let runtime = secs(spec.runtime);
     let expected = runtime.map_or(64, |r| (r.as_nanos() / interval.as_nanos()) as usize + 2);
     let mut stopped = false;
-    let mut before = (None, (0.0, 0.0), Instant::now());
     // Each job says when it is done (also when it panics: the signal is sent on drop), so
     // that this thread wakes at once and counts the jobs done — an end fsync then starts
     // without delay; it still wakes every `poll` for progress, acks and a stop.
     let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
     let jobs_n = jobs.len();
-    let outs = std::thread::scope(|sc| {
+    let (outs, (stat_before, cpu0, start)) = std::thread::scope(|sc| {
         let handles: Vec<_> = jobs
             .into_iter()
             .enumerate()
@@ -760,7 +759,7 @@ fn drive(
             }
         }
         obs.phase(Phase::Start);
-        before = (
+        let before = (
             t.stat_source.as_ref().and_then(|s| s.read().ok()),
             cpu_times(),
             Instant::now(),
@@ -794,12 +793,11 @@ fn drive(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect();
         ack_rx.try_iter().for_each(|n| obs.synced(n));
-        joined
+        (joined, before)
     });
     if stopped {
         return Err(PassError::Stopped);
     }
-    let (stat_before, cpu0, start) = before;
     Ok(Driven {
         outs,
         start,

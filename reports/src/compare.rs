@@ -345,6 +345,21 @@ fn collect(rows: &[ResultRow], m: &Metric) -> BTreeMap<(String, String), Vec<f64
     g
 }
 
+/// The fewest samples a row of each (target, workload) rests on (0 when unknown).
+fn fewest_samples<'a>(
+    rows: impl Iterator<Item = &'a ResultRow>,
+    samples: fn(&ResultRow) -> Option<f64>,
+) -> BTreeMap<(String, String), f64> {
+    let mut g: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in rows {
+        let n = samples(r).unwrap_or(0.0);
+        g.entry((r.target.clone(), r.workload.clone()))
+            .and_modify(|m| *m = m.min(n))
+            .or_insert(n);
+    }
+    g
+}
+
 /// Compares the current results with a history of baseline runs (oldest first). Only
 /// finite values count (NaN is "not measured"). An error when not one metric or flush
 /// count of one (target, workload) could be compared: a CI gate must not pass on nothing.
@@ -370,6 +385,9 @@ pub fn compare(
     for m in METRICS {
         let (b, c) = (collect(&base, m), collect(cur, m));
         let per_run: Vec<_> = history.iter().map(|run| collect(run, m)).collect();
+        let fewest = m
+            .samples
+            .map(|samples| fewest_samples(base.iter().chain(cur), samples));
         for key in cur_keys.iter().filter(|k| base_keys.contains(k)) {
             let skip = |why| NotCompared {
                 target: key.0.clone(),
@@ -393,19 +411,14 @@ pub fn compare(
                     continue;
                 }
             };
-            if let Some(samples) = m.samples {
-                let fewest = base
-                    .iter()
-                    .chain(cur)
-                    .filter(|r| r.target == key.0 && r.workload == key.1)
-                    .map(|r| samples(r).unwrap_or(0.0))
-                    .fold(f64::INFINITY, f64::min);
-                if fewest < MIN_TAIL_SAMPLES {
-                    out.not_compared.push(skip(
-                        "a p99 of under 1,000 samples a pass (or an unknown count) is too few to gate",
-                    ));
-                    continue;
-                }
+            if fewest
+                .as_ref()
+                .is_some_and(|f| f.get(key).is_none_or(|&n| n < MIN_TAIL_SAMPLES))
+            {
+                out.not_compared.push(skip(
+                    "a p99 of under 1,000 samples a pass (or an unknown count) is too few to gate",
+                ));
+                continue;
             }
             let run_medians: Vec<f64> = per_run
                 .iter()

@@ -82,13 +82,6 @@ fn cause_of_drop(r: &ResultRow, lower: Layer) -> &'static str {
     use Layer::{GuestDevice, HostDevice, Hypervisor, PoolVdevs, Zil};
     let no_write_cache = r.dev_write_cache.as_deref() == Some("write through");
     let cache = Cache::parse(&r.cache);
-    let ignored = matches!(
-        cache,
-        Cache::Virtualbox {
-            flushes_ignored: true,
-            ..
-        }
-    );
     match (r.hypervisor.as_str(), cache, lower) {
         ("virtualbox", _, GuestDevice) if r.bus == "nvme" => {
             "the NVMe controller reports no volatile write cache, so the guest issues no flushes; with the host cache off writes go O_DIRECT to the image and are never fsynced: the results are not durable"
@@ -100,7 +93,14 @@ fn cause_of_drop(r: &ResultRow, lower: Layer) -> &'static str {
         ("qemu", Cache::Qemu(QemuCache::Unsafe), Hypervisor | HostDevice | Zil | PoolVdevs) => {
             "QEMU cache=unsafe ignores guest flushes: the results are not durable"
         }
-        ("virtualbox", _, HostDevice | Zil) if ignored => {
+        (
+            "virtualbox",
+            Cache::Virtualbox {
+                flushes_ignored: true,
+                ..
+            },
+            HostDevice | Zil,
+        ) => {
             "VirtualBox ignores the guest's flushes: the host I/O cache is on and IgnoreFlush is 1 (its default there), or IgnoreFlushAsync is 1: the results are not durable"
         }
         ("virtualbox", _, HostDevice | Zil)

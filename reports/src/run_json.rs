@@ -287,7 +287,7 @@ pub fn from_value(v: &Value, path: &Path) -> Result<RunInfo, RunJsonError> {
     let Value::Object(map) = v else {
         return Err(RunJsonError::NotObject { path: path.into() });
     };
-    serde_json::from_value(v.clone()).map_err(|source| {
+    RunInfo::deserialize(v).map_err(|source| {
         let field = map
             .iter()
             .find_map(|(k, v)| bad_field(k, v))

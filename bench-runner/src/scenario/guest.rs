@@ -169,11 +169,11 @@ impl VboxFlush {
 
     /// The `cache` column of a result row: the settings that decide flushing.
     pub fn describe(&self) -> String {
-        format!(
-            "hostiocache={} flushes={}",
-            if self.host_io_cache { "on" } else { "off" },
-            if self.ignored() { "ignored" } else { "passed" }
-        )
+        zvbench_reports::cache::Cache::Virtualbox {
+            host_io_cache: self.host_io_cache,
+            flushes_ignored: self.ignored(),
+        }
+        .to_string()
     }
 }
 
