@@ -28,8 +28,9 @@ enum Cmd {
     Check(CheckArgs),
     /// Write summary.md, plots/ (PNG, SVG) and report.html for a run directory; print the summary.
     Report(ReportArgs),
-    /// Compare a history of baseline runs with the current run; exit 1 on a significant
-    /// regression or on flushes lost at any layer, 2 on bad input.
+    /// Compare a history of baseline runs with the current run; exit 1 on flushes lost at
+    /// any layer or a regression a confirmation run (`--confirm`) shows too, 3 on a
+    /// regression in one current run (confirm it), 2 on bad input.
     Compare(CompareArgs),
     /// Turn fio JSON or sysbench fileio text into results.csv rows in a run directory.
     Import {

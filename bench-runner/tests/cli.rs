@@ -665,3 +665,61 @@ fn compare_against_a_history_gates_flush_counts() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot list"), "{}", stderr(&o));
 }
+
+/// Issue 16: a throughput drop in one current run exits 3 (a suspicion); `--confirm` with
+/// a second run decides: 1 when it shows the drop too, 0 when it does not; the current
+/// run itself is refused as its own confirmation.
+#[test]
+fn compare_asks_for_a_confirmation_run_before_failing_on_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let runs = |mib: f64| vec![row("raw", "seqrd", mib * 0.97), row("raw", "seqrd", mib)];
+    for (i, mib) in [100.0, 103.0, 98.0, 101.0, 99.0].into_iter().enumerate() {
+        run_dir(
+            &history,
+            &format!("run{i}"),
+            &runs(mib),
+            "2026-11-01T00:00:00Z",
+        );
+    }
+    let h = history.to_str().unwrap();
+    let at = "2026-11-02T00:00:00Z";
+    let slow = run_dir(dir.path(), "slow", &runs(70.0), at);
+    let slow2 = run_dir(dir.path(), "slow2", &runs(69.0), at);
+    let fine = run_dir(dir.path(), "fine", &runs(100.0), at);
+    let other = run_dir(dir.path(), "other", &[row("raw", "seqwr", 70.0)], at);
+    let o = zvbench(&["compare", h, &slow]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{md}{}", stderr(&o));
+    assert!(
+        md.contains("**regression in this run, unconfirmed**"),
+        "{md}"
+    );
+    assert!(md.contains("| raw | seqrd | mib_per_s | best |"), "{md}");
+    let o = zvbench(&["compare", h, &slow, "--confirm", &slow2]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{md}{}", stderr(&o));
+    assert!(md.contains("confirmation run shows it too"), "{md}");
+    let o = zvbench(&["compare", h, &slow, "--confirm", &fine]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = zvbench(&["compare", h, &slow, "--confirm", &slow]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is the current run itself"),
+        "{}",
+        stderr(&o)
+    );
+    // A confirmation run without this workload cannot clear the regression.
+    let o = zvbench(&["compare", h, &slow, "--confirm", &other]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{md}{}", stderr(&o));
+    assert!(
+        md.contains("raw / seqrd mib_per_s: no finite value in the confirmation run: the current run's verdict stands"),
+        "{md}"
+    );
+}

@@ -6,11 +6,15 @@
 //!   (throughput, IOPS) or `customSmallerIsBetter` (latencies).
 //! - Bencher Metric Format (BMF) is `{benchmark: {measure: {value, lower_value?,
 //!   upper_value?}}}`; here the benchmark is `target/workload` and each compared metric a
-//!   measure whose bounds are the current median's 95% interval implied by the change's.
+//!   measure whose bounds are the band the verdict rests on, around the baseline.
+//! - The value exported is the current run's value as `compare` judged it (each change's
+//!   `per_run`: the best pass for throughput with two or more baseline runs, the median
+//!   pass otherwise), so a tracked series changes statistic when the history grows from
+//!   one run to two.
 //! - The step summary is Markdown for `$GITHUB_STEP_SUMMARY`: the verdict first, then the
 //!   regressions, then every change folded away.
 
-use crate::compare::{Comparison, Verdict, METRICS};
+use crate::compare::{Comparison, Outcome, Verdict, METRICS};
 use crate::stats::fixed;
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
@@ -40,15 +44,7 @@ fn unit(metric: &str) -> &'static str {
     }
 }
 
-fn verdict(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Improved => "improved",
-        Verdict::Regressed => "regressed",
-        Verdict::NoChange => "no change",
-    }
-}
-
-/// github-action-benchmark custom JSON of the metrics of one direction (current medians).
+/// github-action-benchmark custom JSON of the metrics of one direction (current values).
 pub fn github_action_benchmark(c: &Comparison, dir: Direction) -> Value {
     let want_bigger = dir == Direction::Bigger;
     Value::Array(
@@ -60,15 +56,15 @@ pub fn github_action_benchmark(c: &Comparison, dir: Direction) -> Value {
                     "name": format!("{}/{}/{}", ch.target, ch.workload, ch.metric),
                     "unit": unit(ch.metric),
                     "value": ch.cur,
-                    "range": format!("95% CI of the change {:+.1}% … {:+.1}%", ch.ci_pct.0, ch.ci_pct.1),
-                    "extra": format!("baseline {}; {:+.1}%; {}", fixed(ch.base, 1), ch.change_pct, verdict(ch.verdict)),
+                    "range": format!("band of the verdict {:+.1}% … {:+.1}%", ch.ci_pct.0, ch.ci_pct.1),
+                    "extra": format!("baseline {}; {:+.1}%; {}", fixed(ch.base, 1), ch.change_pct, ch.verdict.label()),
                 })
             })
             .collect(),
     )
 }
 
-/// Bencher Metric Format JSON of every change (current medians).
+/// Bencher Metric Format JSON of every change (current values).
 pub fn bencher(c: &Comparison) -> Value {
     let mut out = Map::new();
     for ch in c.changes.iter().filter(|ch| ch.cur.is_finite()) {
@@ -99,19 +95,25 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
     let mut md = String::from("## zvbench compare\n\n");
     let _ = writeln!(
         md,
-        "{} {reg} regressed, {imp} improved, {} within ±{threshold_pct}% noise (a change counts when its whole 95% interval is beyond it).\n",
-        if c.failed() { ":x:" } else { ":white_check_mark:" },
-        c.changes.len() - reg - imp
+        "{} {reg} regressed, {imp} improved, {} within noise (a change counts beyond the band of the noise and beyond ±{threshold_pct}%).\n\nOutcome: {}.\n",
+        match c.outcome() {
+            Outcome::Pass => ":white_check_mark:",
+            Outcome::Regressed => ":x:",
+            Outcome::Unconfirmed => ":warning:",
+        },
+        c.changes.len() - reg - imp,
+        crate::compare::outcome_line(c)
     );
     let table = |md: &mut String, rows: &mut dyn Iterator<Item = &crate::compare::Change>| {
-        md.push_str("| target | workload | metric | base | current | change | 95% CI |\n|---|---|---|---:|---:|---:|---:|\n");
+        md.push_str("| target | workload | metric | pass | base | current | change | band |\n|---|---|---|---|---:|---:|---:|---:|\n");
         for ch in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:+.1}% | {:+.1}% … {:+.1}% |",
+                "| {} | {} | {} | {} | {} | {} | {:+.1}% | {:+.1}% … {:+.1}% |",
                 ch.target.replace('|', "\\|"),
                 ch.workload.replace('|', "\\|"),
                 ch.metric,
+                ch.per_run.label(),
                 fixed(ch.base, 1),
                 fixed(ch.cur, 1),
                 ch.change_pct,
@@ -132,12 +134,17 @@ pub fn step_summary(c: &Comparison, threshold_pct: f64) -> String {
         md.push('\n');
     }
     // Lost flushes fail the gate whatever the throughput did: the same section as `--format md`.
-    if c.flushes
-        .iter()
-        .any(|f| f.verdict != crate::flushgate::FlushVerdict::Same)
-    {
-        md.push_str(&crate::compare::flush_section(&c.flushes));
-        md.push('\n');
+    for (title, flushes) in [
+        (crate::compare::FLUSH_TITLE, &c.flushes),
+        (crate::compare::CONFIRM_FLUSH_TITLE, &c.confirm_flushes),
+    ] {
+        if flushes
+            .iter()
+            .any(|f| f.verdict != crate::flushgate::FlushVerdict::Same)
+        {
+            md.push_str(&crate::compare::flush_section(title, flushes));
+            md.push('\n');
+        }
     }
     md.push_str("<details><summary>Every compared metric</summary>\n\n");
     table(&mut md, &mut c.changes.iter());
@@ -183,6 +190,7 @@ mod tests {
         compare(
             &[rows(&[100.0, 101.0, 99.0], 50.0)],
             &rows(&[60.0, 61.0, 59.0], 50.0),
+            None,
             SETTINGS,
         )
         .unwrap()
@@ -223,12 +231,15 @@ mod tests {
     #[test]
     fn step_summary_leads_with_the_verdict_and_lists_regressions() {
         let md = step_summary(&comparison(), 5.0);
-        assert!(md.contains(":x: 2 regressed"), "{md}");
+        // One current run: a regression is a suspicion until a confirmation run shows it.
+        assert!(md.contains(":warning: 2 regressed"), "{md}");
+        assert!(md.contains("unconfirmed"), "{md}");
         assert!(md.contains("### Regressions"));
         assert!(md.contains("<details>"));
         let same = compare(
             &[rows(&[100.0, 101.0, 99.0], 50.0)],
             &rows(&[100.0, 101.0, 99.0], 50.0),
+            None,
             SETTINGS,
         )
         .unwrap();

@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 use std::sync::mpsc;
 use std::time::Duration;
-use zvbench_reports::compare::{compare, Settings};
+use zvbench_reports::compare::{compare, Comparison, Outcome, Settings, Verdict};
 use zvbench_reports::history::{self, Run};
 use zvbench_reports::import::{self, ImportError, Origin};
 use zvbench_reports::plot::{self, Bar, Chart, Figure, Series};
@@ -295,11 +295,11 @@ proptest! {
         let _ = import::sysbench(&t, &Origin { target: "t".into(), baseline: true }, Some("w"));
     }
 
-    /// Two runs of rows with any values: a comparison with finite numbers only, and at
-    /// least one of them, or an error.
+    /// Runs of rows with any values (and any confirmation run, or none): a comparison with
+    /// finite numbers only, and at least one of them, or an error.
     #[test]
-    fn compare_any_values(history in proptest::collection::vec(proptest::collection::vec(wild_row(), 0..6), 1..4), cur in proptest::collection::vec(wild_row(), 0..6), threshold in 0.0..100.0f64, boundary in 0.5..0.9999f64) {
-        match compare(&history, &cur, Settings { threshold_pct: threshold, boundary }) {
+    fn compare_any_values(history in proptest::collection::vec(proptest::collection::vec(wild_row(), 0..6), 1..4), cur in proptest::collection::vec(wild_row(), 0..6), confirm in proptest::option::of(proptest::collection::vec(wild_row(), 0..6)), threshold in 0.0..100.0f64, boundary in 0.5..0.9999f64) {
+        match compare(&history, &cur, confirm.as_deref(), Settings { threshold_pct: threshold, boundary }) {
             Ok(c) => {
                 prop_assert!(!c.changes.is_empty() || c.flushes.iter().any(|f| f.base > 0.0 || f.cur > 0.0));
                 for f in &c.flushes {
@@ -308,6 +308,23 @@ proptest! {
                 for ch in &c.changes {
                     prop_assert!(ch.base.is_finite() && ch.cur.is_finite() && ch.change_pct.is_finite());
                     prop_assert!(ch.ci_pct.0.is_finite() && ch.ci_pct.1.is_finite());
+                    prop_assert!(ch.confirm_pct.is_none_or(f64::is_finite));
+                }
+                // With a confirmation run a regression is decided, never a suspicion.
+                prop_assert!(confirm.is_none() || c.outcome() != Outcome::Unconfirmed);
+                // The current run as its own confirmation changes no verdict, and a
+                // confirmation run never adds a regression the current run did not show.
+                let settings = Settings { threshold_pct: threshold, boundary };
+                let plain = compare(&history, &cur, None, settings).unwrap();
+                let own = compare(&history, &cur, Some(&cur), settings).unwrap();
+                let verdicts = |c: &Comparison| {
+                    c.changes.iter().map(|x| ((x.target.clone(), x.workload.clone(), x.metric), x.verdict)).collect::<Vec<_>>()
+                };
+                prop_assert_eq!(verdicts(&own), verdicts(&plain));
+                for (key, v) in verdicts(&c) {
+                    if v == Verdict::Regressed {
+                        prop_assert!(verdicts(&plain).contains(&(key, Verdict::Regressed)));
+                    }
                 }
             }
             Err(e) => prop_assert!(e.to_string().starts_with("nothing to compare: "), "{}", e),

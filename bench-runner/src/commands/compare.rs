@@ -59,11 +59,15 @@ pub struct CompareArgs {
     /// The current run directory.
     #[arg(required = true)]
     pub cur: PathBuf,
+    /// A second run of the current commit (same scenario): a metric regresses only when
+    /// both runs lie beyond the band. Give it after an exit 3.
+    #[arg(long, value_name = "DIR")]
+    pub confirm: Option<PathBuf>,
     /// Smallest change that counts, in percent (`5` or `5%`).
     #[arg(long, default_value = "5%", value_parser = parse_pct)]
     pub threshold: f64,
     /// Use only the newest N baseline runs (the lookback window).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
     pub lookback: u32,
     /// One-sided boundary of the t-test, from 0.5 to 0.99999.
     #[arg(long, default_value_t = compare::DEFAULT_BOUNDARY, value_parser = parse_boundary)]
@@ -73,8 +77,9 @@ pub struct CompareArgs {
     pub format: CompareFormat,
 }
 
-/// Prints the comparison; exit status 1 on a significant regression or flushes lost at
-/// any layer, else 0.
+/// Prints the comparison; exit status 1 on flushes lost at any layer or a regression the
+/// confirmation run shows too, 3 on a regression in the one current run given (confirm
+/// it), else 0.
 pub fn compare(a: &CompareArgs) -> Result<i32> {
     let read = |d: &Path| zvbench_reports::read_results(&d.join("results.csv"));
     let mut dirs = Vec::new();
@@ -90,7 +95,16 @@ pub fn compare(a: &CompareArgs) -> Result<i32> {
         threshold_pct: a.threshold,
         boundary: a.boundary,
     };
-    let c = compare::compare(&history, &read(&a.cur)?, settings)?;
+    if let Some(c) = &a.confirm {
+        if matches!((c.canonicalize(), a.cur.canonicalize()), (Ok(x), Ok(y)) if x == y) {
+            anyhow::bail!(
+                "--confirm {} is the current run itself: give a second, fresh run of the same commit and scenario",
+                c.display()
+            );
+        }
+    }
+    let confirm = a.confirm.as_deref().map(read).transpose()?;
+    let c = compare::compare(&history, &read(&a.cur)?, confirm.as_deref(), settings)?;
     match a.format {
         CompareFormat::Md => println!("{}", compare::markdown(&c)),
         CompareFormat::Json => println!("{}", pretty(&c)?),
@@ -105,5 +119,5 @@ pub fn compare(a: &CompareArgs) -> Result<i32> {
         CompareFormat::Bencher => println!("{}", pretty(&export::bencher(&c))?),
         CompareFormat::StepSummary => print!("{}", export::step_summary(&c, a.threshold)),
     }
-    Ok(i32::from(c.failed()))
+    Ok(c.outcome().exit_code())
 }
