@@ -353,7 +353,11 @@ fn inf_is_refused_and_huge_values_do_not_hang() {
     let base = run_dir(
         dir.path(),
         "base",
-        &[row("vdi", "w", 100.0), row("vdi", "w", 102.0)],
+        // 2 s a pass: over 10,000 requests, so the p99 is gated.
+        &[100.0, 102.0].map(|mib| ResultRow {
+            seconds: 2.0,
+            ..row("vdi", "w", mib)
+        }),
         "2026-11-01T00:00:00Z",
     );
     for (value, says) in [
@@ -406,14 +410,16 @@ fn inf_is_refused_and_huge_values_do_not_hang() {
     let o = zvbench(&["history", &base, &huge, "--out", hist.to_str().unwrap()]);
     assert!(o.status.success(), "{o:?}");
     assert!(hist.join("history.png").exists());
-    // 101 → f64::MAX: finite changes with short numbers; the latency regressed (exit 1).
+    // 101 → f64::MAX: finite changes with short numbers; the latency regressed (exit 3:
+    // in the one current run given).
     let o = zvbench(&["compare", &base, &huge]);
     let md = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(
-        md.contains("| vdi | w | mib_per_s | 101.0 | 1.798e308 | +1.780e308% |"),
+        md.contains("| vdi | w | mib_per_s | median | 101.0 | 1.798e308 | +1.780e308% |"),
         "{md}"
     );
+    assert!(md.contains("| vdi | w | lat_p99_us | median |"), "{md}");
 }
 
 /// Issue 9 item 10: `compare` said "no change" (exit 0) when the runs shared nothing,
@@ -667,8 +673,8 @@ fn compare_against_a_history_gates_flush_counts() {
 }
 
 /// Issue 16: a throughput drop in one current run exits 3 (a suspicion); `--confirm` with
-/// a second run decides: 1 when it shows the drop too, 0 when it does not; the current
-/// run itself is refused as its own confirmation.
+/// a second run decides: 1 when it shows the drop too, 0 when it does not; a run compared
+/// with itself (the current run as its confirmation or in the history) is refused.
 #[test]
 fn compare_asks_for_a_confirmation_run_before_failing_on_throughput() {
     let dir = tempfile::tempdir().unwrap();
@@ -710,7 +716,17 @@ fn compare_asks_for_a_confirmation_run_before_failing_on_throughput() {
     let o = zvbench(&["compare", h, &slow, "--confirm", &slow]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("is the current run itself"),
+        stderr(&o).contains("is the current run or a baseline run"),
+        "{}",
+        stderr(&o)
+    );
+    let run0 = history.join("run0");
+    let o = zvbench(&["compare", h, &slow, "--confirm", run0.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = zvbench(&["compare", h, run0.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is also one of the baseline runs"),
         "{}",
         stderr(&o)
     );

@@ -95,10 +95,18 @@ pub fn compare(a: &CompareArgs) -> Result<i32> {
         threshold_pct: a.threshold,
         boundary: a.boundary,
     };
+    // A run compared with itself hides what the gate is for.
+    let same = |x: &Path, y: &Path| matches!((x.canonicalize(), y.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    if dirs.iter().any(|d| same(d, &a.cur)) {
+        anyhow::bail!(
+            "the current run {} is also one of the baseline runs: compare it with the runs before it",
+            a.cur.display()
+        );
+    }
     if let Some(c) = &a.confirm {
-        if matches!((c.canonicalize(), a.cur.canonicalize()), (Ok(x), Ok(y)) if x == y) {
+        if same(c, &a.cur) || dirs.iter().any(|d| same(d, c)) {
             anyhow::bail!(
-                "--confirm {} is the current run itself: give a second, fresh run of the same commit and scenario",
+                "--confirm {} is the current run or a baseline run: give a second, fresh run of the same commit and scenario",
                 c.display()
             );
         }
