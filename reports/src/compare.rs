@@ -51,7 +51,7 @@ pub struct Metric {
 pub enum PerRun {
     /// The best pass (the highest throughput; the lowest latency): interference only
     /// slows passes down. Measured here over 16 same-commit runs of `scenarios/ci.toml`:
-    /// the raw target's seqrd medians spread 19% between runs, its best passes 7%.
+    /// the raw target's seqrd medians spread 19% between runs, its best passes 7.5%.
     Best,
     /// The median pass: for latency percentiles, where the tail is the point.
     Median,
@@ -413,59 +413,78 @@ fn decide_one_run(m: &Metric, bv: &[f64], cv: &[f64], s: Settings) -> Option<Dec
     })
 }
 
-/// Several baseline runs: the t-test over their values (`run_values`, one per run) on a
-/// log scale.
-fn decide_runs(m: &Metric, run_values: &[f64], cv: &[f64], s: Settings) -> Option<Decision> {
-    let cm = m.per_run.of(cv, m.higher_is_better)?;
-    if run_values.iter().any(|&v| v <= 0.0) {
-        return None;
+/// Several baseline runs: the t-test's band over their values, on a log scale. Computed
+/// once per (target, workload, metric) and applied to the current and the confirmation run.
+struct Band {
+    /// Mean of the runs' logarithms.
+    mean: f64,
+    /// Half-width of the prediction interval, in log units.
+    half: f64,
+}
+
+impl Band {
+    /// The band of `run_values` (one per run, two or more); `None` when a value is 0 or
+    /// the band is not finite.
+    fn of(run_values: &[f64], s: Settings) -> Option<Band> {
+        if run_values.iter().any(|&v| v <= 0.0) {
+            return None;
+        }
+        let logs: Vec<f64> = run_values.iter().map(|v| v.ln()).collect();
+        let n = logs.len() as f64;
+        let mean = logs.iter().sum::<f64>() / n;
+        let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let half = student_t_quantile(s.boundary, n - 1.0) * sd * (1.0 + 1.0 / n).sqrt();
+        let band = Band { mean, half };
+        let (lo, hi) = band.pct();
+        (lo.is_finite() && hi.is_finite()).then_some(band)
     }
-    let logs: Vec<f64> = run_values.iter().map(|v| v.ln()).collect();
-    let n = logs.len() as f64;
-    let mean = logs.iter().sum::<f64>() / n;
-    let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let half = student_t_quantile(s.boundary, n - 1.0) * sd * (1.0 + 1.0 / n).sqrt();
-    let base = mean.exp();
-    let change_pct = (cm / base - 1.0) * 100.0;
-    let band = ((-half).exp_m1() * 100.0, half.exp_m1() * 100.0);
-    if !(band.0.is_finite() && band.1.is_finite()) {
-        return None;
+
+    /// The band in percent of the baseline.
+    fn pct(&self) -> (f64, f64) {
+        ((-self.half).exp_m1() * 100.0, self.half.exp_m1() * 100.0)
     }
-    if cm <= 0.0 {
-        // Nothing where the baseline had something: no throughput is the largest drop
-        // there is (a latency of 0 is no measurement).
-        return m.higher_is_better.then_some(Decision {
+
+    /// The verdict on a run with the passes `cv`.
+    fn judge(&self, m: &Metric, cv: &[f64], s: Settings) -> Option<Decision> {
+        let cm = m.per_run.of(cv, m.higher_is_better)?;
+        let base = self.mean.exp();
+        let change_pct = (cm / base - 1.0) * 100.0;
+        if cm <= 0.0 {
+            // Nothing where the baseline had something: no throughput is the largest drop
+            // there is (a latency of 0 is no measurement).
+            return m.higher_is_better.then_some(Decision {
+                base,
+                cur: cm,
+                change_pct: -100.0,
+                interval: self.pct(),
+                verdict: Verdict::Regressed,
+            });
+        }
+        if !change_pct.is_finite() {
+            return None;
+        }
+        let x = cm.ln() - self.mean;
+        let better = if m.higher_is_better { x } else { -x };
+        let signed = if m.higher_is_better {
+            change_pct
+        } else {
+            -change_pct
+        };
+        let verdict = if better > self.half && signed > s.threshold_pct {
+            Verdict::Improved
+        } else if better < -self.half && signed < -s.threshold_pct {
+            Verdict::Regressed
+        } else {
+            Verdict::NoChange
+        };
+        Some(Decision {
             base,
             cur: cm,
-            change_pct: -100.0,
-            interval: band,
-            verdict: Verdict::Regressed,
-        });
+            change_pct,
+            interval: self.pct(),
+            verdict,
+        })
     }
-    if !change_pct.is_finite() {
-        return None;
-    }
-    let x = cm.ln() - mean;
-    let better = if m.higher_is_better { x } else { -x };
-    let signed = if m.higher_is_better {
-        change_pct
-    } else {
-        -change_pct
-    };
-    let verdict = if better > half && signed > s.threshold_pct {
-        Verdict::Improved
-    } else if better < -half && signed < -s.threshold_pct {
-        Verdict::Regressed
-    } else {
-        Verdict::NoChange
-    };
-    Some(Decision {
-        base,
-        cur: cm,
-        change_pct,
-        interval: band,
-        verdict,
-    })
 }
 
 /// Finite values of metric `m` per (target, workload).
@@ -512,12 +531,14 @@ fn change_of(
     s: Settings,
 ) -> Option<Change> {
     let several = run_values.len() >= 2;
-    let decide = |v: &[f64]| {
-        if several {
-            decide_runs(m, run_values, v, s)
-        } else {
-            decide_one_run(m, bv, v, s)
-        }
+    let band = if several {
+        Some(Band::of(run_values, s)?)
+    } else {
+        None
+    };
+    let decide = |v: &[f64]| match &band {
+        Some(b) => b.judge(m, v, s),
+        None => decide_one_run(m, bv, v, s),
     };
     let d = decide(cv)?;
     let confirm = confirm.and_then(|v| decide(v));
@@ -543,8 +564,7 @@ fn change_of(
 /// Compares the current results (and, if given, a confirmation run of the same scenario)
 /// with a history of baseline runs (oldest first). Only finite values count (NaN is "not
 /// measured"). An error when not one metric or flush count of one (target, workload)
-/// could be compared — a CI gate must not pass on nothing — or when the confirmation run
-/// lacks a (target, workload, metric) the current run has.
+/// could be compared: a CI gate must not pass on nothing.
 pub fn compare(
     history: &[Vec<ResultRow>],
     cur: &[ResultRow],

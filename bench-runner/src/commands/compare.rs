@@ -95,16 +95,19 @@ pub fn compare(a: &CompareArgs) -> Result<i32> {
         threshold_pct: a.threshold,
         boundary: a.boundary,
     };
-    // A run compared with itself hides what the gate is for.
-    let same = |x: &Path, y: &Path| matches!((x.canonicalize(), y.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    if dirs.iter().any(|d| same(d, &a.cur)) {
+    // A run compared with itself hides what the gate is for. Paths are resolved once; one
+    // that does not resolve is reported when it is read.
+    let history_at: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+    let cur_at = a.cur.canonicalize().ok();
+    if cur_at.as_ref().is_some_and(|c| history_at.contains(c)) {
         anyhow::bail!(
             "the current run {} is also one of the baseline runs: compare it with the runs before it",
             a.cur.display()
         );
     }
     if let Some(c) = &a.confirm {
-        if same(c, &a.cur) || dirs.iter().any(|d| same(d, c)) {
+        let at = c.canonicalize().ok();
+        if at.is_some() && (at == cur_at || at.as_ref().is_some_and(|p| history_at.contains(p))) {
             anyhow::bail!(
                 "--confirm {} is the current run or a baseline run: give a second, fresh run of the same commit and scenario",
                 c.display()
